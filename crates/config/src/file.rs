@@ -1,0 +1,143 @@
+//! The configuration file's shape, key for key; every section has defaults so an empty file is valid.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub admin: AdminFile,
+    pub database: DatabaseFile,
+    pub logging: LoggingFile,
+    pub gateway: GatewayFile,
+    pub providers: BTreeMap<String, ProviderFile>,
+    pub pricing: PricingFile,
+    /// Validated by the limits engine, which owns the rule shapes.
+    pub spend_limits: Vec<serde_json::Value>,
+    pub rate_limits: Vec<serde_json::Value>,
+    pub routes: Vec<RouteFile>,
+    pub stats: StatsFile,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFile {
+    pub listen: String,
+    pub max_request_body: String,
+    pub default_provider: String,
+    pub shutdown_grace: String,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            max_request_body: "25MiB".into(),
+            default_provider: "openai".into(),
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminFile {
+    pub listen: String,
+    pub token: Option<String>,
+    pub public_metrics: bool,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8081".into(), token: None, public_metrics: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseFile {
+    pub url: String,
+    pub flush_interval: String,
+    pub retention: String,
+}
+
+impl Default for DatabaseFile {
+    fn default() -> Self {
+        Self { url: "sqlite://tollgate.db".into(), flush_interval: "1s".into(), retention: "90d".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingFile {
+    /// `json` or `pretty`; unset = pretty on a terminal, JSON otherwise.
+    pub format: Option<String>,
+    pub payloads: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayFile {
+    pub auth_token: Option<String>,
+    pub metadata_max_entries: u64,
+    pub request_timeout: String,
+    pub max_attempts: u64,
+    pub retry_delay: String,
+    pub backoff: String,
+    pub disconnect_drain_timeout: String,
+    pub disconnect_drain_max_bytes: String,
+}
+
+impl Default for GatewayFile {
+    fn default() -> Self {
+        Self {
+            auth_token: None,
+            metadata_max_entries: 20,
+            request_timeout: "600s".into(),
+            max_attempts: 1,
+            retry_delay: "500ms".into(),
+            backoff: "exponential".into(),
+            disconnect_drain_timeout: "60s".into(),
+            disconnect_drain_max_bytes: "32MiB".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderFile {
+    /// Only for names that are not built in: `openai-compatible`.
+    pub kind: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub zdr_base_url: Option<String>,
+    pub hosted: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingFile {
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteFile {
+    pub name: String,
+    pub candidates: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsFile {
+    pub cap_usd: f64,
+    pub window: String,
+}
+
+impl Default for StatsFile {
+    fn default() -> Self {
+        Self { cap_usd: 0.0, window: "lifetime".into() }
+    }
+}

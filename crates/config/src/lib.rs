@@ -1,0 +1,296 @@
+//! Tollgate configuration: load (defaults → TOML → `TOLLGATE_` env), validate, and hand out runtime types.
+//!
+//! Two shapes, as the house style asks: [`file::FileConfig`] mirrors the TOML file exactly (unknown keys are
+//! errors), and [`Config`] is what the rest of the program uses, with every value parsed and checked. Loading
+//! collects every error with its dotted key path so an operator fixes them all in one go.
+
+mod file;
+mod provider;
+mod secret;
+mod units;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+
+pub use file::FileConfig;
+pub use provider::{AuthStyle, BUILTIN_PROVIDERS, Provider, ProviderFamily};
+pub use secret::Secret;
+pub use units::{parse_byte_size, parse_duration};
+
+/// The validated configuration the gateway runs with. `Debug` leaves out the raw file shape, which holds the
+/// secrets in clear.
+#[derive(Clone)]
+pub struct Config {
+    pub server: Server,
+    pub admin: Admin,
+    pub database: Database,
+    pub logging: Logging,
+    pub gateway: Gateway,
+    /// Every provider the gateway can reach: the built-ins merged with `[providers.*]`, by name.
+    pub providers: std::collections::BTreeMap<String, Provider>,
+    pub pricing: Pricing,
+    pub routes: Vec<Route>,
+    /// The file shape after `${NAME}` interpolation; kept to print the effective config and for sections
+    /// validated by the crates that own them (spend and rate limits, stats).
+    pub file: FileConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    /// Request bodies above this many bytes get 413 `request_too_large`.
+    pub max_request_body: u64,
+    pub default_provider: String,
+    /// How long SIGTERM waits for in-flight requests and streams before the process exits anyway.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub token: Option<Secret>,
+    pub public_metrics: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: Secret,
+    pub flush_interval: Duration,
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Logging {
+    /// `None`: pretty on a terminal, JSON otherwise.
+    pub format: Option<LogFormat>,
+    pub payloads: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    Constant,
+    Linear,
+    Exponential,
+}
+
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub auth_token: Option<Secret>,
+    pub metadata_max_entries: usize,
+    /// Default time to the first byte of the upstream response (`cf-aig-request-timeout` overrides).
+    pub request_timeout: Duration,
+    /// Default attempts per request, 1..=5 (`cf-aig-max-attempts` overrides).
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+    pub backoff: Backoff,
+    /// After a client disconnects mid-stream, how long and how many bytes the gateway keeps reading the
+    /// upstream to learn the real usage.
+    pub disconnect_drain_timeout: Duration,
+    pub disconnect_drain_max_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// `(provider, model)` pairs, tried in order.
+    pub candidates: Vec<(String, String)>,
+}
+
+/// One problem in the configuration, with the dotted key path it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+    }
+}
+
+/// Every problem found while loading; `Display` prints one per line.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.issues.len())?;
+        for issue in &self.issues {
+            writeln!(f, "  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { issues: vec![ConfigIssue { path: path.into(), message: message.into() }] }
+    }
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// `--config FILE`; when `None`, `tollgate.toml` in the working directory is read if present.
+    pub file: Option<PathBuf>,
+    /// The environment to read `TOLLGATE_*` overrides and `${NAME}` values from; `None` = the process's.
+    pub env: Option<Vec<(String, String)>>,
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file, then `TOLLGATE_` environment overrides, and validates the result.
+    pub fn load(source: &Source) -> Result<Self, ConfigError> {
+        let file = source.file.clone().or_else(|| {
+            let default = Path::new("tollgate.toml");
+            default.exists().then(|| default.to_path_buf())
+        });
+        let mut figment = Figment::from(Serialized::defaults(FileConfig::default()));
+        if let Some(path) = &file {
+            if !path.exists() {
+                return Err(ConfigError::one("", format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env: Vec<(String, String)> = source.env.clone().unwrap_or_else(|| std::env::vars().collect());
+        let overrides: Vec<(String, String)> =
+            env.iter().filter(|(k, _)| k.starts_with("TOLLGATE_")).cloned().collect();
+        for (key, value) in &overrides {
+            let path = key["TOLLGATE_".len()..].to_ascii_lowercase().replace("__", ".");
+            if path.is_empty() {
+                continue;
+            }
+            figment = figment.merge(Serialized::global(&path, value.as_str()));
+        }
+        Self::from_figment(&figment, &env)
+    }
+
+    /// Validates an in-memory TOML document (tests, `check-config` of a string).
+    pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(FileConfig::default())).merge(Toml::string(text));
+        Self::from_figment(&figment, env)
+    }
+
+    fn from_figment(figment: &Figment, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut value: figment::value::Value = figment.extract().map_err(figment_error)?;
+        let mut issues = Vec::new();
+        interpolate(&mut value, "", env, &mut issues);
+        if !issues.is_empty() {
+            // Report the file's shape errors in the same run, so one pass fixes everything.
+            if let Err(shape) = Figment::from(Serialized::defaults(&value)).extract_lossy::<FileConfig>() {
+                issues.extend(figment_error(shape).issues);
+            }
+            return Err(ConfigError { issues });
+        }
+        // Lossy: environment values arrive as strings and become the number or boolean a field expects.
+        let file: FileConfig = Figment::from(Serialized::defaults(value)).extract_lossy().map_err(figment_error)?;
+        validate::validate(file)
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.server.listen
+    }
+}
+
+fn figment_error(err: figment::Error) -> ConfigError {
+    let issues = err
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            ConfigIssue { path, message: e.kind.to_string() }
+        })
+        .collect();
+    ConfigError { issues }
+}
+
+/// Replaces every string written exactly `${NAME}` with the environment variable NAME.
+fn interpolate(value: &mut figment::value::Value, path: &str, env: &[(String, String)], issues: &mut Vec<ConfigIssue>) {
+    use figment::value::Value;
+    match value {
+        Value::String(_, s) => {
+            if let Some(name) = s.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) {
+                match env.iter().find(|(k, _)| k == name) {
+                    Some((_, v)) => *s = v.clone(),
+                    None => issues.push(ConfigIssue {
+                        path: path.to_string(),
+                        message: format!("environment variable {name} is not set (the value is written ${{{name}}})"),
+                    }),
+                }
+            }
+        }
+        Value::Dict(_, dict) => {
+            for (key, child) in dict.iter_mut() {
+                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                interpolate(child, &child_path, env, issues);
+            }
+        }
+        Value::Array(_, items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                interpolate(child, &format!("{path}[{i}]"), env, issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("admin", &self.admin)
+            .field("database", &self.database)
+            .field("logging", &self.logging)
+            .field("gateway", &self.gateway)
+            .field("providers", &self.providers)
+            .field("pricing", &self.pricing)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The effective configuration in file shape, every secret replaced by `[redacted]` (the password of a
+    /// database URL too), for `check-config` and the admin API.
+    pub fn redacted(&self) -> FileConfig {
+        let mut file = self.file.clone();
+        let redact = |s: &mut Option<String>| {
+            if s.as_ref().is_some_and(|v| !v.is_empty()) {
+                *s = Some(Secret::REDACTED.to_string());
+            }
+        };
+        redact(&mut file.admin.token);
+        redact(&mut file.gateway.auth_token);
+        for provider in file.providers.values_mut() {
+            redact(&mut provider.api_key);
+        }
+        if let Ok(mut url) = url::Url::parse(&file.database.url)
+            && url.password().is_some()
+            && url.set_password(Some(Secret::REDACTED)).is_ok()
+        {
+            file.database.url = url.to_string();
+        }
+        file
+    }
+}

@@ -1,0 +1,99 @@
+//! Credentials (CONTRACT §3): accept the gateway token wherever an SDK puts its key, swap it for the
+//! provider's stored key, let a client's own provider key through, inject the stored key when none is sent.
+
+use http::HeaderValue;
+use http::header::HeaderMap;
+use tollgate_config::{AuthStyle, Provider, ProviderFamily, Secret};
+
+use crate::error::GatewayError;
+
+/// The version Anthropic requires on every request; sent only when the client sent none.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The key carried by one auth header, without a `Bearer ` prefix.
+fn key_in(headers: &HeaderMap, style: AuthStyle) -> Option<&[u8]> {
+    let value = headers.get(style.header_name())?.as_bytes();
+    Some(match style {
+        AuthStyle::Bearer => strip_bearer(value)?,
+        _ => value,
+    })
+}
+
+fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
+    let prefix = b"bearer ";
+    (value.len() > prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| value[prefix.len()..].trim_ascii())
+}
+
+/// Applies the credential rules to the request headers in place.
+///
+/// 1. `cf-aig-authorization` is taken out (it never goes upstream).
+/// 2. With a gateway token: the request is authenticated by `cf-aig-authorization` or by a provider auth header
+///    carrying the token; otherwise 401 (`gateway_auth_required` when nothing was sent, `gateway_auth_invalid`
+///    when something wrong was). Auth headers carrying the token are removed.
+/// 3. A provider key of the client's own (any auth header left) passes through untouched; when the gateway
+///    has a token, only if the request was authenticated by `cf-aig-authorization`.
+/// 4. With no provider key left, the stored key is injected in `style`'s header.
+pub fn apply(
+    headers: &mut HeaderMap,
+    gateway_token: Option<&Secret>,
+    provider: &Provider,
+    style: AuthStyle,
+) -> Result<(), GatewayError> {
+    let cf = headers.remove("cf-aig-authorization");
+    if let Some(token) = gateway_token {
+        let cf_valid = match &cf {
+            Some(value) => {
+                let key = strip_bearer(value.as_bytes()).unwrap_or(value.as_bytes());
+                if !token.matches(key) {
+                    return Err(GatewayError::GatewayAuthInvalid);
+                }
+                true
+            }
+            None => false,
+        };
+        let mut token_in_provider_header = false;
+        let mut foreign_key = false;
+        for style in AuthStyle::ALL {
+            match key_in(headers, style) {
+                Some(key) if token.matches(key) => {
+                    token_in_provider_header = true;
+                    headers.remove(style.header_name());
+                }
+                Some(_) => foreign_key = true,
+                None => {
+                    // An Authorization header that is not "Bearer ..." is still a credential of some kind.
+                    foreign_key |= headers.contains_key(style.header_name());
+                }
+            }
+        }
+        if !cf_valid && !token_in_provider_header {
+            return Err(if foreign_key { GatewayError::GatewayAuthInvalid } else { GatewayError::GatewayAuthRequired });
+        }
+        if foreign_key && !cf_valid {
+            // Authenticated through a provider header, yet another provider header holds a different key:
+            // that key was not vouched for by cf-aig-authorization, so it does not pass.
+            for style in AuthStyle::ALL {
+                headers.remove(style.header_name());
+            }
+        }
+    }
+    let client_key = AuthStyle::ALL.iter().any(|s| headers.contains_key(s.header_name()));
+    if !client_key && let Some(stored) = &provider.api_key {
+        let value = match style {
+            AuthStyle::Bearer => HeaderValue::try_from(format!("Bearer {}", stored.expose())),
+            _ => HeaderValue::try_from(stored.expose()),
+        };
+        if let Ok(mut value) = value {
+            value.set_sensitive(true);
+            headers.insert(style.header_name(), value);
+        }
+    }
+    if provider.family == ProviderFamily::Anthropic && !headers.contains_key("anthropic-version") {
+        headers.insert("anthropic-version", HeaderValue::from_static(ANTHROPIC_VERSION));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

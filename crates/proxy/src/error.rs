@@ -1,0 +1,152 @@
+//! The errors the gateway itself answers with, rendered in the client's own error format.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+/// Which error shape the client understands; decided by the path it called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorFormat {
+    /// `{"error":{"message","type","param","code"}}`
+    OpenAi,
+    /// `{"type":"error","error":{"type","message"}}`
+    Anthropic,
+    /// `{"error":{"code","message","status"}}`
+    Gemini,
+}
+
+/// Every error the gateway produces itself (a provider's own error passes through untouched).
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    InvalidHeader(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    UnknownModelPrefix(String),
+    #[error("{0}")]
+    InvalidMetadata(String),
+    #[error(
+        "this gateway requires a token: send it as cf-aig-authorization: Bearer <token> or as the provider API key"
+    )]
+    GatewayAuthRequired,
+    #[error("the gateway token is not valid")]
+    GatewayAuthInvalid,
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(String),
+    #[error("{0}")]
+    UnknownRoute(String),
+    #[error("request body is larger than server.max_request_body ({limit} bytes)")]
+    RequestTooLarge { limit: u64 },
+    #[error("could not reach the provider {provider}: {reason}")]
+    UpstreamUnreachable { provider: String, reason: String },
+    #[error("the provider {provider} sent no response within {timeout_ms} ms")]
+    UpstreamTimeout { provider: String, timeout_ms: u64 },
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::InvalidHeader(_)
+            | GatewayError::InvalidJson(_)
+            | GatewayError::UnknownModelPrefix(_)
+            | GatewayError::InvalidMetadata(_) => StatusCode::BAD_REQUEST,
+            GatewayError::GatewayAuthRequired | GatewayError::GatewayAuthInvalid => StatusCode::UNAUTHORIZED,
+            GatewayError::UnknownProvider(_) | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            GatewayError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The contract's `code`; also the low-cardinality label for metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidHeader(_) => "invalid_header",
+            GatewayError::InvalidJson(_) => "invalid_json",
+            GatewayError::UnknownModelPrefix(_) => "unknown_model_prefix",
+            GatewayError::InvalidMetadata(_) => "invalid_metadata",
+            GatewayError::GatewayAuthRequired => "gateway_auth_required",
+            GatewayError::GatewayAuthInvalid => "gateway_auth_invalid",
+            GatewayError::UnknownProvider(_) => "unknown_provider",
+            GatewayError::UnknownRoute(_) => "unknown_route",
+            GatewayError::RequestTooLarge { .. } => "request_too_large",
+            GatewayError::UpstreamUnreachable { .. } => "upstream_unreachable",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+        }
+    }
+
+    /// The field a client should look at, for OpenAI's `param`.
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::UnknownModelPrefix(_) => Some("model"),
+            GatewayError::InvalidMetadata(_) => Some("cf-aig-metadata"),
+            _ => None,
+        }
+    }
+
+    /// Renders the error body in `format`.
+    pub fn body(&self, format: ErrorFormat) -> Bytes {
+        let status = self.status();
+        let message = self.to_string();
+        let code = self.code();
+        let value = match format {
+            ErrorFormat::OpenAi => json!({"error": {
+                "message": message,
+                "type": openai_type(status),
+                "param": self.param(),
+                "code": code,
+            }}),
+            // Anthropic's shape has no code; it is added beside type so clients can tell a gateway 429 from a
+            // provider 429.
+            ErrorFormat::Anthropic => json!({"type": "error", "error": {
+                "type": anthropic_type(status),
+                "message": message,
+                "code": code,
+            }}),
+            ErrorFormat::Gemini => json!({"error": {
+                "code": code,
+                "message": message,
+                "status": google_status(status),
+            }}),
+        };
+        Bytes::from(value.to_string())
+    }
+
+    pub fn content_type() -> HeaderValue {
+        HeaderValue::from_static("application/json")
+    }
+}
+
+fn openai_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400 | 413 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        400 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+fn google_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNAVAILABLE",
+    }
+}

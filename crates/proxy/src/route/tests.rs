@@ -1,0 +1,1 @@
+//! Tests of path classification and target resolution.

@@ -1,0 +1,21 @@
+//! Test kit: a fake AI provider that speaks the providers' real wire formats, and a small HTTP test client.
+//!
+//! Used by tests and benches only. The fake provider is an in-process hyper server on `127.0.0.1:0` that
+//! answers OpenAI chat completions (streamed and not, with and without `include_usage`), legacy completions,
+//! embeddings, Responses, Anthropic messages and Gemini generate / streamGenerateContent, and can be scripted
+//! per request to fail, delay, split its output at any byte boundary, hold the stream at a gate the test
+//! controls, or cut the connection midway. It records every request it receives.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a panic here is a failed test, which is what it should be"
+)]
+
+mod client;
+mod fake;
+mod wire;
+
+pub use client::{TestClient, TestResponse, next_data};
+pub use fake::{FakeProvider, Gate, Plan, Recorded};
+pub use wire::{Reply, UsageNumbers};

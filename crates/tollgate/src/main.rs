@@ -1,0 +1,134 @@
+//! The `tollgate` binary: parse the command line, load the configuration, run the gateway until a signal.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tollgate_config::{Config, LogFormat, Source};
+use tollgate_proxy::Gateway;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "A self-hosted AI gateway with exact spend limits")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy until SIGINT/SIGTERM, then drain in-flight requests.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Load and validate the configuration, print it with secrets redacted, exit 0 or 1.
+    CheckConfig {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match load(config) {
+            Ok(config) => match toml::to_string_pretty(&config.redacted()) {
+                Ok(text) => {
+                    print_out(&text);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("could not print the configuration: {error}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let config = match load(config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            init_tracing(config.logging.format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("could not start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve(Arc::new(config)))
+        }
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "check-config prints the effective configuration on stdout")]
+fn print_out(text: &str) {
+    println!("{text}");
+}
+
+fn load(file: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(&Source { file, env: None }).map_err(|error| {
+        eprint!("{error}");
+        ExitCode::FAILURE
+    })
+}
+
+fn init_tracing(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let pretty = format.map_or_else(|| std::io::stdout().is_terminal(), |f| f == LogFormat::Pretty);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if pretty {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+    }
+}
+
+async fn serve(config: Arc<Config>) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listen = %config.server.listen, %error, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(listen = %local, version = env!("CARGO_PKG_VERSION"), "tollgate proxy listening");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let grace = config.server.shutdown_grace;
+    let gateway = Arc::new(Gateway::new(config));
+    tollgate_proxy::serve(listener, gateway, shutdown, grace).await;
+    tracing::info!("tollgate stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    shutdown.cancel();
+}
