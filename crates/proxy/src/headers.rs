@@ -174,3 +174,41 @@ pub fn prepare_upstream(headers: &mut HeaderMap) {
     // The accounting layer reads the response bytes as they pass, so they must arrive uncompressed.
     headers.remove(header::ACCEPT_ENCODING);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn controls(backoff: Backoff) -> Controls {
+        let config = tollgate_config::Config::from_toml("", &[]).unwrap();
+        let mut c = Controls::read(&HeaderMap::new(), &config.gateway).unwrap();
+        c.backoff = backoff;
+        c.retry_delay = Duration::from_millis(100);
+        c
+    }
+
+    #[test]
+    fn backoff_schedules() {
+        let ms = |c: &Controls, n| c.delay_before(n).as_millis();
+        let constant = controls(Backoff::Constant);
+        assert_eq!([ms(&constant, 2), ms(&constant, 3), ms(&constant, 4)], [100, 100, 100]);
+        let linear = controls(Backoff::Linear);
+        assert_eq!([ms(&linear, 2), ms(&linear, 3), ms(&linear, 4)], [100, 200, 300]);
+        let exponential = controls(Backoff::Exponential);
+        assert_eq!([ms(&exponential, 2), ms(&exponential, 3), ms(&exponential, 4)], [100, 200, 400]);
+    }
+
+    #[test]
+    fn connection_named_headers_are_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-a".parse().unwrap());
+        h.insert("x-a", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-b", "2".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-b"));
+    }
+}

@@ -144,8 +144,10 @@ pub struct BodyPeek<'a> {
 impl<'a> BodyPeek<'a> {
     /// Reads `model` and `stream` from a JSON body; `Ok(None)` for an empty body.
     pub fn parse(body: &'a [u8]) -> Result<Option<Self>, GatewayError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => return Ok(None),
+            Some(b'{') => {}
+            Some(_) => return Err(GatewayError::InvalidJson("request body must be a JSON object".into())),
         }
         serde_json::from_slice(body)
             .map(Some)

@@ -1,0 +1,169 @@
+//! A gateway on a real socket in front of the fake provider, with a tap that records every end.
+
+#![allow(dead_code, reason = "each test file uses part of the harness")]
+#![allow(clippy::unwrap_used, clippy::panic, clippy::manual_assert, reason = "test support fails by panicking")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tollgate_config::Config;
+use tollgate_proxy::{Gateway, RequestRecord, StreamEnd, Tap, TapFactory};
+use tollgate_testkit::{FakeProvider, TestClient};
+
+/// One finished response as the tap saw it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub record: RequestRecord,
+    pub bytes: Vec<u8>,
+    pub end: StreamEnd,
+}
+
+#[derive(Default)]
+pub struct Recorder {
+    pub ended: Mutex<Vec<Ended>>,
+    notify: Notify,
+}
+
+impl Recorder {
+    /// Waits until `n` responses have ended (bounded, so a bug fails instead of hanging).
+    pub async fn wait_for(&self, n: usize) -> Vec<Ended> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.notify.notified();
+            {
+                let ended = self.ended.lock().unwrap();
+                if ended.len() >= n {
+                    return ended.clone();
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("only {} of {n} responses ended", self.ended.lock().unwrap().len());
+            }
+        }
+    }
+}
+
+struct RecordingTap {
+    record: RequestRecord,
+    bytes: Vec<u8>,
+    recorder: Arc<Recorder>,
+}
+
+impl Tap for RecordingTap {
+    fn on_data(&mut self, chunk: &Bytes) {
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    fn on_end(self: Box<Self>, end: StreamEnd) {
+        self.recorder.ended.lock().unwrap().push(Ended { record: self.record, bytes: self.bytes, end });
+        self.recorder.notify.notify_waiters();
+    }
+
+    fn wants_drain(&self) -> bool {
+        true
+    }
+}
+
+struct RecordingTaps(Arc<Recorder>);
+
+impl TapFactory for RecordingTaps {
+    fn tap(&self, record: RequestRecord) -> Box<dyn Tap> {
+        Box::new(RecordingTap { record, bytes: Vec::new(), recorder: self.0.clone() })
+    }
+}
+
+pub struct Harness {
+    pub fake: FakeProvider,
+    pub url: String,
+    pub client: TestClient,
+    pub recorder: Arc<Recorder>,
+    pub shutdown: CancellationToken,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+/// Every built-in provider (and a custom one) pointed at the fake, each under its own path prefix so tests
+/// can see where a request went, each with its own stored key.
+pub fn providers_toml(fake: &str) -> String {
+    format!(
+        r#"
+[providers.openai]
+base_url = "{fake}/openai/v1"
+api_key = "sk-openai-stored"
+zdr_base_url = "{fake}/openai-zdr/v1"
+[providers.anthropic]
+base_url = "{fake}/anthropic"
+api_key = "sk-anthropic-stored"
+[providers.google-ai-studio]
+base_url = "{fake}/google"
+api_key = "google-stored"
+[providers.groq]
+base_url = "{fake}/groq/openai/v1"
+api_key = "groq-stored"
+[providers.mistral]
+base_url = "{fake}/mistral/v1"
+api_key = "mistral-stored"
+[providers.deepseek]
+base_url = "{fake}/deepseek"
+api_key = "deepseek-stored"
+[providers.xai]
+base_url = "{fake}/xai/v1"
+api_key = "xai-stored"
+[providers.openrouter]
+base_url = "{fake}/openrouter/api/v1"
+api_key = "openrouter-stored"
+[providers.azure-openai]
+base_url = "{fake}/azure/openai/v1"
+api_key = "azure-stored"
+[providers.ollama]
+base_url = "{fake}/ollama/v1"
+[providers.vllm]
+base_url = "{fake}/vllm/v1"
+api_key = "vllm-stored"
+[providers.local]
+kind = "openai-compatible"
+base_url = "{fake}/local/v1"
+api_key = "local-stored"
+hosted = true
+
+[[routes]]
+name = "cheap-first"
+candidates = ["anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"]
+"#
+    )
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with_config("").await
+    }
+
+    /// `extra` is TOML added after the provider sections (no section may repeat).
+    pub async fn with_config(extra: &str) -> Self {
+        let fake = FakeProvider::start().await;
+        let toml = format!("{extra}\n{}", providers_toml(&fake.url()));
+        let config = Config::from_toml(&toml, &[]).unwrap_or_else(|e| panic!("{e}"));
+        Self::with_parts(fake, config).await
+    }
+
+    pub async fn with_parts(fake: FakeProvider, config: Config) -> Self {
+        let recorder = Arc::new(Recorder::default());
+        let gateway = Arc::new(Gateway::with_taps(Arc::new(config), Arc::new(RecordingTaps(recorder.clone()))));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(tollgate_proxy::serve(listener, gateway, shutdown.clone(), Duration::from_secs(10)));
+        Self { fake, client: TestClient::new(url.clone()), url, recorder, shutdown, server }
+    }
+}
+
+pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    })
+}
