@@ -194,20 +194,63 @@ impl Config {
         let mut value: figment::value::Value = figment.extract().map_err(figment_error)?;
         let mut issues = Vec::new();
         interpolate(&mut value, "", env, &mut issues);
-        if !issues.is_empty() {
-            // Report the file's shape errors in the same run, so one pass fixes everything.
-            if let Err(shape) = Figment::from(Serialized::defaults(&value)).extract_lossy::<FileConfig>() {
-                issues.extend(figment_error(shape).issues);
+        // serde stops at the first shape error (unknown key, wrong type). To report every problem in one run,
+        // each offending key is noted and taken out, so its default applies, and the rest is checked again.
+        let file = loop {
+            // Lossy: environment values arrive as strings and become the number or boolean a field expects.
+            match Figment::from(Serialized::defaults(&value)).extract_lossy::<FileConfig>() {
+                Ok(file) => break Some(file),
+                Err(errors) => {
+                    let mut removed = false;
+                    for error in errors {
+                        let path = error.path.clone();
+                        issues.push(ConfigIssue { path: path.join("."), message: error.kind.to_string() });
+                        removed |= remove_path(&mut value, &path);
+                    }
+                    if !removed || issues.len() > 100 {
+                        break None;
+                    }
+                }
             }
-            return Err(ConfigError { issues });
+        };
+        match file.map(validate::validate) {
+            Some(Ok(config)) if issues.is_empty() => Ok(config),
+            Some(Err(more)) => {
+                let fresh: Vec<ConfigIssue> =
+                    more.issues.into_iter().filter(|i| !issues.iter().any(|seen| seen.path == i.path)).collect();
+                issues.extend(fresh);
+                Err(ConfigError { issues })
+            }
+            _ => Err(ConfigError { issues }),
         }
-        // Lossy: environment values arrive as strings and become the number or boolean a field expects.
-        let file: FileConfig = Figment::from(Serialized::defaults(value)).extract_lossy().map_err(figment_error)?;
-        validate::validate(file)
     }
 
     pub fn listen(&self) -> SocketAddr {
         self.server.listen
+    }
+}
+
+/// Removes the value at `path` (e.g. `["server", "bogus"]`); `true` if something was removed.
+fn remove_path(value: &mut figment::value::Value, path: &[String]) -> bool {
+    use figment::value::Value;
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut current = value;
+    for key in parents {
+        match current {
+            Value::Dict(_, dict) => match dict.get_mut(key) {
+                Some(child) => current = child,
+                None => return false,
+            },
+            Value::Array(_, items) => match key.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(child) => current = child,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    match current {
+        Value::Dict(_, dict) => dict.remove(last).is_some(),
+        _ => false,
     }
 }
 

@@ -1,0 +1,155 @@
+//! End to end: the real `tollgate` binary, its exit codes, a request through it, and SIGTERM under load.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use tollgate_testkit::{FakeProvider, Gate, Plan, TestClient, next_data};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, "[gateway]\nauth_token = \"${GW_TOKEN_E2E}\"\n[providers.openai]\napi_key = \"sk-live-123\"\n")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("GW_TOKEN_E2E", "gw-secret-456")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("[redacted]"));
+    assert!(!printed.contains("sk-live-123") && !printed.contains("gw-secret-456"), "{printed}");
+    assert!(printed.contains("listen = \"0.0.0.0:8080\""));
+}
+
+#[test]
+fn a_bad_config_exits_1_naming_every_key_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let port = free_port();
+    std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:{port}\"\nmax_request_body = \"lots\"\nbogus = 1\n"))
+        .unwrap();
+    for command in ["check-config", "serve"] {
+        let out = Command::new(BIN).args([command, "--config"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("server.max_request_body"), "{command}: {stderr}");
+        assert!(stderr.contains("bogus"), "{command}: {stderr}");
+    }
+    // An environment override is checked the same way.
+    let out = Command::new(BIN).arg("check-config").env("TOLLGATE_GATEWAY__MAX_ATTEMPTS", "12").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gateway.max_attempts"));
+    let out = Command::new(BIN).arg("check-config").env("TOLLGATE_SERVER__LISTEN", "127.0.0.1:9").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9"));
+}
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Starts `tollgate serve` in front of the fake provider and waits for its "listening" log line.
+fn spawn(fake: &FakeProvider) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"10s\"\n[logging]\nformat = \"json\"\n\
+             [providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-stored-e2e\"\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("tollgate did not say it is listening");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+        if json["message"] == "tollgate proxy listening" {
+            break;
+        }
+    }
+    // Keep reading so the child never blocks on a full pipe, and check that no secret is ever logged.
+    std::thread::spawn(move || {
+        while let Ok(line) = rx.recv() {
+            assert!(!line.contains("sk-stored-e2e"), "a secret reached the log: {line}");
+        }
+    });
+    std::mem::forget(dir);
+    Running { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+#[tokio::test]
+async fn serve_proxies_and_sigterm_drains_an_in_flight_stream_then_exits_0() {
+    let fake = FakeProvider::start().await;
+    let mut running = spawn(&fake);
+    let client = TestClient::new(running.url.clone());
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let response = client.post_json("/v1/chat/completions", &[], &body).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(response.header("cf-aig-log-id").is_some());
+    assert_eq!(fake.last_request().headers["authorization"], "Bearer sk-stored-e2e");
+
+    let gate = Gate::new();
+    fake.push(Plan { gate: Some(gate.clone()), ..Plan::default() });
+    let mut stream_body = body.clone();
+    stream_body["stream"] = serde_json::json!(true);
+    let mut response = client.send(Method::POST, "/v1/chat/completions", &[], stream_body.to_string()).await;
+    let _first = next_data(response.body_mut()).await.unwrap().unwrap();
+
+    let status = Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(running.child.try_wait().unwrap().is_none(), "exited with a stream in flight");
+    gate.open();
+    let mut rest = Vec::new();
+    while let Some(chunk) = next_data(response.body_mut()).await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "did not exit after the stream finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(code, Some(0));
+}
