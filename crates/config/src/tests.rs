@@ -169,3 +169,24 @@ fn unset_variables_and_unknown_keys_are_reported_together() {
     assert!(text.contains("UNSET_ONE"), "{text}");
     assert!(text.contains("lisen"), "{text}");
 }
+
+#[test]
+fn the_example_config_is_valid_and_documents_every_section() {
+    let text = include_str!("../../../config/tollgate.example.toml");
+    let config = Config::from_toml(text, &[]).unwrap();
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+    for section in [
+        "[server]",
+        "[admin]",
+        "[database]",
+        "[logging]",
+        "[gateway]",
+        "[pricing]",
+        "[stats]",
+        "spend_limits",
+        "rate_limits",
+        "routes",
+    ] {
+        assert!(text.contains(section), "{section} is not documented");
+    }
+}

@@ -1,0 +1,225 @@
+//! Load harness: the same requests sent straight to the fake provider and through a running `tollgate serve`,
+//! with latency percentiles and throughput for each, and the difference (what the gateway adds).
+//!
+//! `cargo build --release -p tollgate -p tollgate-benches && target/release/loadgen --help`
+
+#![expect(clippy::print_stdout, reason = "the harness prints its report")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tollgate_testkit::{FakeProvider, Plan};
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// The tollgate binary to measure.
+    #[arg(long, default_value = "target/release/tollgate")]
+    gateway_bin: String,
+    /// Requests per scenario.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Concurrency levels to run (comma-separated).
+    #[arg(long, default_value = "1,32", value_delimiter = ',')]
+    concurrency: Vec<usize>,
+    /// Delay between streamed chunks at the fake provider, in microseconds (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    chunk_delay_us: u64,
+    /// Extra TOML appended to the gateway's config (e.g. budgets).
+    #[arg(long, default_value = "")]
+    extra_config: String,
+}
+
+struct Stats {
+    latencies: Vec<Duration>,
+    ttfb: Vec<Duration>,
+    elapsed: Duration,
+    errors: usize,
+}
+
+impl Stats {
+    fn pct(sorted: &[Duration], p: f64) -> Duration {
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i]
+    }
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn run(base: &str, body: Bytes, requests: usize, concurrency: usize) -> Stats {
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http();
+    let url: http::Uri = format!("{base}/v1/chat/completions").parse().unwrap_or_default();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, body, next) = (client.clone(), url.clone(), body.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut ttfb = Vec::new();
+            let mut errors = 0;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
+                let request = Request::builder()
+                    .method(Method::POST)
+                    .uri(url.clone())
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()));
+                let Ok(request) = request else { continue };
+                let t0 = Instant::now();
+                match client.request(request).await {
+                    Ok(response) => {
+                        ttfb.push(t0.elapsed());
+                        let ok = response.status().is_success();
+                        let read = response.into_body().collect().await.is_ok();
+                        lat.push(t0.elapsed());
+                        if !(ok && read) {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, ttfb, errors)
+        }));
+    }
+    let mut stats = Stats { latencies: Vec::new(), ttfb: Vec::new(), elapsed: Duration::ZERO, errors: 0 };
+    for task in tasks {
+        if let Ok((lat, ttfb, errors)) = task.await {
+            stats.latencies.extend(lat);
+            stats.ttfb.extend(ttfb);
+            stats.errors += errors;
+        }
+    }
+    stats.elapsed = started.elapsed();
+    stats.latencies.sort();
+    stats.ttfb.sort();
+    stats
+}
+
+struct Gateway {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(args: &Args, fake: &FakeProvider) -> std::io::Result<Gateway> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[logging]\nformat = \"json\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-bench\"\n{}\n",
+        fake.url(),
+        args.extra_config
+    );
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, config)?;
+    let bin = std::fs::canonicalize(&args.gateway_bin)?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn,tollgate=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line?.contains("listening") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Gateway { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let fake = FakeProvider::start().await;
+    if args.chunk_delay_us > 0 {
+        fake.set_default(Plan { chunk_delay: Duration::from_micros(args.chunk_delay_us), ..Plan::default() });
+    }
+    let gateway = start_gateway(&args, &fake)?;
+    println!("| scenario | conc | target | rps | p50 ms | p90 ms | p99 ms | ttfb p50 ms | ttfb p99 ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut cpu_report = Vec::new();
+    for stream in [false, true] {
+        let body = Bytes::from(
+            serde_json::json!({"model": "gpt-4o-mini", "stream": stream,
+                "messages": [{"role": "user", "content": "Say hello to the benchmark."}]})
+            .to_string(),
+        );
+        for &conc in &args.concurrency {
+            let scenario = if stream { "stream" } else { "json" };
+            // Warm the pools.
+            run(&fake.url(), body.clone(), 200, conc).await;
+            run(&gateway.url, body.clone(), 200, conc).await;
+            let direct = run(&fake.url(), body.clone(), args.requests, conc).await;
+            let cpu0 = cpu_ticks(gateway.child.id()).unwrap_or(0);
+            let through = run(&gateway.url, body.clone(), args.requests, conc).await;
+            let cpu1 = cpu_ticks(gateway.child.id()).unwrap_or(0);
+            for (name, s) in [("direct", &direct), ("gateway", &through)] {
+                println!(
+                    "| {scenario} | {conc} | {name} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                    s.rps(),
+                    ms(Stats::pct(&s.latencies, 0.5)),
+                    ms(Stats::pct(&s.latencies, 0.9)),
+                    ms(Stats::pct(&s.latencies, 0.99)),
+                    ms(Stats::pct(&s.ttfb, 0.5)),
+                    ms(Stats::pct(&s.ttfb, 0.99)),
+                    s.errors
+                );
+            }
+            let added50 = Stats::pct(&through.latencies, 0.5).saturating_sub(Stats::pct(&direct.latencies, 0.5));
+            let added99 = Stats::pct(&through.latencies, 0.99).saturating_sub(Stats::pct(&direct.latencies, 0.99));
+            // Clock ticks are 10 ms (USER_HZ = 100).
+            let cpu_us = (cpu1 - cpu0) as f64 * 10_000.0 / through.latencies.len().max(1) as f64;
+            cpu_report.push(format!(
+                "{scenario} c={conc}: added p50 {} ms, added p99 {} ms, gateway CPU {cpu_us:.1} µs/request",
+                ms(added50),
+                ms(added99)
+            ));
+        }
+    }
+    println!();
+    for line in cpu_report {
+        println!("- {line}");
+    }
+    println!("- gateway peak RSS: {} KiB", rss_kib(gateway.child.id()).unwrap_or(0));
+    Ok(())
+}

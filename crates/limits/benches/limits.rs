@@ -1,0 +1,93 @@
+//! Criterion benches: admission + settlement with 20 applicable rules, on one thread and on two (distinct buckets,
+
+#![expect(clippy::unwrap_used, reason = "setup helpers outside #[test]: a failure should abort loudly")]
+//! to show there is no global lock; and the same buckets, to show the cost of contention).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tollgate_limits::{Metadata, RequestDims, SpendEngine, SpendRuleSpec, SystemClock};
+
+/// 20 rules that all apply to a request from `openai`: 10 split per user, 5 per team, 5 per model and user.
+fn engine() -> SpendEngine {
+    let mut specs = Vec::new();
+    for i in 0..20 {
+        let dimensions = match i % 4 {
+            0 | 1 => serde_json::json!([{ "key": "metadata.user_id", "mode": "split" }]),
+            2 => serde_json::json!([
+                { "key": "metadata.team", "mode": "split" },
+                { "key": "provider", "mode": "filter", "values": ["openai", "anthropic"] }
+            ]),
+            _ => serde_json::json!([
+                { "key": "model", "mode": "split" },
+                { "key": "metadata.user_id", "mode": "split" }
+            ]),
+        };
+        let window = ["1d", "1h", "1mo", "15m"][i % 4];
+        let kind = if i % 4 == 1 && i < 12 { "rolling" } else { "fixed" };
+        let spec: SpendRuleSpec = serde_json::from_value(serde_json::json!({
+            "id": format!("rule-{i}"), "budget_usd": 1e9, "window": window, "window_kind": kind,
+            "timezone": "Europe/Berlin", "dimensions": dimensions
+        }))
+        .unwrap();
+        specs.push(spec.validate().unwrap());
+    }
+    SpendEngine::new(specs, Arc::new(SystemClock))
+}
+
+fn metadata(user: usize) -> Metadata {
+    Metadata::parse(&format!(r#"{{"user_id":"user-{user}","team":"team-{user}"}}"#), 20).unwrap()
+}
+
+fn admit_settle(engine: &SpendEngine, request: &RequestDims<'_>) {
+    let admission = engine.admit(black_box(request), Some(black_box(20_000_000))).unwrap();
+    admission.settle(black_box(12_000_000));
+}
+
+fn single_thread(c: &mut Criterion) {
+    let engine = engine();
+    let m = metadata(0);
+    let request = RequestDims::new("openai", "gpt-4o-mini").with_metadata(&m);
+    c.bench_function("admit_settle_20_rules/1_thread", |b| b.iter(|| admit_settle(&engine, &request)));
+}
+
+/// Time per operation per thread with two threads running at once; equal to the one-thread time when throughput
+/// doubles.
+fn two_threads(c: &mut Criterion, name: &str, same_bucket: bool) {
+    let engine = engine();
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for t in 0..2 {
+                    let engine = engine.clone();
+                    scope.spawn(move || {
+                        let m = metadata(if same_bucket { 0 } else { t + 1 });
+                        let request = RequestDims::new("openai", "gpt-4o-mini").with_metadata(&m);
+                        for _ in 0..iters {
+                            admit_settle(&engine, &request);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        });
+    });
+}
+
+fn two_threads_distinct(c: &mut Criterion) {
+    two_threads(c, "admit_settle_20_rules/2_threads_distinct_buckets", false);
+}
+
+fn two_threads_shared(c: &mut Criterion) {
+    two_threads(c, "admit_settle_20_rules/2_threads_same_buckets", true);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = single_thread, two_threads_distinct, two_threads_shared
+}
+criterion_main!(benches);

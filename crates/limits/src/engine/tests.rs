@@ -1,0 +1,428 @@
+//! Engine tests: applicability and buckets, block/monitor/none, Retry-After, settlement, swaps, persistence,
+//! eviction.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::metadata::Metadata;
+use crate::spec::{DimensionModeSpec, DimensionSpec, RouteSpec, SpendRuleSpec};
+use crate::window::WindowKind;
+
+const USD: u64 = 1_000_000_000;
+
+fn ts(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+fn spec(id: &str, budget_usd: f64, window: &str) -> SpendRuleSpec {
+    SpendRuleSpec {
+        id: id.into(),
+        budget_usd,
+        window: window.into(),
+        window_kind: WindowKind::Fixed,
+        timezone: "UTC".into(),
+        dimensions: Vec::new(),
+        action: Action::Block,
+        reserve: Reserve::WorstCase,
+    }
+}
+
+fn split(key: &str) -> DimensionSpec {
+    DimensionSpec { key: key.into(), mode: DimensionModeSpec::Split, values: None }
+}
+
+fn filter(key: &str, values: &[&str]) -> DimensionSpec {
+    DimensionSpec {
+        key: key.into(),
+        mode: DimensionModeSpec::Filter,
+        values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+    }
+}
+
+fn engine(specs: &[SpendRuleSpec], at: &str) -> (SpendEngine, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(ts(at)));
+    let rules = specs.iter().map(|s| s.validate().unwrap()).collect();
+    (SpendEngine::new(rules, clock.clone()), clock)
+}
+
+fn meta(json: &str) -> Metadata {
+    Metadata::parse(json, 20).unwrap()
+}
+
+fn decisions(admission: &Admission) -> Vec<(String, String, Decision)> {
+    admission.rule_decisions().map(|d| (d.rule.to_owned(), d.bucket.to_owned(), d.decision)).collect()
+}
+
+fn usage(engine: &SpendEngine, rule: &str) -> Vec<(String, u64, u64)> {
+    engine.usage(rule).unwrap().into_iter().map(|u| (u.bucket.to_string(), u.spent_nanos, u.reserved_nanos)).collect()
+}
+
+#[test]
+fn filters_and_splits_pick_buckets() {
+    let mut rule = spec("per-user", 5.0, "1d");
+    rule.dimensions = vec![split("metadata.user_id"), filter("provider", &["openai", "anthropic"])];
+    let (engine, _) = engine(&[rule], "2026-05-01T12:00:00Z");
+    let m = meta(r#"{"user_id":"u1"}"#);
+    let a = engine.admit(&RequestDims::new("openai", "gpt-4o").with_metadata(&m), Some(USD)).unwrap();
+    assert_eq!(decisions(&a), [("per-user".into(), "metadata.user_id=u1".into(), Decision::Allowed)]);
+    // Filtered out: no rule applies, nothing held.
+    let b = engine.admit(&RequestDims::new("groq", "llama").with_metadata(&m), Some(USD)).unwrap();
+    assert_eq!(decisions(&b), []);
+    // Missing split value → (none).
+    let c = engine.admit(&RequestDims::new("anthropic", "claude"), Some(USD)).unwrap();
+    assert_eq!(decisions(&c)[0].1, "metadata.user_id=(none)");
+    a.settle(USD);
+    c.settle(2 * USD);
+    assert_eq!(
+        usage(&engine, "per-user"),
+        [("metadata.user_id=(none)".into(), 2 * USD, 0), ("metadata.user_id=u1".into(), USD, 0)]
+    );
+}
+
+#[test]
+fn two_split_dimensions_give_one_bucket_per_pair() {
+    let mut rule = spec("pairs", 100.0, "1d");
+    rule.dimensions = vec![split("provider"), split("metadata.team")];
+    let (engine, _) = engine(&[rule], "2026-05-01T12:00:00Z");
+    let (a, b) = (meta(r#"{"team":"a"}"#), meta(r#"{"team":"b"}"#));
+    for (provider, m) in [("openai", &a), ("openai", &b), ("anthropic", &a), ("openai", &a)] {
+        engine.admit(&RequestDims::new(provider, "m").with_metadata(m), Some(USD)).unwrap().settle(USD);
+    }
+    assert_eq!(
+        usage(&engine, "pairs"),
+        [
+            ("provider=anthropic|metadata.team=a".into(), USD, 0),
+            ("provider=openai|metadata.team=a".into(), 2 * USD, 0),
+            ("provider=openai|metadata.team=b".into(), USD, 0),
+        ]
+    );
+}
+
+#[test]
+fn no_dimensions_share_one_bucket() {
+    let (engine, _) = engine(&[spec("global", 10.0, "1d")], "2026-05-01T12:00:00Z");
+    engine.admit(&RequestDims::new("openai", "a"), Some(USD)).unwrap().settle(USD);
+    engine.admit(&RequestDims::new("groq", "b"), Some(USD)).unwrap().settle(USD);
+    assert_eq!(usage(&engine, "global"), [("*".into(), 2 * USD, 0)]);
+}
+
+#[test]
+fn worst_case_reservation_blocks_before_overshoot() {
+    let (engine, clock) = engine(&[spec("daily", 5.0, "1d")], "2026-05-01T12:00:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    let a = engine.admit(&req, Some(3 * USD)).unwrap();
+    assert_eq!(usage(&engine, "daily"), [("*".into(), 0, 3 * USD)]);
+    // 3 reserved + 3 > 5: blocked even though nothing is settled yet.
+    let blocked = engine.admit(&req, Some(3 * USD)).unwrap_err();
+    assert_eq!(blocked.rule_id.as_ref(), "daily");
+    assert_eq!(blocked.bucket_key.as_ref(), "*");
+    assert_eq!(blocked.budget_nanos, 5 * USD);
+    assert_eq!(blocked.spent_nanos, 0);
+    assert_eq!(blocked.reserved_nanos, 3 * USD);
+    assert_eq!(blocked.resets_at, ts("2026-05-02T00:00:00Z"));
+    assert_eq!(blocked.retry_after_secs, 12 * 3_600);
+    // 3 + 2 = 5 fits exactly.
+    let b = engine.admit(&req, Some(2 * USD)).unwrap();
+    a.settle(USD);
+    b.settle(USD);
+    assert_eq!(usage(&engine, "daily"), [("*".into(), 2 * USD, 0)]);
+    // Retry-After is exact to the second, rounded up.
+    clock.advance(SignedDuration::from_millis(11 * 3_600_000 + 59 * 60_000 + 59_500));
+    let blocked = engine.admit(&req, Some(4 * USD)).unwrap_err();
+    assert_eq!(blocked.retry_after_secs, 1);
+    assert_eq!(engine.counters().blocked, 2);
+    // The next day starts empty.
+    clock.advance(SignedDuration::from_millis(500));
+    engine.admit(&req, Some(5 * USD)).unwrap().settle(5 * USD);
+}
+
+#[test]
+fn dropping_an_admission_refunds_everything() {
+    let mut per_user = spec("per-user", 1.0, "1d");
+    per_user.dimensions = vec![split("metadata.user_id")];
+    let (engine, _) = engine(&[spec("global", 10.0, "1d"), per_user], "2026-05-01T12:00:00Z");
+    let m = meta(r#"{"user_id":"u1"}"#);
+    let req = RequestDims::new("openai", "gpt").with_metadata(&m);
+    let a = engine.admit(&req, Some(USD)).unwrap();
+    assert_eq!(a.reserved_nanos(), 2 * USD);
+    drop(a);
+    assert_eq!(usage(&engine, "global"), [("*".into(), 0, 0)]);
+    assert_eq!(usage(&engine, "per-user"), [("metadata.user_id=u1".into(), 0, 0)]);
+    // A refusal by the second rule releases the first rule's reservation.
+    assert!(engine.admit(&req, Some(2 * USD)).is_err());
+    assert_eq!(usage(&engine, "global"), [("*".into(), 0, 0)]);
+}
+
+#[test]
+fn monitor_never_blocks_but_records() {
+    let mut rule = spec("watch", 1.0, "1d");
+    rule.action = Action::Monitor;
+    let (engine, _) = engine(&[rule], "2026-05-01T12:00:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    for _ in 0..3 {
+        let a = engine.admit(&req, Some(USD)).unwrap();
+        a.settle(USD);
+    }
+    let a = engine.admit(&req, Some(USD)).unwrap();
+    assert!(a.would_block());
+    assert_eq!(decisions(&a)[0].2, Decision::WouldBlock);
+    a.settle(USD);
+    assert_eq!(engine.counters().would_block, 3);
+    assert_eq!(usage(&engine, "watch"), [("*".into(), 4 * USD, 0)]);
+}
+
+#[test]
+fn reserve_none_checks_settled_spend_only() {
+    let mut rule = spec("after", 2.0, "1d");
+    rule.reserve = Reserve::None;
+    let (engine, _) = engine(&[rule], "2026-05-01T12:00:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    // Nothing is reserved, so concurrent requests all pass while settled spend is under budget.
+    let a = engine.admit(&req, Some(5 * USD)).unwrap();
+    let b = engine.admit(&req, Some(5 * USD)).unwrap();
+    assert_eq!(a.reserved_nanos(), 0);
+    a.settle(USD);
+    b.settle(USD);
+    // Settled 2 ≥ 2: blocked.
+    assert!(engine.admit(&req, Some(1)).is_err());
+}
+
+#[test]
+fn unknown_worst_case_behaves_as_reserve_none() {
+    let (engine, _) = engine(&[spec("daily", 2.0, "1d")], "2026-05-01T12:00:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    let a = engine.admit(&req, None).unwrap();
+    assert_eq!(a.reserved_nanos(), 0);
+    a.settle(3 * USD);
+    let blocked = engine.admit(&req, None).unwrap_err();
+    assert_eq!(blocked.spent_nanos, 3 * USD);
+    assert_eq!(blocked.requested_nanos, None);
+}
+
+#[test]
+fn rolling_window_expires_slot_by_slot_with_exact_retry_after() {
+    let mut rule = spec("hourly", 3.0, "1h");
+    rule.window_kind = WindowKind::Rolling;
+    // Slots are one minute.
+    let (engine, clock) = engine(&[rule], "2026-05-01T10:00:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    engine.admit(&req, Some(USD)).unwrap().settle(USD); // slot 10:00
+    clock.advance(SignedDuration::from_mins(10));
+    engine.admit(&req, Some(USD)).unwrap().settle(USD); // slot 10:10
+    clock.advance(SignedDuration::from_mins(10));
+    engine.admit(&req, Some(USD)).unwrap().settle(USD); // slot 10:20
+    clock.advance(SignedDuration::from_secs(30)); // 10:20:30
+    let blocked = engine.admit(&req, Some(USD)).unwrap_err();
+    // One dollar must expire: the 10:00 slot leaves the window at 11:00.
+    assert_eq!(blocked.resets_at, ts("2026-05-01T11:00:00Z"));
+    assert_eq!(blocked.retry_after_secs, 39 * 60 + 30);
+    // Two dollars must expire: 10:10 leaves at 11:10.
+    let blocked = engine.admit(&req, Some(2 * USD)).unwrap_err();
+    assert_eq!(blocked.resets_at, ts("2026-05-01T11:10:00Z"));
+    clock.set(ts("2026-05-01T10:59:59Z"));
+    assert!(engine.admit(&req, Some(USD)).is_err());
+    clock.set(ts("2026-05-01T11:00:00Z"));
+    let a = engine.admit(&req, Some(USD)).unwrap();
+    assert_eq!(usage(&engine, "hourly"), [("*".into(), 2 * USD, USD)]);
+    drop(a);
+    clock.set(ts("2026-05-01T11:10:00Z"));
+    assert_eq!(usage(&engine, "hourly"), [("*".into(), USD, 0)]);
+    clock.set(ts("2026-05-01T11:20:00Z"));
+    assert_eq!(usage(&engine, "hourly"), [("*".into(), 0, 0)]);
+}
+
+#[test]
+fn settlement_after_a_reset_counts_in_the_new_window() {
+    let (engine, clock) = engine(&[spec("daily", 5.0, "1d")], "2026-05-01T23:59:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    let long = engine.admit(&req, Some(4 * USD)).unwrap();
+    clock.set(ts("2026-05-02T00:01:00Z"));
+    // The in-flight reservation still counts in the new day: 4 + 2 > 5.
+    assert!(engine.admit(&req, Some(2 * USD)).is_err());
+    long.settle(3 * USD);
+    assert_eq!(usage(&engine, "daily"), [("*".into(), 3 * USD, 0)]);
+    let deltas = engine.drain_deltas();
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].window_start, ts("2026-05-02T00:00:00Z"));
+}
+
+#[test]
+fn swapping_rules_keeps_spend_when_the_window_is_unchanged() {
+    let (engine, _) = engine(&[spec("daily", 5.0, "1d"), spec("hourly", 5.0, "1h")], "2026-05-01T12:00:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    let in_flight = engine.admit(&req, Some(USD)).unwrap();
+    engine.admit(&req, Some(USD)).unwrap().settle(2 * USD);
+    // Raise the daily budget (same window: kept); change the hourly window (starts empty); add a rule.
+    let mut hourly = spec("hourly", 5.0, "2h");
+    hourly.window_kind = WindowKind::Fixed;
+    let new_rules = vec![
+        spec("daily", 6.0, "1d").validate().unwrap(),
+        hourly.validate().unwrap(),
+        spec("new", 1.0, "1d").validate().unwrap(),
+    ];
+    engine.replace_rules(new_rules);
+    assert_eq!(usage(&engine, "daily"), [("*".into(), 2 * USD, USD)]);
+    assert_eq!(usage(&engine, "hourly"), []);
+    // The admission made before the swap settles into the tables it holds: the kept one and the retired one.
+    in_flight.settle(USD);
+    assert_eq!(usage(&engine, "daily"), [("*".into(), 3 * USD, 0)]);
+    let mut deltas: Vec<_> =
+        engine.drain_deltas().into_iter().map(|d| (d.rule_id.to_string(), d.delta_nanos)).collect();
+    deltas.sort();
+    assert_eq!(deltas, [("daily".into(), 3 * USD), ("hourly".into(), 3 * USD)]);
+    // The retired table goes at the next sweep once drained.
+    assert_eq!(engine.sweep(), 1);
+    assert_eq!(engine.rules().len(), 3);
+}
+
+#[test]
+fn deltas_drain_exactly_once() {
+    let (engine, _) = engine(&[spec("daily", 50.0, "1d")], "2026-05-01T12:00:00Z");
+    let req = RequestDims::new("openai", "gpt");
+    engine.admit(&req, Some(USD)).unwrap().settle(USD);
+    engine.admit(&req, Some(USD)).unwrap().settle(2 * USD);
+    let first = engine.drain_deltas();
+    assert_eq!(
+        first,
+        [BucketDelta {
+            rule_id: "daily".into(),
+            bucket_key: "*".into(),
+            window_start: ts("2026-05-01T00:00:00Z"),
+            delta_nanos: 3 * USD,
+        }]
+    );
+    assert_eq!(engine.drain_deltas(), []);
+    // Drained spend stays counted.
+    assert_eq!(usage(&engine, "daily"), [("*".into(), 3 * USD, 0)]);
+    engine.admit(&req, Some(USD)).unwrap().settle(USD);
+    assert_eq!(engine.drain_deltas()[0].delta_nanos, USD);
+}
+
+#[test]
+fn load_totals_merges_with_undrained_local_spend() {
+    let mut per_user = spec("per-user", 10.0, "1d");
+    per_user.dimensions = vec![split("metadata.user_id")];
+    let (engine, _) = engine(&[per_user], "2026-05-01T12:00:00Z");
+    let m = meta(r#"{"user_id":"u1"}"#);
+    let req = RequestDims::new("openai", "gpt").with_metadata(&m);
+    engine.admit(&req, Some(USD)).unwrap().settle(USD);
+    let drained = engine.drain_deltas();
+    assert_eq!(drained.len(), 1);
+    // Settled after the drain: still pending locally.
+    engine.admit(&req, Some(USD)).unwrap().settle(2 * USD);
+    let total = |key: &str, window_start: &str, total_nanos| BucketTotal {
+        rule_id: "per-user".into(),
+        bucket_key: key.into(),
+        window_start: ts(window_start),
+        total_nanos,
+    };
+    engine.load_totals([
+        // Our drained 1 plus 4 from another replica.
+        total("metadata.user_id=u1", "2026-05-01T00:00:00Z", 5 * USD),
+        // A user only the other replica has seen.
+        total("metadata.user_id=u2", "2026-05-01T00:00:00Z", 7 * USD),
+        // Yesterday and an unknown rule: ignored.
+        total("metadata.user_id=u3", "2026-04-30T00:00:00Z", 7 * USD),
+        BucketTotal { rule_id: "gone".into(), ..total("x", "2026-05-01T00:00:00Z", 1) },
+    ]);
+    assert_eq!(
+        usage(&engine, "per-user"),
+        [("metadata.user_id=u1".into(), 7 * USD, 0), ("metadata.user_id=u2".into(), 7 * USD, 0)]
+    );
+    // A stale total (read before our write landed) never lowers the local count.
+    engine.load_totals([total("metadata.user_id=u1", "2026-05-01T00:00:00Z", 0)]);
+    assert_eq!(usage(&engine, "per-user")[0].1, 7 * USD);
+    // Only the undrained 2 goes out next.
+    let next = engine.drain_deltas();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].delta_nanos, 2 * USD);
+    let u2 = meta(r#"{"user_id":"u2"}"#);
+    let blocked = engine.admit(&RequestDims::new("openai", "gpt").with_metadata(&u2), Some(4 * USD)).unwrap_err();
+    assert_eq!(blocked.spent_nanos, 7 * USD);
+}
+
+#[test]
+fn rolling_totals_load_per_slot() {
+    let mut rule = spec("hourly", 3.0, "1h");
+    rule.window_kind = WindowKind::Rolling;
+    let (engine, clock) = engine(&[rule], "2026-05-01T10:30:00Z");
+    engine.load_totals([
+        BucketTotal {
+            rule_id: "hourly".into(),
+            bucket_key: "*".into(),
+            window_start: ts("2026-05-01T09:40:00Z"),
+            total_nanos: 2 * USD,
+        },
+        BucketTotal {
+            rule_id: "hourly".into(),
+            bucket_key: "*".into(),
+            // Not a slot boundary: ignored.
+            window_start: ts("2026-05-01T09:40:30Z"),
+            total_nanos: 9 * USD,
+        },
+    ]);
+    assert_eq!(usage(&engine, "hourly"), [("*".into(), 2 * USD, 0)]);
+    let live = engine.live_buckets();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].window_start, ts("2026-05-01T09:31:00Z"));
+    assert_eq!(live[0].window_end, ts("2026-05-01T10:31:00Z"));
+    clock.set(ts("2026-05-01T10:40:00Z"));
+    assert_eq!(usage(&engine, "hourly"), [("*".into(), 0, 0)]);
+}
+
+#[test]
+fn sweep_evicts_expired_buckets_only() {
+    let mut per_user = spec("per-user", 10.0, "1d");
+    per_user.dimensions = vec![split("metadata.user_id")];
+    let (engine, clock) = engine(&[per_user], "2026-05-01T12:00:00Z");
+    let users: Vec<_> = (0..3).map(|i| meta(&format!(r#"{{"user_id":"u{i}"}}"#))).collect();
+    let held = engine.admit(&RequestDims::new("p", "m").with_metadata(&users[0]), Some(USD)).unwrap();
+    engine.admit(&RequestDims::new("p", "m").with_metadata(&users[1]), Some(USD)).unwrap().settle(USD);
+    // Admitted and refunded: nothing to keep.
+    drop(engine.admit(&RequestDims::new("p", "m").with_metadata(&users[2]), Some(USD)).unwrap());
+    assert_eq!(engine.sweep(), 2);
+    clock.set(ts("2026-05-02T00:00:00Z"));
+    // u1's window ended but its spend is undrained: kept. u0 is in flight: kept.
+    assert_eq!(engine.sweep(), 2);
+    assert_eq!(engine.drain_deltas().len(), 1);
+    assert_eq!(engine.sweep(), 1);
+    held.settle(USD);
+    // Settled into today's window: kept until drained and the day ends.
+    assert_eq!(engine.sweep(), 1);
+    engine.drain_deltas();
+    clock.set(ts("2026-05-03T00:00:00Z"));
+    assert_eq!(engine.sweep(), 0);
+    // A swept bucket is recreated on demand.
+    engine.admit(&RequestDims::new("p", "m").with_metadata(&users[0]), Some(USD)).unwrap().settle(USD);
+    assert_eq!(usage(&engine, "per-user"), [("metadata.user_id=u0".into(), USD, 0)]);
+}
+
+#[test]
+fn route_admits_the_first_candidate_with_budget() {
+    let mut anthropic = spec("anthropic-cap", 1.0, "1d");
+    anthropic.dimensions = vec![filter("provider", &["anthropic"])];
+    let mut openai = spec("openai-cap", 1.0, "1h");
+    openai.dimensions = vec![filter("provider", &["openai"])];
+    let (engine, _) = engine(&[anthropic, openai], "2026-05-01T12:00:00Z");
+    let route = RouteSpec {
+        name: "cheap-first".into(),
+        candidates: vec!["anthropic/claude-sonnet-4-5".into(), "openai/gpt-4o-mini".into()],
+    }
+    .validate()
+    .unwrap();
+    let base = RequestDims::new("dynamic", "cheap-first");
+    let (index, first) = engine.admit_route(&route, &base, |_, _| Some(USD)).unwrap();
+    assert_eq!(index, 0);
+    let (index, second) = engine.admit_route(&route, &base, |_, _| Some(USD)).unwrap();
+    assert_eq!(index, 1);
+    assert_eq!(decisions(&second)[0].0, "openai-cap");
+    // Both full: the refusal with the soonest Retry-After (the hourly rule) is returned.
+    let blocked = engine.admit_route(&route, &base, |_, _| Some(USD)).unwrap_err();
+    assert_eq!(blocked.rule_id.as_ref(), "openai-cap");
+    assert_eq!(blocked.retry_after_secs, 3_600);
+    first.settle(USD);
+    second.settle(USD);
+}

@@ -1,0 +1,32 @@
+//! Tollgate's pure spend and rate limit engine: rule specs and validation, windows, buckets, reservations,
+//! rate limiting, and the `cf-aig-metadata` header. No I/O and no async: the proxy admits and settles, the store
+//! drains and loads.
+
+mod clock;
+mod dimension;
+mod engine;
+mod metadata;
+mod money;
+mod rate;
+mod spec;
+mod window;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use dimension::{
+    Dimension, DimensionKey, DimensionMode, MISSING_VALUE, RequestDims, SINGLE_BUCKET_KEY, bucket_key,
+};
+pub use engine::{
+    Admission, Blocked, BucketDelta, BucketTotal, BucketUsage, Decision, EngineCounters, LiveBucket, RuleDecision,
+    SpendEngine,
+};
+pub use metadata::{
+    DEFAULT_MAX_ENTRIES, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Metadata, MetadataError, MetadataValue,
+};
+pub use money::{NANOS_PER_USD, nanos_to_usd, usd_to_nanos};
+pub use rate::{RateLimited, RateLimiter};
+pub use spec::{
+    Action, DimensionModeSpec, DimensionSpec, FieldError, MAX_ID_BYTES, RatePer, RateRule, RateRuleSpec, Reserve,
+    Route, RouteCandidate, RouteSpec, SpendRule, SpendRuleSpec, validate_rate_rules, validate_routes,
+    validate_spend_rules,
+};
+pub use window::{ROLLING_SLOTS, Window, WindowError, WindowKind, WindowLength, parse_window};

@@ -1,0 +1,16 @@
+//! Tests for the dollar / nano-dollar conversion.
+
+use super::*;
+
+#[test]
+fn rounds_to_nearest_nano() {
+    assert_eq!(usd_to_nanos(5.0), Some(5_000_000_000));
+    assert_eq!(usd_to_nanos(0.000_000_000_4), Some(0));
+    assert_eq!(usd_to_nanos(0.000_000_000_6), Some(1));
+    assert_eq!(usd_to_nanos(0.1), Some(100_000_000));
+    assert_eq!(usd_to_nanos(-1.0), None);
+    assert_eq!(usd_to_nanos(f64::NAN), None);
+    assert_eq!(usd_to_nanos(f64::INFINITY), None);
+    assert_eq!(usd_to_nanos(2e9), None);
+    assert!((nanos_to_usd(1_500_000_000) - 1.5).abs() < f64::EPSILON);
+}
