@@ -1,0 +1,17 @@
+//! Pure accounting for the gateway: SSE framing, usage extraction per provider format, pricing in nano-dollars.
+
+pub mod injected_usage;
+mod json_scan;
+pub mod pricing;
+pub mod sse;
+pub mod tap;
+pub mod usage;
+
+pub use injected_usage::{IncludeUsage, InjectedUsageFilter, ensure_include_usage};
+pub use pricing::{
+    CatalogError, CostSource, CustomCost, CustomCostError, DecimalError, PriceCatalog, Priced, UnpricedSet,
+    estimate_output_tokens, estimate_prompt_tokens,
+};
+pub use sse::{SseEvent, SseItem, SseParser};
+pub use tap::{Observation, UsageTap};
+pub use usage::{ApiFormat, Usage};
