@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use tollgate_limits::{RateRuleSpec, RouteSpec, SpendRuleSpec};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,10 +15,10 @@ pub struct FileConfig {
     pub gateway: GatewayFile,
     pub providers: BTreeMap<String, ProviderFile>,
     pub pricing: PricingFile,
-    /// Validated by the limits engine, which owns the rule shapes.
-    pub spend_limits: Vec<serde_json::Value>,
-    pub rate_limits: Vec<serde_json::Value>,
-    pub routes: Vec<RouteFile>,
+    /// The rule and route shapes belong to the limits engine (the admin API takes the same JSON).
+    pub spend_limits: Vec<SpendRuleSpec>,
+    pub rate_limits: Vec<RateRuleSpec>,
+    pub routes: Vec<RouteSpec>,
     pub stats: StatsFile,
 }
 
@@ -120,13 +121,6 @@ pub struct ProviderFile {
 #[serde(deny_unknown_fields, default)]
 pub struct PricingFile {
     pub file: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RouteFile {
-    pub name: String,
-    pub candidates: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -34,7 +34,9 @@ pub struct Config {
     /// Every provider the gateway can reach: the built-ins merged with `[providers.*]`, by name.
     pub providers: std::collections::BTreeMap<String, Provider>,
     pub pricing: Pricing,
-    pub routes: Vec<Route>,
+    pub spend_rules: Vec<tollgate_limits::SpendRule>,
+    pub rate_rules: Vec<tollgate_limits::RateRule>,
+    pub routes: Vec<tollgate_limits::Route>,
     /// The file shape after `${NAME}` interpolation; kept to print the effective config and for sections
     /// validated by the crates that own them (spend and rate limits, stats).
     pub file: FileConfig,
@@ -104,13 +106,6 @@ pub struct Gateway {
 #[derive(Debug, Clone)]
 pub struct Pricing {
     pub file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub name: String,
-    /// `(provider, model)` pairs, tried in order.
-    pub candidates: Vec<(String, String)>,
 }
 
 /// One problem in the configuration, with the dotted key path it is about.
@@ -308,6 +303,8 @@ impl std::fmt::Debug for Config {
             .field("gateway", &self.gateway)
             .field("providers", &self.providers)
             .field("pricing", &self.pricing)
+            .field("spend_rules", &self.spend_rules)
+            .field("rate_rules", &self.rate_rules)
             .field("routes", &self.routes)
             .finish_non_exhaustive()
     }

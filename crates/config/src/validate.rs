@@ -10,8 +10,7 @@ use crate::file::FileConfig;
 use crate::provider::{BUILTIN_PROVIDERS, Provider, ProviderFamily};
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    Admin, Backoff, Config, ConfigError, ConfigIssue, Database, Gateway, LogFormat, Logging, Pricing, Route, Secret,
-    Server,
+    Admin, Backoff, Config, ConfigError, ConfigIssue, Database, Gateway, LogFormat, Logging, Pricing, Secret, Server,
 };
 
 /// Attempts and retry delay are capped as Cloudflare caps its `cf-aig-max-attempts` / `cf-aig-retry-delay`.
@@ -32,6 +31,17 @@ impl Issues {
 
     fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
         self.check(path, text.parse().map_err(|_| format!("{text:?} is not an address like 0.0.0.0:8080")))
+    }
+
+    /// Takes a limits-engine validation result, prefixing its errors with the list's key.
+    fn rules<T>(&mut self, list: &str, result: Result<Vec<T>, Vec<tollgate_limits::FieldError>>) -> Vec<T> {
+        result.unwrap_or_else(|errors| {
+            for error in errors {
+                let sep = if error.path.starts_with('[') || error.path.is_empty() { "" } else { "." };
+                self.push(format!("{list}{sep}{}", error.path), error.message);
+            }
+            Vec::new()
+        })
     }
 
     fn duration(&mut self, path: &str, text: &str) -> Option<Duration> {
@@ -130,6 +140,8 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     }
 
     let routes = routes(&file, &providers, &mut issues);
+    let spend_rules = issues.rules("spend_limits", tollgate_limits::validate_spend_rules(&file.spend_limits));
+    let rate_rules = issues.rules("rate_limits", tollgate_limits::validate_rate_rules(&file.rate_limits));
 
     if file.stats.cap_usd < 0.0 || !file.stats.cap_usd.is_finite() {
         issues.push("stats.cap_usd", "must be a non-negative number");
@@ -195,6 +207,8 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         },
         providers,
         pricing,
+        spend_rules,
+        rate_rules,
         routes,
         file,
     })
@@ -259,31 +273,21 @@ fn providers(file: &FileConfig, issues: &mut Issues) -> BTreeMap<String, Provide
     out
 }
 
-fn routes(file: &FileConfig, providers: &BTreeMap<String, Provider>, issues: &mut Issues) -> Vec<Route> {
-    let mut out: Vec<Route> = Vec::new();
-    for (i, route) in file.routes.iter().enumerate() {
-        let path = format!("routes[{i}]");
-        if route.name.is_empty() {
-            issues.push(format!("{path}.name"), "is required");
-        } else if out.iter().any(|r| r.name == route.name) {
-            issues.push(format!("{path}.name"), format!("{:?} is defined twice", route.name));
-        }
-        if route.candidates.is_empty() {
-            issues.push(format!("{path}.candidates"), "needs at least one \"provider/model\"");
-        }
-        let mut candidates = Vec::new();
-        for (j, candidate) in route.candidates.iter().enumerate() {
-            match candidate.split_once('/') {
-                Some((p, m)) if providers.contains_key(p) && !m.is_empty() => {
-                    candidates.push((p.to_string(), m.to_string()));
-                }
-                _ => issues.push(
-                    format!("{path}.candidates[{j}]"),
-                    format!("{candidate:?} is not \"provider/model\" with a known provider"),
-                ),
+fn routes(
+    file: &FileConfig,
+    providers: &BTreeMap<String, Provider>,
+    issues: &mut Issues,
+) -> Vec<tollgate_limits::Route> {
+    let routes = issues.rules("routes", tollgate_limits::validate_routes(&file.routes));
+    for (i, route) in routes.iter().enumerate() {
+        for (j, candidate) in route.candidates().iter().enumerate() {
+            if !providers.contains_key(&candidate.provider) {
+                issues.push(
+                    format!("routes[{i}].candidates[{j}]"),
+                    format!("{:?} is not a configured or built-in provider", candidate.provider),
+                );
             }
         }
-        out.push(Route { name: route.name.clone(), candidates });
     }
-    out
+    routes
 }

@@ -63,7 +63,7 @@ fn azure_resource_url(provider: &str, path: &str) -> Result<String, GatewayError
 pub struct Providers {
     by_name: HashMap<String, Arc<ProviderEntry>>,
     default: Arc<ProviderEntry>,
-    routes: HashMap<String, Vec<(String, String)>>,
+    routes: HashMap<String, tollgate_limits::Route>,
 }
 
 impl Providers {
@@ -96,7 +96,7 @@ impl Providers {
                 },
             })
         });
-        let routes = config.routes.iter().map(|r| (r.name.clone(), r.candidates.clone())).collect();
+        let routes = config.routes.iter().map(|r| (r.name().to_string(), r.clone())).collect();
         Self { by_name, default, routes }
     }
 
@@ -108,7 +108,7 @@ impl Providers {
         self.default.clone()
     }
 
-    pub fn route(&self, name: &str) -> Option<&[(String, String)]> {
-        self.routes.get(name).map(Vec::as_slice)
+    pub fn route(&self, name: &str) -> Option<&tollgate_limits::Route> {
+        self.routes.get(name)
     }
 }

@@ -321,13 +321,15 @@ fn pick_for_model(
     require_prefix: bool,
 ) -> Result<(Arc<crate::providers::ProviderEntry>, String, Option<usize>, bool), GatewayError> {
     if let Some(route) = model.strip_prefix("dynamic/") {
-        let candidates = providers
+        let route = providers
             .route(route)
             .ok_or_else(|| GatewayError::UnknownRoute(format!("no route named {route:?} (model {model:?})")))?;
-        // Without budgets in play the first candidate answers; the limits engine picks among them.
-        let (provider, bare) = candidates
+        // The first candidate answers unless the limits engine picks a later one.
+        let first = route
+            .candidates()
             .first()
-            .ok_or_else(|| GatewayError::UnknownRoute(format!("route {route:?} has no candidates")))?;
+            .ok_or_else(|| GatewayError::UnknownRoute(format!("route {:?} has no candidates", route.name())))?;
+        let (provider, bare) = (&first.provider, &first.model);
         let entry = providers.get(provider).ok_or_else(|| GatewayError::UnknownProvider(provider.clone()))?;
         return Ok((entry, bare.clone(), Some(0), true));
     }
