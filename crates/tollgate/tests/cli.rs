@@ -19,8 +19,11 @@ fn free_port() -> u16 {
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.toml");
-    std::fs::write(&path, "[gateway]\nauth_token = \"${GW_TOKEN_E2E}\"\n[providers.openai]\napi_key = \"sk-live-123\"\n")
-        .unwrap();
+    std::fs::write(
+        &path,
+        "[gateway]\nauth_token = \"${GW_TOKEN_E2E}\"\n[providers.openai]\napi_key = \"sk-live-123\"\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["check-config", "--config"])
         .arg(&path)
