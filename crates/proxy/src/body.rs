@@ -3,6 +3,7 @@
 //! the stream, on an upstream error, or, when the client goes away first, after a bounded background drain
 //! of the rest of the upstream response (so the usage at its end is still seen).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
+use tollgate_accounting::InjectedUsageFilter;
 
 /// How a response ended, as far as the gateway could see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,11 +53,22 @@ pub struct TappedBody {
     inner: Option<Incoming>,
     tap: Option<Box<dyn Tap>>,
     drain: DrainPolicy,
+    /// Removes the usage-only chunk the gateway asked for on the client's behalf; the tap still sees it.
+    filter: Option<InjectedUsageFilter>,
+    /// Filtered bytes ready for the client.
+    ready: VecDeque<Bytes>,
 }
 
 impl TappedBody {
     pub fn new(inner: Incoming, tap: Box<dyn Tap>, drain: DrainPolicy) -> Self {
-        Self { inner: Some(inner), tap: Some(tap), drain }
+        Self { inner: Some(inner), tap: Some(tap), drain, filter: None, ready: VecDeque::new() }
+    }
+
+    /// Passes the client's bytes through `filter` (the tap keeps seeing the upstream's bytes).
+    #[must_use]
+    pub fn with_filter(mut self, filter: InjectedUsageFilter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     fn end(&mut self, end: StreamEnd) {
@@ -72,31 +85,49 @@ impl Body for TappedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(tap)) = (frame.data_ref(), this.tap.as_mut()) {
-                    tap.on_data(data);
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+            match Pin::new(inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(other) => return Poll::Ready(Some(Ok(other))),
+                    };
+                    if let Some(tap) = this.tap.as_mut() {
+                        tap.on_data(&frame);
+                    }
+                    match this.filter.as_mut() {
+                        None => return Poll::Ready(Some(Ok(Frame::data(frame)))),
+                        // The filter may hold an incomplete event back; loop for more upstream bytes then.
+                        Some(filter) => filter.push(&frame, &mut |bytes| this.ready.push_back(bytes)),
+                    }
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.end(StreamEnd::UpstreamError(e.to_string()));
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                this.end(StreamEnd::Complete);
-                Poll::Ready(None)
+                Poll::Ready(Some(Err(e))) => {
+                    this.end(StreamEnd::UpstreamError(e.to_string()));
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    if let Some(filter) = this.filter.as_mut() {
+                        filter.finish(&mut |bytes| this.ready.push_back(bytes));
+                    }
+                    this.end(StreamEnd::Complete);
+                }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.ready.is_empty() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.filter.is_some() {
+            return SizeHint::default();
+        }
         self.inner.as_ref().map(Body::size_hint).unwrap_or_default()
     }
 }

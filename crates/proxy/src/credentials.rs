@@ -25,7 +25,8 @@ fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
         .then(|| value[prefix.len()..].trim_ascii())
 }
 
-/// Applies the credential rules to the request headers in place.
+/// Checks the gateway credential and takes it out of the headers (steps 1–3 below). Runs before anything
+/// else looks at the request, so an unauthenticated request costs no budget and never reaches a provider.
 ///
 /// 1. `cf-aig-authorization` is taken out (it never goes upstream).
 /// 2. With a gateway token: the request is authenticated by `cf-aig-authorization` or by a provider auth header
@@ -33,51 +34,48 @@ fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
 ///    when something wrong was). Auth headers carrying the token are removed.
 /// 3. A provider key of the client's own (any auth header left) passes through untouched; when the gateway
 ///    has a token, only if the request was authenticated by `cf-aig-authorization`.
-/// 4. With no provider key left, the stored key is injected in `style`'s header.
-pub fn apply(
-    headers: &mut HeaderMap,
-    gateway_token: Option<&Secret>,
-    provider: &Provider,
-    style: AuthStyle,
-) -> Result<(), GatewayError> {
+pub fn authenticate(headers: &mut HeaderMap, gateway_token: Option<&Secret>) -> Result<(), GatewayError> {
     let cf = headers.remove("cf-aig-authorization");
-    if let Some(token) = gateway_token {
-        let cf_valid = match &cf {
-            Some(value) => {
-                let key = strip_bearer(value.as_bytes()).unwrap_or(value.as_bytes());
-                if !token.matches(key) {
-                    return Err(GatewayError::GatewayAuthInvalid);
-                }
-                true
+    let Some(token) = gateway_token else { return Ok(()) };
+    let cf_valid = match &cf {
+        Some(value) => {
+            let key = strip_bearer(value.as_bytes()).unwrap_or(value.as_bytes());
+            if !token.matches(key) {
+                return Err(GatewayError::GatewayAuthInvalid);
             }
-            None => false,
-        };
-        let mut token_in_provider_header = false;
-        let mut foreign_key = false;
-        for style in AuthStyle::ALL {
-            match key_in(headers, style) {
-                Some(key) if token.matches(key) => {
-                    token_in_provider_header = true;
-                    headers.remove(style.header_name());
-                }
-                Some(_) => foreign_key = true,
-                None => {
-                    // An Authorization header that is not "Bearer ..." is still a credential of some kind.
-                    foreign_key |= headers.contains_key(style.header_name());
-                }
-            }
+            true
         }
-        if !cf_valid && !token_in_provider_header {
-            return Err(if foreign_key { GatewayError::GatewayAuthInvalid } else { GatewayError::GatewayAuthRequired });
-        }
-        if foreign_key && !cf_valid {
-            // Authenticated through a provider header, yet another provider header holds a different key:
-            // that key was not vouched for by cf-aig-authorization, so it does not pass.
-            for style in AuthStyle::ALL {
+        None => false,
+    };
+    let mut token_in_provider_header = false;
+    let mut foreign_key = false;
+    for style in AuthStyle::ALL {
+        match key_in(headers, style) {
+            Some(key) if token.matches(key) => {
+                token_in_provider_header = true;
                 headers.remove(style.header_name());
             }
+            Some(_) => foreign_key = true,
+            // An Authorization header that is not "Bearer ..." is still a credential of some kind.
+            None => foreign_key |= headers.contains_key(style.header_name()),
         }
     }
+    if !cf_valid && !token_in_provider_header {
+        return Err(if foreign_key { GatewayError::GatewayAuthInvalid } else { GatewayError::GatewayAuthRequired });
+    }
+    if foreign_key && !cf_valid {
+        // Authenticated through a provider header, yet another provider header holds a different key: that
+        // key was not vouched for by cf-aig-authorization, so it does not pass.
+        for style in AuthStyle::ALL {
+            headers.remove(style.header_name());
+        }
+    }
+    Ok(())
+}
+
+/// 4. With no provider key left after [`authenticate`], injects the provider's stored key in `style`'s header
+///    (and Anthropic's required version header when the client sent none).
+pub fn inject_stored_key(headers: &mut HeaderMap, provider: &Provider, style: AuthStyle) {
     let client_key = AuthStyle::ALL.iter().any(|s| headers.contains_key(s.header_name()));
     if !client_key && let Some(stored) = &provider.api_key {
         let value = match style {
@@ -92,6 +90,18 @@ pub fn apply(
     if provider.family == ProviderFamily::Anthropic && !headers.contains_key("anthropic-version") {
         headers.insert("anthropic-version", HeaderValue::from_static(ANTHROPIC_VERSION));
     }
+}
+
+/// Both steps, for callers that have the provider at hand.
+#[cfg(test)]
+fn apply(
+    headers: &mut HeaderMap,
+    gateway_token: Option<&Secret>,
+    provider: &Provider,
+    style: AuthStyle,
+) -> Result<(), GatewayError> {
+    authenticate(headers, gateway_token)?;
+    inject_stored_key(headers, provider, style);
     Ok(())
 }
 

@@ -42,6 +42,20 @@ pub enum GatewayError {
     UpstreamUnreachable { provider: String, reason: String },
     #[error("the provider {provider} sent no response within {timeout_ms} ms")]
     UpstreamTimeout { provider: String, timeout_ms: u64 },
+    #[error(
+        "spend limit {rule:?} is reached for bucket {bucket:?}: ${spent_usd} spent of ${budget_usd}; retry after \
+         {retry_after_secs} s"
+    )]
+    SpendLimitExceeded {
+        rule: String,
+        bucket: String,
+        budget_usd: f64,
+        spent_usd: f64,
+        resets_at: String,
+        retry_after_secs: u64,
+    },
+    #[error("rate limit {rule:?} is reached for bucket {bucket:?}; retry after {retry_after_secs} s")]
+    RateLimited { rule: String, bucket: String, retry_after_secs: u64 },
 }
 
 impl GatewayError {
@@ -56,6 +70,7 @@ impl GatewayError {
             GatewayError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::SpendLimitExceeded { .. } | GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -73,6 +88,8 @@ impl GatewayError {
             GatewayError::RequestTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamUnreachable { .. } => "upstream_unreachable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::SpendLimitExceeded { .. } => "spend_limit_exceeded",
+            GatewayError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -85,12 +102,38 @@ impl GatewayError {
         }
     }
 
+    /// Seconds for the `Retry-After` header, for the errors that have one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::SpendLimitExceeded { retry_after_secs, .. }
+            | GatewayError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// Fields added to the error object beside the format's own (CONTRACT §3: a spend-limit 429 says which
+    /// rule and bucket, the budget, the spend and when it resets).
+    fn extra_fields(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let value = match self {
+            GatewayError::SpendLimitExceeded { rule, bucket, budget_usd, spent_usd, resets_at, .. } => json!({
+                "rule": rule, "bucket": bucket, "budget_usd": budget_usd, "spent_usd": spent_usd,
+                "resets_at": resets_at,
+            }),
+            GatewayError::RateLimited { rule, bucket, .. } => json!({"rule": rule, "bucket": bucket}),
+            _ => return None,
+        };
+        match value {
+            serde_json::Value::Object(map) => Some(map),
+            _ => None,
+        }
+    }
+
     /// Renders the error body in `format`.
     pub fn body(&self, format: ErrorFormat) -> Bytes {
         let status = self.status();
         let message = self.to_string();
         let code = self.code();
-        let value = match format {
+        let mut value = match format {
             ErrorFormat::OpenAi => json!({"error": {
                 "message": message,
                 "type": openai_type(status),
@@ -110,6 +153,9 @@ impl GatewayError {
                 "status": google_status(status),
             }}),
         };
+        if let (Some(extra), Some(serde_json::Value::Object(error))) = (self.extra_fields(), value.get_mut("error")) {
+            error.extend(extra);
+        }
         Bytes::from(value.to_string())
     }
 

@@ -1,32 +1,36 @@
 //! The Tollgate request path: a hyper server (HTTP/1.1 and h2c on one port) that routes each request to its
-//! provider, rewrites credentials, streams the response back frame by frame, and shows every byte to a tap.
+//! provider, enforces spend and rate limits, streams the response back frame by frame, and accounts for every
+//! response through a tap that sees the same bytes the client gets.
 //!
-//! A request follows `handler::handle`: classify the path → read the (bounded) body → resolve the target →
-//! credentials → upstream attempts → tapped response. The tap is where accounting plugs in.
+//! A request follows `handler::handle`; its steps are numbered there.
 
+mod accounting;
 mod body;
 mod credentials;
 mod error;
 mod handler;
 mod headers;
 mod providers;
+mod record;
 mod route;
 mod server;
-mod tap;
 mod upstream;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio_util::task::TaskTracker;
+use tollgate_accounting::{PriceCatalog, UnpricedSet};
 use tollgate_config::Config;
+use tollgate_limits::{Clock, RateLimiter, SpendEngine, SystemClock};
 
 pub use body::{DrainPolicy, ProxyBody, StreamEnd, Tap, TappedBody};
 pub use error::{ErrorFormat, GatewayError};
 pub use headers::Controls;
 pub use providers::{ProviderEntry, Providers};
+pub use record::{LogSink, RecordSink, UsageRecord};
 pub use route::{Api, DEFAULT_GATEWAY, Shape, Target, classify};
 pub use server::serve;
-pub use tap::{LogTap, RequestRecord, TapFactory};
 pub use upstream::UpstreamClient;
 
 /// Everything the request path needs; shared by every connection through an `Arc`.
@@ -34,24 +38,46 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub providers: Providers,
     pub client: UpstreamClient,
-    pub taps: Arc<dyn TapFactory>,
+    pub catalog: Arc<PriceCatalog>,
+    pub spend: SpendEngine,
+    pub rates: RateLimiter,
+    pub sink: Arc<dyn RecordSink>,
     /// Background work that shutdown waits for (drains of abandoned upstream bodies).
     pub tasks: TaskTracker,
+    pub counters: Counters,
+    unpriced: Mutex<UnpricedSet>,
+}
+
+/// Counters the admin server reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Responses whose model has no price.
+    pub unpriced: AtomicU64,
 }
 
 impl Gateway {
-    /// A gateway with the default tap, which logs one line per finished request.
-    pub fn new(config: Arc<Config>) -> Self {
-        Self::with_taps(config, Arc::new(tap::LogTaps))
+    /// A gateway on the system clock.
+    pub fn new(config: Arc<Config>, catalog: Arc<PriceCatalog>, sink: Arc<dyn RecordSink>) -> Self {
+        Self::with_clock(config, catalog, sink, Arc::new(SystemClock))
     }
 
-    pub fn with_taps(config: Arc<Config>, taps: Arc<dyn TapFactory>) -> Self {
+    pub fn with_clock(
+        config: Arc<Config>,
+        catalog: Arc<PriceCatalog>,
+        sink: Arc<dyn RecordSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             providers: Providers::from_config(&config),
+            spend: SpendEngine::new(config.spend_rules.clone(), clock.clone()),
+            rates: RateLimiter::new(config.rate_rules.clone(), clock),
             config,
             client: UpstreamClient::new(),
-            taps,
+            catalog,
+            sink,
             tasks: TaskTracker::new(),
+            counters: Counters::default(),
+            unpriced: Mutex::new(UnpricedSet::default()),
         }
     }
 
@@ -60,6 +86,15 @@ impl Gateway {
             timeout: self.config.gateway.disconnect_drain_timeout,
             max_bytes: self.config.gateway.disconnect_drain_max_bytes,
             tasks: self.tasks.clone(),
+        }
+    }
+
+    /// Counts a response of a model without a price, and logs the first one of each model.
+    fn note_unpriced(&self, provider: &str, model: &str) {
+        self.counters.unpriced.fetch_add(1, Ordering::Relaxed);
+        let first = self.unpriced.lock().is_ok_and(|mut set| set.first_report(provider, model));
+        if first {
+            tracing::warn!(provider, model, "no price for this model: its requests are recorded as unpriced");
         }
     }
 }

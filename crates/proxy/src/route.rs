@@ -139,6 +139,25 @@ pub struct BodyPeek<'a> {
     pub model: Option<&'a RawValue>,
     #[serde(default)]
     pub stream: Option<bool>,
+    /// OpenAI chat/completions and Anthropic.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// OpenAI chat (newer name).
+    #[serde(default)]
+    pub max_completion_tokens: Option<u64>,
+    /// OpenAI Responses.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    /// Gemini: `generationConfig.maxOutputTokens`.
+    #[serde(default, rename = "generationConfig")]
+    pub generation_config: Option<GenerationConfig>,
+}
+
+/// The part of Gemini's `generationConfig` the gateway reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct GenerationConfig {
+    #[serde(default, rename = "maxOutputTokens")]
+    pub max_output_tokens: Option<u64>,
 }
 
 impl<'a> BodyPeek<'a> {
@@ -152,6 +171,14 @@ impl<'a> BodyPeek<'a> {
         serde_json::from_slice(body)
             .map(Some)
             .map_err(|e| GatewayError::InvalidJson(format!("request body is not valid JSON: {e}")))
+    }
+
+    /// The most output the client allows, in whichever field its API names it.
+    pub fn max_output(&self) -> Option<u64> {
+        self.max_completion_tokens
+            .or(self.max_tokens)
+            .or(self.max_output_tokens)
+            .or(self.generation_config.as_ref().and_then(|g| g.max_output_tokens))
     }
 
     /// The model as a string, if the body has a string `model`.
@@ -176,16 +203,19 @@ pub struct Target {
     /// Set when the body's `model` must be rewritten to this bare name before going upstream.
     pub rewrite_model: Option<String>,
     pub stream: bool,
-    /// For `dynamic/<route>`: the index of the candidate that was used.
+    /// For `dynamic/<route>`: the route's name and the index of the candidate that was used.
+    pub route: Option<String>,
     pub step: Option<usize>,
 }
 
 /// Resolves a classified request against the providers and the body.
+/// For a `dynamic/<route>` model, `candidate` picks which of the route's candidates to resolve to.
 pub fn resolve(
     shape: Shape,
     query: Option<&str>,
     peek: Option<&BodyPeek<'_>>,
     providers: &Providers,
+    candidate: usize,
 ) -> Result<Target, GatewayError> {
     let format = shape.error_format(providers);
     let gateway = shape.gateway().to_string();
@@ -199,7 +229,7 @@ pub fn resolve(
         Shape::DropIn { suffix } => {
             let api = Api::from_openai_suffix(suffix);
             let (provider, model, step, prefixed) = match body_model {
-                Some(model) => pick_for_model(&model, providers, false)?,
+                Some(model) => pick_for_model(&model, providers, false, candidate)?,
                 None if api == Api::OpenAiModels => (providers.default_provider(), String::new(), None, false),
                 None => return Err(GatewayError::InvalidJson("request body has no string field \"model\"".into())),
             };
@@ -209,7 +239,7 @@ pub fn resolve(
             let model = body_model.ok_or_else(|| {
                 GatewayError::InvalidJson("request body has no string field \"model\" (provider/name)".into())
             })?;
-            let (provider, model, step, prefixed) = pick_for_model(&model, providers, true)?;
+            let (provider, model, step, prefixed) = pick_for_model(&model, providers, true, candidate)?;
             Ok(compat_target(
                 provider,
                 gateway,
@@ -244,6 +274,7 @@ pub fn resolve(
                 model,
                 rewrite_model: rewrite,
                 stream,
+                route: None,
                 step: None,
             })
         }
@@ -266,6 +297,7 @@ pub fn resolve(
                 model,
                 rewrite_model: None,
                 stream,
+                route: None,
                 step: None,
             })
         }
@@ -296,9 +328,10 @@ fn compat_target(
     model: String,
     prefixed: bool,
     stream: bool,
-    step: Option<usize>,
+    step: Option<(String, usize)>,
 ) -> Target {
     let upstream_path = with_query(format!("{}/{suffix}", provider.config.compat_prefix()));
+    let (route, step) = step.map_or((None, None), |(route, index)| (Some(route), Some(index)));
     Target {
         auth: provider.config.compat_auth(),
         provider,
@@ -309,29 +342,31 @@ fn compat_target(
         rewrite_model: prefixed.then(|| model.clone()),
         model: (!model.is_empty()).then_some(model),
         stream,
+        route,
         step,
     }
 }
 
 /// Picks the provider for a `model` value: `dynamic/<route>`, `provider/name`, or a bare name for the default
 /// provider. Returns `(provider, bare model, route step, whether the body's model must be rewritten)`.
+#[expect(clippy::type_complexity, reason = "a private tuple read right at its two call sites")]
 fn pick_for_model(
     model: &str,
     providers: &Providers,
     require_prefix: bool,
-) -> Result<(Arc<crate::providers::ProviderEntry>, String, Option<usize>, bool), GatewayError> {
+    candidate: usize,
+) -> Result<(Arc<crate::providers::ProviderEntry>, String, Option<(String, usize)>, bool), GatewayError> {
     if let Some(route) = model.strip_prefix("dynamic/") {
         let route = providers
             .route(route)
             .ok_or_else(|| GatewayError::UnknownRoute(format!("no route named {route:?} (model {model:?})")))?;
-        // The first candidate answers unless the limits engine picks a later one.
-        let first = route
-            .candidates()
-            .first()
-            .ok_or_else(|| GatewayError::UnknownRoute(format!("route {:?} has no candidates", route.name())))?;
-        let (provider, bare) = (&first.provider, &first.model);
-        let entry = providers.get(provider).ok_or_else(|| GatewayError::UnknownProvider(provider.clone()))?;
-        return Ok((entry, bare.clone(), Some(0), true));
+        // The limits engine picks the candidate; without budgets in play it is the first.
+        let chosen = route.candidates().get(candidate).ok_or_else(|| {
+            GatewayError::UnknownRoute(format!("route {:?} has no candidate {candidate}", route.name()))
+        })?;
+        let entry =
+            providers.get(&chosen.provider).ok_or_else(|| GatewayError::UnknownProvider(chosen.provider.clone()))?;
+        return Ok((entry, chosen.model.clone(), Some((route.name().to_string(), candidate)), true));
     }
     if let Some((prefix, bare)) = model.split_once('/')
         && let Some(entry) = providers.get(prefix)

@@ -182,5 +182,5 @@ async fn gateway_and_hop_by_hop_headers_stay_at_the_gateway() {
     assert_eq!(header(&got, "openai-organization"), Some("org-1"));
     assert_eq!(response.header("x-request-id"), Some("req_fake"), "provider response headers come back");
     let ended = h.recorder.wait_for(1).await;
-    assert_eq!(ended[0].record.event_id.as_deref(), Some("evt-1"));
+    assert_eq!(ended[0].event_id.as_deref(), Some("evt-1"));
 }

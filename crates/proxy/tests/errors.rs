@@ -43,7 +43,7 @@ async fn retries_on_429_and_5xx_until_an_answer_within_max_attempts() {
     assert!(response.text().ends_with("data: [DONE]\n\n"));
     assert_eq!(h.fake.requests().len(), 3);
     let ended = h.recorder.wait_for(1).await;
-    assert_eq!(ended[0].record.attempts, 3);
+    assert_eq!(ended[0].attempts, 3);
 }
 
 #[tokio::test]

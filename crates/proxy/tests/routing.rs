@@ -195,9 +195,9 @@ async fn passthrough_appends_the_rest_and_the_query_to_the_base_url() {
     assert_eq!(got.uri, "/google/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
     assert_eq!(header(&got, "x-goog-api-key"), Some("google-stored"));
     let ended = h.recorder.wait_for(3).await;
-    let last = ended.iter().find(|e| e.record.path.contains("gemini")).unwrap();
-    assert_eq!(last.record.model.as_deref(), Some("gemini-2.5-flash"));
-    assert!(last.record.stream);
+    let last = ended.iter().find(|e| e.path.contains("gemini")).unwrap();
+    assert_eq!(last.model.as_deref(), Some("gemini-2.5-flash"));
+    assert!(last.stream);
 
     // A passthrough body need not be JSON.
     let response = h
@@ -256,7 +256,7 @@ async fn cloudflare_url_shape_names_the_gateway() {
     assert_eq!(response.status, StatusCode::OK);
 
     let ended = h.recorder.wait_for(3).await;
-    let gateways: Vec<&str> = ended.iter().map(|e| e.record.gateway.as_str()).collect();
+    let gateways: Vec<&str> = ended.iter().map(|e| e.gateway.as_str()).collect();
     assert_eq!(gateways, ["my-gw", "other-gw", "default"]);
 }
 

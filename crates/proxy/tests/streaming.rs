@@ -37,7 +37,7 @@ async fn the_client_holds_the_first_chunk_while_the_upstream_withholds_the_rest(
     }
     assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
     let ended = h.recorder.wait_for(1).await;
-    assert_eq!(ended[0].end, StreamEnd::Complete);
+    assert_eq!(ended[0].end, Some(StreamEnd::Complete));
 }
 
 #[tokio::test]
@@ -58,9 +58,11 @@ async fn bytes_split_anywhere_reach_the_client_unchanged_and_the_tap_sees_the_sa
     assert!(whole.text().contains("event: message_stop"));
     let ended = h.recorder.wait_for(8).await;
     for e in &ended {
-        assert_eq!(e.end, StreamEnd::Complete);
+        assert_eq!(e.end, Some(StreamEnd::Complete));
     }
-    assert_eq!(ended[7].bytes, split.body.to_vec());
+    assert_eq!(ended[7].response_bytes, split.body.len() as u64);
+    assert_eq!(ended[7].usage, ended[6].usage, "the same usage however the bytes were split");
+    assert!(ended[7].usage.output > 0);
 }
 
 #[tokio::test]
@@ -86,8 +88,8 @@ async fn a_stream_cut_by_the_upstream_reaches_the_client_as_a_broken_stream_and_
     let result = response.into_body().collect().await;
     assert!(result.is_err(), "the client must see that the stream broke, not a clean end");
     let ended = h.recorder.wait_for(1).await;
-    assert!(matches!(ended[0].end, StreamEnd::UpstreamError(_)), "{:?}", ended[0].end);
-    assert_eq!(ended[0].bytes.len(), 150);
+    assert!(matches!(ended[0].end, Some(StreamEnd::UpstreamError(_))), "{:?}", ended[0].end);
+    assert_eq!(ended[0].response_bytes, 150);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(h.recorder.ended.lock().unwrap().len(), 1, "exactly one end per response");
 }
@@ -105,10 +107,11 @@ async fn when_the_client_disconnects_the_upstream_is_read_to_its_end_in_the_back
     tokio::time::sleep(Duration::from_millis(100)).await;
     gate.open();
     let ended = h.recorder.wait_for(1).await;
-    assert_eq!(ended[0].end, StreamEnd::ClientGone { drained: true });
-    let seen = String::from_utf8_lossy(&ended[0].bytes).into_owned();
-    assert!(seen.starts_with(&*String::from_utf8_lossy(&first)));
-    assert!(seen.ends_with("data: [DONE]\n\n"), "the tap saw the end of the upstream: {seen}");
+    assert_eq!(ended[0].end, Some(StreamEnd::ClientGone { drained: true }));
+    assert!(ended[0].response_bytes > first.len() as u64, "the tap saw the rest of the upstream");
+    // The usage at the end of the stream was read: exact, not estimated.
+    assert_eq!(ended[0].cost_source, tollgate_accounting::CostSource::Catalog);
+    assert_eq!(ended[0].usage.output, 5, "\"Hello from the fake provider.\" is five words");
 }
 
 #[tokio::test]

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tollgate_accounting::PriceCatalog;
 use tollgate_config::{Config, LogFormat, Source};
-use tollgate_proxy::Gateway;
+use tollgate_proxy::{Gateway, LogSink};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "A self-hosted AI gateway with exact spend limits")]
@@ -102,10 +103,26 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     let grace = config.server.shutdown_grace;
-    let gateway = Arc::new(Gateway::new(config));
+    let catalog = match load_catalog(&config) {
+        Ok(catalog) => Arc::new(catalog),
+        Err(error) => {
+            tracing::error!(%error, "cannot load prices");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(version = catalog.version(), "price catalog loaded");
+    let gateway = Arc::new(Gateway::new(config, catalog, Arc::new(LogSink)));
     tollgate_proxy::serve(listener, gateway, shutdown, grace).await;
     tracing::info!("tollgate stopped");
     ExitCode::SUCCESS
+}
+
+/// The bundled catalog with `[pricing] file` layered over it.
+fn load_catalog(config: &Config) -> Result<PriceCatalog, String> {
+    let catalog = PriceCatalog::bundled().map_err(|e| format!("bundled catalog: {e}"))?;
+    let Some(path) = &config.pricing.file else { return Ok(catalog) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("pricing.file {}: {e}", path.display()))?;
+    catalog.with_overrides(&text).map_err(|e| format!("pricing.file {}: {e}", path.display()))
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -6,31 +6,24 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tollgate_accounting::PriceCatalog;
 use tollgate_config::Config;
-use tollgate_proxy::{Gateway, RequestRecord, StreamEnd, Tap, TapFactory};
+use tollgate_proxy::{Gateway, RecordSink, UsageRecord};
 use tollgate_testkit::{FakeProvider, TestClient};
 
-/// One finished response as the tap saw it.
-#[derive(Debug, Clone)]
-pub struct Ended {
-    pub record: RequestRecord,
-    pub bytes: Vec<u8>,
-    pub end: StreamEnd,
-}
-
+/// Collects every record the gateway produces.
 #[derive(Default)]
 pub struct Recorder {
-    pub ended: Mutex<Vec<Ended>>,
+    pub ended: Mutex<Vec<UsageRecord>>,
     notify: Notify,
 }
 
 impl Recorder {
-    /// Waits until `n` responses have ended (bounded, so a bug fails instead of hanging).
-    pub async fn wait_for(&self, n: usize) -> Vec<Ended> {
+    /// Waits until `n` requests have been recorded (bounded, so a bug fails instead of hanging).
+    pub async fn wait_for(&self, n: usize) -> Vec<UsageRecord> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let notified = self.notify.notified();
@@ -41,38 +34,18 @@ impl Recorder {
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("only {} of {n} responses ended", self.ended.lock().unwrap().len());
+                panic!("only {} of {n} requests were recorded", self.ended.lock().unwrap().len());
             }
         }
     }
 }
 
-struct RecordingTap {
-    record: RequestRecord,
-    bytes: Vec<u8>,
-    recorder: Arc<Recorder>,
-}
+struct RecorderSink(Arc<Recorder>);
 
-impl Tap for RecordingTap {
-    fn on_data(&mut self, chunk: &Bytes) {
-        self.bytes.extend_from_slice(chunk);
-    }
-
-    fn on_end(self: Box<Self>, end: StreamEnd) {
-        self.recorder.ended.lock().unwrap().push(Ended { record: self.record, bytes: self.bytes, end });
-        self.recorder.notify.notify_waiters();
-    }
-
-    fn wants_drain(&self) -> bool {
-        true
-    }
-}
-
-struct RecordingTaps(Arc<Recorder>);
-
-impl TapFactory for RecordingTaps {
-    fn tap(&self, record: RequestRecord) -> Box<dyn Tap> {
-        Box::new(RecordingTap { record, bytes: Vec::new(), recorder: self.0.clone() })
+impl RecordSink for RecorderSink {
+    fn record(&self, record: UsageRecord) {
+        self.0.ended.lock().unwrap().push(record);
+        self.0.notify.notify_waiters();
     }
 }
 
@@ -151,7 +124,8 @@ impl Harness {
 
     pub async fn with_parts(fake: FakeProvider, config: Config) -> Self {
         let recorder = Arc::new(Recorder::default());
-        let gateway = Arc::new(Gateway::with_taps(Arc::new(config), Arc::new(RecordingTaps(recorder.clone()))));
+        let catalog = Arc::new(PriceCatalog::bundled().unwrap());
+        let gateway = Arc::new(Gateway::new(Arc::new(config), catalog, Arc::new(RecorderSink(recorder.clone()))));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();

@@ -1,0 +1,84 @@
+//! The one record every request leaves behind, and where it goes.
+
+use std::time::Duration;
+
+use tollgate_accounting::{CostSource, Usage};
+
+use crate::body::StreamEnd;
+use crate::route::Api;
+
+/// Everything known about a finished request: where it went, what it used, what it cost. One per request,
+/// whatever the outcome (CONTRACT §5 log row fields).
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub log_id: String,
+    pub created_at: jiff::Timestamp,
+    pub gateway: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub path: String,
+    pub api: Api,
+    pub stream: bool,
+    /// The HTTP status the client got (the provider's, or the gateway's own for refusals).
+    pub status: u16,
+    pub success: bool,
+    pub usage: Usage,
+    pub cost_nanos: u64,
+    pub cost_source: CostSource,
+    /// Time from the request's arrival to the upstream response head (`None` when it never got one).
+    pub ttfb: Option<Duration>,
+    pub duration: Duration,
+    pub attempts: u32,
+    pub step: Option<usize>,
+    pub event_id: Option<String>,
+    /// The validated `cf-aig-metadata`, as a JSON object.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Each applicable spend rule's decision: `[{"rule","bucket","decision"}]`.
+    pub rule_decisions: serde_json::Value,
+    /// What went wrong: the gateway's error code, or the upstream's mid-stream error.
+    pub error: Option<String>,
+    /// How the response ended (`None` for refusals that never had a body).
+    pub end: Option<StreamEnd>,
+    /// Bytes of response body the gateway saw from the upstream.
+    pub response_bytes: u64,
+    pub collect_log: bool,
+    pub collect_log_payload: bool,
+}
+
+impl UsageRecord {
+    /// Prompt tokens in all: uncached, cache reads and cache writes.
+    pub fn tokens_in(&self) -> u64 {
+        self.usage.prompt_total()
+    }
+}
+
+/// Receives finished records: the store writes them, tests collect them.
+pub trait RecordSink: Send + Sync + 'static {
+    /// Called once per request, from the request path: must not block (queue the work).
+    fn record(&self, record: UsageRecord);
+}
+
+/// Logs one line per finished request (never a body, never a secret).
+pub struct LogSink;
+
+impl RecordSink for LogSink {
+    fn record(&self, r: UsageRecord) {
+        tracing::info!(
+            log_id = %r.log_id,
+            gateway = %r.gateway,
+            provider = %r.provider,
+            model = r.model.as_deref().unwrap_or(""),
+            path = %r.path,
+            status = r.status,
+            stream = r.stream,
+            tokens_in = r.tokens_in(),
+            tokens_out = r.usage.output,
+            cost_nanos = r.cost_nanos,
+            cost_source = r.cost_source.as_str(),
+            ttfb_ms = r.ttfb.map_or(0, |t| t.as_millis() as u64),
+            duration_ms = r.duration.as_millis() as u64,
+            error = r.error.as_deref().unwrap_or(""),
+            "request finished"
+        );
+    }
+}
