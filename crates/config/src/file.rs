@@ -89,6 +89,8 @@ pub struct GatewayFile {
     pub backoff: String,
     pub disconnect_drain_timeout: String,
     pub disconnect_drain_max_bytes: String,
+    /// `false` turns off reading usage from responses (for measuring its cost only: nothing is priced then).
+    pub accounting: bool,
 }
 
 impl Default for GatewayFile {
@@ -102,6 +104,7 @@ impl Default for GatewayFile {
             backoff: "exponential".into(),
             disconnect_drain_timeout: "60s".into(),
             disconnect_drain_max_bytes: "32MiB".into(),
+            accounting: true,
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Gateway {
     /// upstream to learn the real usage.
     pub disconnect_drain_timeout: Duration,
     pub disconnect_drain_max_bytes: u64,
+    /// Whether usage is read from responses (always, but for measuring what reading it costs).
+    pub accounting: bool,
 }
 
 #[derive(Debug, Clone)]

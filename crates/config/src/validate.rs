@@ -204,6 +204,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             backoff,
             disconnect_drain_timeout,
             disconnect_drain_max_bytes,
+            accounting: gw.accounting,
         },
         providers,
         pricing,

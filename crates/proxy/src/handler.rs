@@ -134,7 +134,9 @@ async fn proxy(
         _ => body.clone(),
     };
     let mut filter = None;
-    if target.stream
+    let accounting = gateway.config.gateway.accounting;
+    if accounting
+        && target.stream
         && target.provider.name() != "openrouter"
         && matches!(target.api, Api::OpenAiChat | Api::OpenAiCompletions)
     {
@@ -180,7 +182,7 @@ async fn proxy(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let usage = match (api_format(target.api), head.status.is_success()) {
+    let usage = match (api_format(target.api), head.status.is_success() && accounting) {
         (Some(format), true) => Some(UsageTap::new(format, event_stream)),
         _ => None,
     };

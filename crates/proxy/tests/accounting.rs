@@ -208,3 +208,49 @@ async fn provider_errors_cost_nothing_and_refusals_are_recorded_too() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(h.recorder.ended.lock().unwrap().len(), 2, "exactly one record per request");
 }
+
+#[tokio::test]
+async fn a_mid_stream_error_event_is_recorded_with_the_usage_seen() {
+    let h = Harness::start().await;
+    let events = vec![
+        bytes::Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-haiku-4-5\",\"content\":[],\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n"),
+        bytes::Bytes::from_static(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi there\"}}\n\n"),
+        bytes::Bytes::from_static(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"),
+    ];
+    h.fake.push(Plan { raw: Some(("text/event-stream", events)), ..Plan::default() });
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 50, "stream": true, "messages": []});
+    let response = h.client.post_json("/v1/messages", &[], &body).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(response.text().contains("overloaded_error"), "the error reaches the client");
+    let r = &h.recorder.wait_for(1).await[0];
+    assert!(!r.success);
+    assert!(r.error.as_deref().unwrap().contains("Overloaded"), "{:?}", r.error);
+    assert_eq!(r.usage.input, 25, "the input reported by message_start is billed");
+    assert_eq!(r.cost_source, CostSource::Estimated);
+}
+
+#[tokio::test]
+async fn timeouts_and_unreachable_providers_are_recorded_once() {
+    let h = Harness::start().await;
+    h.fake.push(Plan { head_delay: Duration::from_secs(3), ..Plan::default() });
+    let response = h
+        .client
+        .post_json("/v1/chat/completions", &[("cf-aig-request-timeout", "50")], &chat_body("gpt-4o-mini", false))
+        .await;
+    assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT);
+    let r = &h.recorder.wait_for(1).await[0];
+    assert_eq!((r.status, r.error.as_deref(), r.cost_nanos), (504, Some("upstream_timeout"), 0));
+    assert_eq!(r.provider, "openai");
+    assert_eq!(r.model.as_deref(), Some("gpt-4o-mini"));
+}
+
+#[tokio::test]
+async fn with_accounting_off_nothing_is_read_or_injected() {
+    let h = Harness::with_config("[gateway]\naccounting = false\n").await;
+    let response = h.client.post_json("/v1/chat/completions", &[], &chat_body("gpt-4o-mini", true)).await;
+    assert_eq!(response.status, StatusCode::OK);
+    let sent: serde_json::Value = serde_json::from_slice(&h.fake.last_request().body).unwrap();
+    assert!(sent.get("stream_options").is_none());
+    let r = &h.recorder.wait_for(1).await[0];
+    assert_eq!((r.usage.output, r.cost_nanos), (0, 0));
+}
