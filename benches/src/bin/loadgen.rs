@@ -124,8 +124,9 @@ impl Drop for Gateway {
 fn start_gateway(args: &Args, fake: &FakeProvider) -> std::io::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n[logging]\nformat = \"json\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-bench\"\n{}\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nformat = \"json\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-bench\"\n{}\n",
         fake.url(),
         args.extra_config
     );

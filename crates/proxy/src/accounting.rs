@@ -161,6 +161,7 @@ pub fn blank_record(log_id: &str, created_at: jiff::Timestamp, path: &str) -> Us
         cost_source: CostSource::Catalog,
         ttfb: None,
         duration: Duration::ZERO,
+        overhead: None,
         attempts: 0,
         step: None,
         event_id: None,

@@ -154,6 +154,7 @@ async fn proxy(
     let uri: http::Uri =
         url.parse().map_err(|_| GatewayError::UnknownRoute(format!("cannot build an upstream URL from {url:?}")))?;
     let provider = target.provider.name().to_string();
+    pending.record.overhead = Some(pending.started.elapsed());
     let (response, attempts) = gateway.client.send(&provider, &parts.method, &uri, &headers, &body, &controls).await?;
 
     let (mut head, incoming) = response.into_parts();

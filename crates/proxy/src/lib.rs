@@ -10,6 +10,7 @@ mod credentials;
 mod error;
 mod handler;
 mod headers;
+pub mod metrics;
 mod providers;
 mod record;
 mod route;

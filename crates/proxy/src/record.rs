@@ -28,6 +28,8 @@ pub struct UsageRecord {
     /// Time from the request's arrival to the upstream response head (`None` when it never got one).
     pub ttfb: Option<Duration>,
     pub duration: Duration,
+    /// Time the gateway spent on the request before sending it upstream (parsing, limits, rewriting).
+    pub overhead: Option<Duration>,
     pub attempts: u32,
     pub step: Option<usize>,
     pub event_id: Option<String>,
@@ -60,6 +62,12 @@ pub trait RecordSink: Send + Sync + 'static {
 
 /// Logs one line per finished request (never a body, never a secret).
 pub struct LogSink;
+
+impl<S: RecordSink + ?Sized> RecordSink for std::sync::Arc<S> {
+    fn record(&self, record: UsageRecord) {
+        (**self).record(record);
+    }
+}
 
 impl RecordSink for LogSink {
     fn record(&self, r: UsageRecord) {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tollgate_accounting::PriceCatalog;
 use tollgate_config::{Config, LogFormat, Source};
+use tollgate_proxy::metrics::{MeteredSink, Metrics};
 use tollgate_proxy::{Gateway, LogSink};
 
 #[derive(Parser)]
@@ -98,6 +99,13 @@ async fn serve(config: Arc<Config>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin_listener = match tokio::net::TcpListener::bind(config.admin.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listen = %config.admin.listen, %error, "cannot listen (admin)");
+            return ExitCode::FAILURE;
+        }
+    };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(listen = %local, version = env!("CARGO_PKG_VERSION"), "tollgate proxy listening");
     let shutdown = CancellationToken::new();
@@ -111,8 +119,21 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         }
     };
     tracing::info!(version = catalog.version(), "price catalog loaded");
-    let gateway = Arc::new(Gateway::new(config, catalog, Arc::new(LogSink)));
+    let metrics = Arc::new(Metrics::new(config.providers.keys().map(String::as_str)));
+    let sink = MeteredSink { metrics: metrics.clone(), inner: LogSink };
+    let gateway = Arc::new(Gateway::new(config.clone(), catalog, Arc::new(sink)));
+    let admin = tollgate_admin::AdminState {
+        config,
+        gateway: gateway.clone(),
+        metrics,
+        started: std::time::Instant::now(),
+        database: None,
+    };
+    let admin_task = tokio::spawn(tollgate_admin::serve(admin_listener, admin, shutdown.clone()));
     tollgate_proxy::serve(listener, gateway, shutdown, grace).await;
+    if let Ok(Err(error)) = admin_task.await {
+        tracing::warn!(%error, "admin server ended with an error");
+    }
     tracing::info!("tollgate stopped");
     ExitCode::SUCCESS
 }

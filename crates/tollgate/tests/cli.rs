@@ -75,11 +75,13 @@ impl Drop for Running {
 fn spawn(fake: &FakeProvider) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let admin_port = free_port();
     let path = dir.path().join("tollgate.toml");
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"10s\"\n[logging]\nformat = \"json\"\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+             [logging]\nformat = \"json\"\n\
              [providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-stored-e2e\"\n",
             fake.url()
         ),

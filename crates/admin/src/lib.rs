@@ -1,0 +1,59 @@
+//! The admin server: a separate axum listener on `admin.listen` for operators, dashboards and Prometheus
+//! (CONTRACT §5). Every route needs `Authorization: Bearer <admin.token>` except `/status` and `/metrics`
+//! when `admin.public_metrics` is set.
+
+mod auth;
+mod error;
+mod limits;
+mod openapi;
+mod prometheus;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tollgate_config::Config;
+use tollgate_proxy::Gateway;
+use tollgate_proxy::metrics::Metrics;
+
+pub use error::AdminError;
+pub use status::{DatabaseStatus, StatusSource};
+
+/// What the admin handlers read. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    pub config: Arc<Config>,
+    pub gateway: Arc<Gateway>,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    /// The database's health and backlog; `None` while no store is attached.
+    pub database: Option<Arc<dyn StatusSource>>,
+}
+
+/// Builds the router. Layer order: the auth middleware wraps every route; it lets the public allow-list
+/// through on its own.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/status", get(status::status))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/config", get(status::config))
+        .route("/api/spend-limits", get(limits::list))
+        .route("/api/spend-limits/{id}", get(limits::one))
+        .route("/api/spend-limits/{id}/usage", get(limits::usage))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .with_state(state)
+}
+
+/// Serves the admin API until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) -> std::io::Result<()> {
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(listen = ?local, "tollgate admin listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
