@@ -40,7 +40,7 @@ use crate::route::{self, Api, BodyPeek, Shape, Target};
 pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let created_at = jiff::Timestamp::now();
-    let log_id = uuid::Uuid::now_v7().to_string();
+    let log_id = new_log_id();
     let span =
         tracing::info_span!("request", log_id = %log_id, method = %request.method(), path = %request.uri().path());
     async move {
@@ -70,6 +70,17 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
     }
     .instrument(span)
     .await
+}
+
+thread_local! {
+    /// Per-thread UUIDv7 context: `Uuid::now_v7` shares one behind a global mutex, which every request would
+    /// take. Ids stay unique (74 random bits) and ordered by time.
+    static LOG_IDS: uuid::ContextV7 = const { uuid::ContextV7::new() };
+}
+
+/// A new log id: a UUIDv7, so ids sort by time and the store's inserts stay append-only.
+fn new_log_id() -> String {
+    LOG_IDS.with(|context| uuid::Uuid::new_v7(uuid::Timestamp::now(context)).to_string())
 }
 
 fn error_response(error: &GatewayError, format: ErrorFormat, log_id: &str) -> Response<ProxyBody> {

@@ -54,7 +54,8 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            init_tracing(config.logging.format);
+            // Keep the guard for the life of the process: dropping it flushes the log writer.
+            let _log_guard = init_tracing(config.logging.format);
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -79,16 +80,25 @@ fn load(file: Option<PathBuf>) -> Result<Config, ExitCode> {
     })
 }
 
-fn init_tracing(format: Option<LogFormat>) {
+/// Log lines are written by a background thread: the request path only queues them, so a slow terminal or
+/// pipe never holds a request up (and no request takes the stdout lock). Past this many queued lines, new
+/// ones are dropped rather than block a request; request records go to the database, not here.
+const LOG_QUEUE_LINES: usize = 128 * 1024;
+
+fn init_tracing(format: Option<LogFormat>) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let pretty = format.map_or_else(|| std::io::stdout().is_terminal(), |f| f == LogFormat::Pretty);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .finish(std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if pretty {
         builder.init();
     } else {
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     }
+    guard
 }
 
 async fn serve(config: Arc<Config>) -> ExitCode {
