@@ -144,6 +144,8 @@ pub(crate) struct Dimensions {
     dims: Vec<Dimension>,
     /// `escaped name + "="` for each split dimension, in rule order.
     split_prefixes: Vec<(usize, String)>,
+    /// Whether any dimension is a filter (most rules only split: they apply to every request).
+    has_filters: bool,
 }
 
 impl Dimensions {
@@ -159,21 +161,34 @@ impl Dimensions {
                 (i, prefix)
             })
             .collect();
-        Self { dims, split_prefixes }
+        let has_filters = dims.iter().any(|d| matches!(d.mode, DimensionMode::Filter(_)));
+        Self { dims, split_prefixes, has_filters }
     }
 
     pub(crate) fn as_slice(&self) -> &[Dimension] {
         &self.dims
     }
 
+    /// True when `self` and `other` write the same bucket key for every request: the same split dimensions in
+    /// the same order (filters never appear in the key). Lets an admission build each distinct key once.
+    pub(crate) fn same_key_as(&self, other: &Self) -> bool {
+        self.split_prefixes.len() == other.split_prefixes.len()
+            && self
+                .split_prefixes
+                .iter()
+                .zip(&other.split_prefixes)
+                .all(|((a, _), (b, _))| self.dims[*a].key == other.dims[*b].key)
+    }
+
     /// True when every filter dimension's value is among its values (a request without the value does not match).
     pub(crate) fn applies_to(&self, request: &RequestDims<'_>) -> bool {
-        self.dims.iter().all(|d| match &d.mode {
-            DimensionMode::Split => true,
-            DimensionMode::Filter(values) => {
-                request.value(&d.key).is_some_and(|v| values.iter().any(|allowed| allowed == v))
-            }
-        })
+        !self.has_filters
+            || self.dims.iter().all(|d| match &d.mode {
+                DimensionMode::Split => true,
+                DimensionMode::Filter(values) => {
+                    request.value(&d.key).is_some_and(|v| values.iter().any(|allowed| allowed == v))
+                }
+            })
     }
 
     /// Writes the bucket key for `request` into `out` (cleared first). See the module docs for the format.

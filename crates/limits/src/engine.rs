@@ -76,8 +76,57 @@ pub(crate) struct RuleState {
 #[derive(Debug)]
 pub(crate) struct RuleSet {
     pub(crate) rules: Vec<RuleState>,
+    /// Per rule, its key group: rules with the same split dimensions (in the same order) write the same bucket key
+    /// for every request, so an admission builds that key once per group rather than once per rule.
+    key_groups: Vec<usize>,
+    /// Number of distinct key groups.
+    group_count: usize,
     /// Carried here so an admission holds one shared `Arc` (the set), not two.
     pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl RuleSet {
+    fn new(rules: Vec<RuleState>, clock: Arc<dyn Clock>) -> Self {
+        // Index of the first rule of each group. Quadratic in the number of groups, once per rule swap.
+        let mut leaders: Vec<usize> = Vec::new();
+        let mut key_groups = Vec::with_capacity(rules.len());
+        for (index, state) in rules.iter().enumerate() {
+            let dims = &state.rule.dimensions;
+            let group = leaders.iter().position(|&l| rules[l].rule.dimensions.same_key_as(dims));
+            key_groups.push(group.unwrap_or_else(|| {
+                leaders.push(index);
+                leaders.len() - 1
+            }));
+        }
+        Self { rules, key_groups, group_count: leaders.len(), clock }
+    }
+}
+
+/// Bucket keys of one admission, one per key group, each built the first time a rule of its group applies.
+#[derive(Debug, Default)]
+struct KeyBuffers {
+    keys: Vec<String>,
+    built: Vec<bool>,
+}
+
+impl KeyBuffers {
+    /// Forgets the previous admission's keys (keeping their allocations) and makes room for `groups` groups.
+    fn reset(&mut self, groups: usize) {
+        if self.keys.len() < groups {
+            self.keys.resize_with(groups, String::new);
+        }
+        self.built.clear();
+        self.built.resize(groups, false);
+    }
+
+    /// The key of `group`, written by `write` unless an earlier rule of the group already built it.
+    fn key(&mut self, group: usize, write: impl FnOnce(&mut String)) -> &str {
+        if !self.built[group] {
+            write(&mut self.keys[group]);
+            self.built[group] = true;
+        }
+        &self.keys[group]
+    }
 }
 
 /// Monotonic counters for metrics. Successful admissions are not counted here: a counter bumped by every
@@ -109,23 +158,23 @@ pub struct SpendEngine {
 }
 
 thread_local! {
-    /// Reused buffer for bucket keys: a lookup allocates nothing; only a new bucket allocates its key.
-    static KEY_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Reused buffers for bucket keys: a lookup allocates nothing; only a new bucket allocates its key.
+    static KEY_BUFFERS: RefCell<KeyBuffers> = RefCell::new(KeyBuffers::default());
 }
 
 impl SpendEngine {
     /// An engine with `rules`, reading time from `clock`.
     pub fn new(rules: Vec<SpendRule>, clock: Arc<dyn Clock>) -> Self {
-        let set = RuleSet {
-            rules: rules
+        let set = RuleSet::new(
+            rules
                 .into_iter()
                 .map(|rule| RuleState {
                     table: Arc::new(BucketTable::new(Arc::clone(&rule.id), rule.window.clone())),
                     rule,
                 })
                 .collect(),
-            clock: Arc::clone(&clock),
-        };
+            Arc::clone(&clock),
+        );
         Self {
             inner: Arc::new(Inner {
                 rules: ArcSwap::from_pointee(set),
@@ -174,7 +223,7 @@ impl SpendEngine {
             .filter(|s| !kept.iter().any(|k| Arc::ptr_eq(k, &s.table)))
             .map(|s| Arc::clone(&s.table))
             .collect();
-        self.inner.rules.store(Arc::new(RuleSet { rules: states, clock: Arc::clone(&self.inner.clock) }));
+        self.inner.rules.store(Arc::new(RuleSet::new(states, Arc::clone(&self.inner.clock))));
         self.inner.retired.lock().unwrap_or_else(PoisonError::into_inner).extend(retiring);
     }
 
@@ -200,17 +249,19 @@ impl SpendEngine {
         now: Timestamp,
     ) -> Result<Admission, Blocked> {
         let now_ns = timestamp_nanos(now);
+        // One shared reference-count update per admission (the set moves into the `Admission`, never cloned).
         let set = self.inner.rules.load_full();
-        let mut admission = Admission::new(Arc::clone(&set));
-        let outcome = KEY_BUFFER.with(|buffer| {
-            let mut key = buffer.borrow_mut();
+        let mut held = Vec::with_capacity(set.rules.len().min(32));
+        let outcome = KEY_BUFFERS.with(|buffers| {
+            let mut buffers = buffers.borrow_mut();
+            buffers.reset(set.group_count);
             for (index, state) in set.rules.iter().enumerate() {
-                if !state.rule.dimensions.applies_to(request) {
+                let rule = &state.rule;
+                if !rule.dimensions.applies_to(request) {
                     continue;
                 }
-                state.rule.dimensions.write_bucket_key(request, &mut key);
-                let rule = &state.rule;
-                let result = state.table.with_bucket(&key, |bucket, counters| {
+                let key = buffers.key(set.key_groups[index], |out| rule.dimensions.write_bucket_key(request, out));
+                let (result, bucket) = state.table.with_bucket(key, |bucket, counters| {
                     counters.roll(&rule.window, now_ns);
                     let spent = counters.spent(&rule.window, now_ns);
                     let reserving = rule.reserve == Reserve::WorstCase && worst_case_nanos.is_some();
@@ -226,7 +277,7 @@ impl SpendEngine {
                         counters.reserved = counters.reserved.saturating_add(reserved);
                         counters.inflight = counters.inflight.saturating_add(1);
                         let decision = if over { Decision::WouldBlock } else { Decision::Allowed };
-                        return Ok(Held { rule_index: index, bucket: Arc::clone(bucket), reserved, decision });
+                        return Ok((reserved, decision));
                     }
                     // Budget that must leave the window before this request fits.
                     let need = committed.saturating_add(cost.max(1)).saturating_sub(rule.budget_nanos);
@@ -243,17 +294,19 @@ impl SpendEngine {
                     })
                 });
                 match result {
-                    Ok(held) => {
-                        if held.decision == Decision::WouldBlock {
+                    Ok((reserved, decision)) => {
+                        if decision == Decision::WouldBlock {
                             self.inner.would_block.fetch_add(1, Ordering::Relaxed);
                         }
-                        admission.push(held);
+                        // The bucket's in-flight count now includes this admission, so the sweep keeps it.
+                        held.push(Held { rule_index: index, bucket, reserved, decision });
                     }
                     Err(blocked) => return Err(blocked),
                 }
             }
             Ok(())
         });
+        let admission = Admission::new(set, held);
         match outcome {
             Ok(()) => Ok(admission),
             Err(blocked) => {

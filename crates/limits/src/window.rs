@@ -131,6 +131,8 @@ pub struct Window {
     kind: WindowKind,
     time_zone: TimeZone,
     time_zone_name: String,
+    /// [`Window::slot_nanos`], computed once (it is needed on every admission to a rolling window).
+    slot: i64,
 }
 
 impl PartialEq for Window {
@@ -151,12 +153,18 @@ impl Window {
         if kind == WindowKind::Rolling && matches!(length, WindowLength::Months(_)) {
             return Err(WindowError::RollingMonths(length));
         }
-        Ok(Self { length, kind, time_zone, time_zone_name: time_zone_name.to_owned() })
+        Ok(Self { length, kind, time_zone, time_zone_name: time_zone_name.to_owned(), slot: slot_of(length) })
     }
 
     /// A fixed window in UTC (what rate limits use).
     pub fn fixed_utc(length: WindowLength) -> Self {
-        Self { length, kind: WindowKind::Fixed, time_zone: TimeZone::UTC, time_zone_name: "UTC".to_owned() }
+        Self {
+            length,
+            kind: WindowKind::Fixed,
+            time_zone: TimeZone::UTC,
+            time_zone_name: "UTC".to_owned(),
+            slot: slot_of(length),
+        }
     }
 
     /// The configured length.
@@ -196,7 +204,7 @@ impl Window {
     /// Rolling windows: length of one slot in nanoseconds, `window / 60` rounded down (so the resolution is at
     /// least 1/60; the window then covers 60 slots, at most 59 ns shorter than configured).
     pub(crate) fn slot_nanos(&self) -> i64 {
-        (self.length.nominal_nanos() / ROLLING_SLOTS).max(1)
+        self.slot
     }
 
     fn fixed_bounds_nanos(&self, now: i64) -> (i64, i64) {
@@ -241,6 +249,11 @@ impl Window {
         let end = next.to_zoned_datetime(self.time_zone.clone()).ok()?.start_of_day().ok()?;
         Some((timestamp_nanos(start.timestamp()), timestamp_nanos(end.timestamp())))
     }
+}
+
+/// Length of one rolling slot: `window / 60` rounded down, at least 1 ns.
+fn slot_of(length: WindowLength) -> i64 {
+    (length.nominal_nanos() / ROLLING_SLOTS).max(1)
 }
 
 /// Why a window could not be built.

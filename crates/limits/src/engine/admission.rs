@@ -53,12 +53,9 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub(crate) fn new(set: Arc<RuleSet>) -> Self {
-        Self { set, held: Vec::new() }
-    }
-
-    pub(crate) fn push(&mut self, held: Held) {
-        self.held.push(held);
+    /// The holds taken (in rule order) under `set`.
+    pub(crate) fn new(set: Arc<RuleSet>, held: Vec<Held>) -> Self {
+        Self { set, held }
     }
 
     /// Every applicable rule's decision, in rule order.

@@ -21,10 +21,11 @@ impl BucketTable {
         Self { rule_id, window, buckets: DashMap::with_hasher(foldhash::fast::RandomState::default()) }
     }
 
-    /// Runs `f` on the bucket for `key` (created if absent) with its counters locked. A bucket that the sweep
+    /// Runs `f` on the bucket for `key` (created if absent) with its counters locked, and hands back the bucket
+    /// with `f`'s result (so a caller that keeps it pays no second reference-count update). A bucket that the sweep
     /// evicted between lookup and lock is skipped and looked up again, so nothing is ever counted in an evicted
     /// bucket.
-    pub(crate) fn with_bucket<R>(&self, key: &str, f: impl FnOnce(&Arc<Bucket>, &mut BucketState) -> R) -> R {
+    pub(crate) fn with_bucket<R>(&self, key: &str, f: impl FnOnce(&Bucket, &mut BucketState) -> R) -> (R, Arc<Bucket>) {
         loop {
             let found = self.buckets.get(key).map(|b| Arc::clone(b.value()));
             let bucket = found.unwrap_or_else(|| {
@@ -34,7 +35,9 @@ impl BucketTable {
             });
             let mut state = bucket.lock();
             if !state.evicted {
-                return f(&bucket, &mut state);
+                let result = f(&bucket, &mut state);
+                drop(state);
+                return (result, bucket);
             }
         }
     }
@@ -108,7 +111,21 @@ pub(crate) struct BucketState {
 
 impl BucketState {
     /// Brings the slots up to `now`: opens the current fixed window, forgets drained windows and expired slots.
+    #[inline]
     pub(crate) fn roll(&mut self, window: &Window, now: i64) {
+        // The common case, inline: a fixed window whose only slot is current (its bounds are cached in
+        // `current_end`), where there is nothing to do.
+        if window.kind() == WindowKind::Fixed
+            && let [only] = self.slots.as_slice()
+            && now < self.current_end
+            && now >= only.start
+        {
+            return;
+        }
+        self.roll_slow(window, now);
+    }
+
+    fn roll_slow(&mut self, window: &Window, now: i64) {
         match window.kind() {
             WindowKind::Fixed => {
                 let stale = self.slots.last().is_none_or(|s| now >= self.current_end || now < s.start);

@@ -123,7 +123,7 @@ impl SpendEngine {
             if window.kind() == WindowKind::Fixed && window.bounds_nanos(now).0 != start {
                 continue;
             }
-            state.table.with_bucket(&total.bucket_key, |_, counters| {
+            let ((), _bucket) = state.table.with_bucket(&total.bucket_key, |_, counters| {
                 counters.roll(window, now);
                 counters.load_total(window, now, start, total.total_nanos);
             });

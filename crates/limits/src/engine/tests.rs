@@ -426,3 +426,73 @@ fn route_admits_the_first_candidate_with_budget() {
     first.settle(USD);
     second.settle(USD);
 }
+
+#[test]
+fn rules_sharing_split_dimensions_share_the_key_but_not_the_filters() {
+    // Same split dimensions (one key group), different filters; and the same dimensions in the other order.
+    let mut openai = spec("openai-user", 10.0, "1d");
+    openai.dimensions = vec![split("metadata.user"), filter("provider", &["openai"])];
+    let mut other = spec("other-user", 10.0, "1d");
+    other.dimensions = vec![split("metadata.user"), filter("provider", &["anthropic"])];
+    let mut user = spec("user", 10.0, "1d");
+    user.dimensions = vec![split("metadata.user")];
+    let mut pair = spec("user-model", 10.0, "1d");
+    pair.dimensions = vec![split("metadata.user"), split("model")];
+    let mut reversed = spec("model-user", 10.0, "1d");
+    reversed.dimensions = vec![split("model"), split("metadata.user")];
+    let (engine, _) = engine(&[other, openai, user, pair, reversed], "2026-05-01T12:00:00Z");
+    let m = meta(r#"{"user":"u1"}"#);
+    let admission = engine.admit(&RequestDims::new("openai", "gpt").with_metadata(&m), Some(USD)).unwrap();
+    assert_eq!(
+        decisions(&admission),
+        [
+            ("openai-user".into(), "metadata.user=u1".into(), Decision::Allowed),
+            ("user".into(), "metadata.user=u1".into(), Decision::Allowed),
+            ("user-model".into(), "metadata.user=u1|model=gpt".into(), Decision::Allowed),
+            ("model-user".into(), "model=gpt|metadata.user=u1".into(), Decision::Allowed),
+        ]
+    );
+    admission.settle(USD);
+    // The next request, from another user, builds its own keys (nothing is left over from the first).
+    let m = meta(r#"{"user":"u2"}"#);
+    let admission = engine.admit(&RequestDims::new("anthropic", "claude").with_metadata(&m), Some(USD)).unwrap();
+    assert_eq!(
+        decisions(&admission),
+        [
+            ("other-user".into(), "metadata.user=u2".into(), Decision::Allowed),
+            ("user".into(), "metadata.user=u2".into(), Decision::Allowed),
+            ("user-model".into(), "metadata.user=u2|model=claude".into(), Decision::Allowed),
+            ("model-user".into(), "model=claude|metadata.user=u2".into(), Decision::Allowed),
+        ]
+    );
+    drop(admission);
+    assert_eq!(usage(&engine, "user"), [("metadata.user=u1".into(), USD, 0), ("metadata.user=u2".into(), 0, 0)]);
+}
+
+#[test]
+fn cached_window_bounds_follow_boundaries_and_dst() {
+    // Europe/Berlin springs forward on 2026-03-29: that day lasts 23 hours.
+    let mut daily = spec("daily", 5.0, "1d");
+    daily.timezone = "Europe/Berlin".into();
+    let (engine, clock) = engine(&[daily], "2026-03-28T22:30:00Z"); // 23:30 on the 28th, Berlin time
+    let req = RequestDims::new("openai", "gpt");
+    engine.admit(&req, Some(USD)).unwrap().settle(4 * USD);
+    let bounds = |engine: &SpendEngine| {
+        let u = &engine.usage("daily").unwrap()[0];
+        (u.window_start, u.window_end, u.spent_nanos)
+    };
+    assert_eq!(bounds(&engine), (ts("2026-03-27T23:00:00Z"), ts("2026-03-28T23:00:00Z"), 4 * USD));
+    // Just before the boundary, the cached window still applies: 4 + 2 > 5.
+    clock.set(ts("2026-03-28T22:59:59.999999999Z"));
+    assert!(engine.admit(&req, Some(2 * USD)).is_err());
+    // At the boundary the bucket moves to the new (23-hour) day.
+    clock.set(ts("2026-03-28T23:00:00Z"));
+    engine.admit(&req, Some(2 * USD)).unwrap().settle(2 * USD);
+    assert_eq!(bounds(&engine), (ts("2026-03-28T23:00:00Z"), ts("2026-03-29T22:00:00Z"), 2 * USD));
+    // One nanosecond before that day's end (23 hours later, not 24) it still counts; at its end it resets.
+    clock.set(ts("2026-03-29T21:59:59.999999999Z"));
+    assert!(engine.admit(&req, Some(4 * USD)).is_err());
+    clock.set(ts("2026-03-29T22:00:00Z"));
+    engine.admit(&req, Some(4 * USD)).unwrap().settle(USD);
+    assert_eq!(bounds(&engine), (ts("2026-03-29T22:00:00Z"), ts("2026-03-30T22:00:00Z"), USD));
+}
