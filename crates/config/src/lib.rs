@@ -169,8 +169,11 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let env: Vec<(String, String)> = source.env.clone().unwrap_or_else(|| std::env::vars().collect());
+        // Only `TOLLGATE_SECTION__KEY` names are overrides: every key lives in a section, and names without
+        // `__` belong to others (Kubernetes sets TOLLGATE_PORT, TOLLGATE_SERVICE_HOST for a Service named
+        // tollgate).
         let overrides: Vec<(String, String)> =
-            env.iter().filter(|(k, _)| k.starts_with("TOLLGATE_")).cloned().collect();
+            env.iter().filter(|(k, _)| k.starts_with("TOLLGATE_") && k.contains("__")).cloned().collect();
         for (key, value) in &overrides {
             let path = key["TOLLGATE_".len()..].to_ascii_lowercase().replace("__", ".");
             if path.is_empty() {

@@ -79,6 +79,9 @@ fn environment_overrides_the_file() {
             ("TOLLGATE_ADMIN__PUBLIC_METRICS", "false"),
             ("TOLLGATE_GATEWAY__METADATA_MAX_ENTRIES", "7"),
             ("TOLLGATE_DATABASE__URL", "postgres://u:p@h/db"),
+            // Set by Kubernetes for a Service named "tollgate": not ours, ignored.
+            ("TOLLGATE_SERVICE_HOST", "10.0.0.1"),
+            ("TOLLGATE_PORT", "tcp://10.0.0.1:8080"),
         ])),
     };
     let config = Config::load(&source).unwrap();
