@@ -1,0 +1,22 @@
+//! Tollgate persistence: Postgres or SQLite behind one `Store` handle; request logs written in batches by a
+//! `LogWriter` (with hourly rollups in the same transaction), spend-limit buckets shared between replicas by a
+//! `SpendSync`, and a spill file that keeps every record while the database is down. Nothing here ever makes a
+//! request wait for the database.
+
+mod error;
+mod logs;
+mod record;
+mod replay;
+mod rollup;
+mod spend;
+mod spend_sync;
+mod spill;
+mod store;
+mod writer;
+
+pub use error::StoreError;
+pub use logs::{RETENTION_BATCH_ROWS, RetentionReport};
+pub use record::{CostSource, LogRecord};
+pub use spend_sync::{SpendSync, SpendSyncOptions};
+pub use store::{Pool, Store, StoreKind, StoreOptions, StoreStatus};
+pub use writer::{Enqueued, LogWriter, WriterOptions};

@@ -1,0 +1,238 @@
+//! The `request_logs` aggregate: idempotent batch insert (with the rollups, in one transaction) and retention.
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+use sqlx::Row;
+
+use crate::error::StoreError;
+use crate::record::{LogRecord, LogRow, timestamp_micros};
+use crate::rollup::Rollups;
+use crate::store::{Pool, Store};
+
+/// Rows deleted per retention statement: small enough that each statement holds its locks for milliseconds and
+/// never needs the whole expired set in memory (peer lesson: OOM in spend-log cleanup).
+pub const RETENTION_BATCH_ROWS: i64 = 5_000;
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Log rows deleted.
+    pub deleted: u64,
+    /// `DELETE` statements run (each its own short transaction).
+    pub statements: u64,
+}
+
+impl Store {
+    /// Inserts `records` and adds the newly inserted ones to the rollups, in one transaction. A record whose id
+    /// is already stored is skipped, so a retried or replayed batch never doubles a row or its spend. Returns the
+    /// number of rows inserted. A record whose numbers do not fit the database (above `i64::MAX`) can never be
+    /// stored: it is logged and left out instead of failing, and forever re-spilling, its batch.
+    pub async fn insert_logs(&self, records: &[LogRecord]) -> Result<u64, StoreError> {
+        let mut rows = Vec::with_capacity(records.len());
+        let mut kept = Vec::with_capacity(records.len());
+        for record in records {
+            match LogRow::try_from(record) {
+                Ok(row) => {
+                    rows.push(row);
+                    kept.push(record);
+                }
+                Err(error) => tracing::error!(id = %record.id, %error, "log record rejected"),
+            }
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let options = self.options();
+        let mut rollups = Rollups::default();
+        let inserted = match self.pool() {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let ids = insert_postgres(&mut tx, &rows).await?;
+                for record in kept.iter().filter(|r| ids.contains(r.id.as_str())) {
+                    rollups.add(record, &options.rollup_metadata_keys, options.max_rollup_keys_per_row);
+                }
+                rollups.upsert_postgres(&mut tx).await?;
+                tx.commit().await?;
+                ids.len() as u64
+            }
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let mut count = 0;
+                for (row, record) in rows.iter().zip(&kept) {
+                    if insert_sqlite(&mut tx, row).await? {
+                        count += 1;
+                        rollups.add(record, &options.rollup_metadata_keys, options.max_rollup_keys_per_row);
+                    }
+                }
+                rollups.upsert_sqlite(&mut tx).await?;
+                tx.commit().await?;
+                count
+            }
+        };
+        Ok(inserted)
+    }
+
+    /// Deletes log rows created before `cutoff`, [`RETENTION_BATCH_ROWS`] per statement until none is left, and
+    /// the spend batch ids applied before it. Rollups and spend buckets are kept.
+    pub async fn delete_older_than(&self, cutoff: Timestamp) -> Result<RetentionReport, StoreError> {
+        self.delete_older_than_in_batches(cutoff, RETENTION_BATCH_ROWS).await
+    }
+
+    /// [`Store::delete_older_than`] with an explicit batch size.
+    pub async fn delete_older_than_in_batches(
+        &self,
+        cutoff: Timestamp,
+        batch_rows: i64,
+    ) -> Result<RetentionReport, StoreError> {
+        let cutoff_us = timestamp_micros(cutoff);
+        let batch_rows = batch_rows.max(1);
+        let mut report = RetentionReport::default();
+        loop {
+            let deleted = match self.pool() {
+                Pool::Postgres(pool) => sqlx::query(
+                    "DELETE FROM request_logs WHERE id IN (
+                         SELECT id FROM request_logs
+                         WHERE created_at < 'epoch'::timestamptz + $1 * interval '1 microsecond' LIMIT $2)",
+                )
+                .bind(cutoff_us)
+                .bind(batch_rows)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+                Pool::Sqlite(pool) => sqlx::query(
+                    "DELETE FROM request_logs WHERE rowid IN (
+                         SELECT rowid FROM request_logs WHERE created_at < ? LIMIT ?)",
+                )
+                .bind(cutoff_us)
+                .bind(batch_rows)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            };
+            report.statements += 1;
+            report.deleted += deleted;
+            if deleted < batch_rows as u64 {
+                break;
+            }
+            // Let the writers in between statements.
+            tokio::task::yield_now().await;
+        }
+        match self.pool() {
+            Pool::Postgres(pool) => {
+                sqlx::query(
+                    "DELETE FROM spend_batches_applied
+                     WHERE applied_at < 'epoch'::timestamptz + $1 * interval '1 microsecond'",
+                )
+                .bind(cutoff_us)
+                .execute(pool)
+                .await?;
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query("DELETE FROM spend_batches_applied WHERE applied_at < ?")
+                    .bind(cutoff_us)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// One `INSERT … SELECT FROM UNNEST(…)` for the whole batch (25 array parameters whatever the batch size);
+/// returns the ids actually inserted.
+async fn insert_postgres(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: &[LogRow],
+) -> Result<HashSet<String>, StoreError> {
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    let fetched = sqlx::query(
+        "INSERT INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached, stream,
+             tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
+             metadata, event_id, step, rule_decisions, error, request_body, response_body)
+         SELECT u.id, 'epoch'::timestamptz + u.created_us * interval '1 microsecond', u.gateway, u.provider, u.model,
+             u.path, u.status, u.success, u.cached, u.stream, u.tokens_in, u.tokens_out, u.tokens_cached,
+             u.tokens_reasoning, u.cost_nanos, u.cost_source, u.duration_ms, u.ttfb_ms, u.metadata::jsonb,
+             u.event_id, u.step, u.rule_decisions::jsonb, u.error, u.request_body, u.response_body
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
+             $8::bool[], $9::bool[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],
+             $16::text[], $17::int8[], $18::int8[], $19::text[], $20::text[], $21::int4[], $22::text[],
+             $23::text[], $24::text[], $25::text[])
+             AS u(id, created_us, gateway, provider, model, path, status, success, cached, stream, tokens_in,
+                  tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
+                  metadata, event_id, step, rule_decisions, error, request_body, response_body)
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id",
+    )
+    .bind(column!(id))
+    .bind(column!(created_at_us))
+    .bind(column!(gateway))
+    .bind(column!(provider))
+    .bind(column!(model))
+    .bind(column!(path))
+    .bind(column!(status))
+    .bind(column!(success))
+    .bind(column!(cached))
+    .bind(column!(stream))
+    .bind(column!(tokens_in))
+    .bind(column!(tokens_out))
+    .bind(column!(tokens_cached))
+    .bind(column!(tokens_reasoning))
+    .bind(column!(cost_nanos))
+    .bind(column!(cost_source))
+    .bind(column!(duration_ms))
+    .bind(column!(ttfb_ms))
+    .bind(column!(metadata))
+    .bind(column!(event_id))
+    .bind(column!(step))
+    .bind(column!(rule_decisions))
+    .bind(column!(error))
+    .bind(column!(request_body))
+    .bind(column!(response_body))
+    .fetch_all(&mut **tx)
+    .await?;
+    fetched.iter().map(|row| row.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+}
+
+/// One prepared (cached) statement per row inside the batch's transaction: SQLite runs in-process, so a row costs
+/// microseconds and there is no round trip to save. Returns whether the row was new.
+async fn insert_sqlite(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &LogRow) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT OR IGNORE INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached,
+             stream, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms,
+             ttfb_ms, metadata, event_id, step, rule_decisions, error, request_body, response_body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(row.created_at_us)
+    .bind(&row.gateway)
+    .bind(&row.provider)
+    .bind(&row.model)
+    .bind(&row.path)
+    .bind(row.status)
+    .bind(row.success)
+    .bind(row.cached)
+    .bind(row.stream)
+    .bind(row.tokens_in)
+    .bind(row.tokens_out)
+    .bind(row.tokens_cached)
+    .bind(row.tokens_reasoning)
+    .bind(row.cost_nanos)
+    .bind(row.cost_source)
+    .bind(row.duration_ms)
+    .bind(row.ttfb_ms)
+    .bind(&row.metadata)
+    .bind(&row.event_id)
+    .bind(row.step)
+    .bind(&row.rule_decisions)
+    .bind(&row.error)
+    .bind(&row.request_body)
+    .bind(&row.response_body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,265 @@
+//! The `spend_buckets` aggregate: add a batch of drained deltas exactly once, read totals back.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tollgate_limits::{BucketDelta, BucketTotal};
+
+use crate::error::StoreError;
+use crate::record::to_i64;
+use crate::store::{Pool, Store};
+
+/// One drained batch of spend deltas with the id that makes adding it idempotent. Deltas are merged per
+/// (rule, bucket, window start) and sorted, so that a batch touches each row once and replicas lock rows in the
+/// same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpendBatch {
+    pub id: String,
+    pub deltas: Vec<SpendDelta>,
+}
+
+/// A delta as stored: window start in Unix nanoseconds (rolling slots need the precision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpendDelta {
+    pub rule_id: String,
+    pub bucket_key: String,
+    pub window_start_ns: i64,
+    pub delta_nanos: u64,
+}
+
+impl SpendBatch {
+    pub(crate) fn new(deltas: Vec<BucketDelta>) -> Self {
+        let mut merged: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
+        for d in deltas {
+            let key = (d.rule_id.to_string(), d.bucket_key.to_string(), timestamp_nanos(d.window_start));
+            let sum = merged.entry(key).or_default();
+            *sum = sum.saturating_add(d.delta_nanos);
+        }
+        let deltas = merged
+            .into_iter()
+            .map(|((rule_id, bucket_key, window_start_ns), delta_nanos)| SpendDelta {
+                rule_id,
+                bucket_key,
+                window_start_ns,
+                delta_nanos,
+            })
+            .collect();
+        Self { id: uuid::Uuid::now_v7().to_string(), deltas }
+    }
+}
+
+/// Totals read back, and the database time to ask "changed since" from next time.
+pub(crate) struct TotalsRead {
+    pub totals: Vec<BucketTotal>,
+    pub read_at_us: i64,
+}
+
+/// A rule's current span of window starts, `[start, end)` in Unix nanoseconds.
+pub(crate) struct RuleSpan {
+    pub rule_id: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+impl Store {
+    /// Adds `batch` to `spend_buckets` unless its id was already applied; returns whether it was applied now.
+    pub(crate) async fn apply_spend_batch(&self, batch: &SpendBatch) -> Result<bool, StoreError> {
+        if batch.deltas.is_empty() {
+            return Ok(false);
+        }
+        let mut rules = Vec::with_capacity(batch.deltas.len());
+        let mut keys = Vec::with_capacity(batch.deltas.len());
+        let mut starts = Vec::with_capacity(batch.deltas.len());
+        let mut amounts = Vec::with_capacity(batch.deltas.len());
+        for d in &batch.deltas {
+            rules.push(d.rule_id.as_str());
+            keys.push(d.bucket_key.as_str());
+            starts.push(d.window_start_ns);
+            amounts.push(to_i64(d.delta_nanos, "delta_nanos")?);
+        }
+        match self.pool() {
+            Pool::Postgres(pool) => {
+                // One statement, so one implicit transaction: the id is claimed if and only if the deltas land.
+                let done = sqlx::query(
+                    "WITH claimed AS (
+                         INSERT INTO spend_batches_applied (batch_id) VALUES ($1)
+                         ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
+                     ), upserted AS (
+                         INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+                         SELECT u.r, u.k, u.s, u.d, now()
+                         FROM claimed, UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[]) AS u(r, k, s, d)
+                         ORDER BY u.r, u.k, u.s
+                         ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
+                             spent_nanos = spend_buckets.spent_nanos + EXCLUDED.spent_nanos,
+                             updated_at = EXCLUDED.updated_at
+                         RETURNING 1
+                     )
+                     SELECT (SELECT count(*) FROM claimed) AS claimed",
+                )
+                .bind(&batch.id)
+                .bind(&rules)
+                .bind(&keys)
+                .bind(&starts)
+                .bind(&amounts)
+                .fetch_one(pool)
+                .await?;
+                Ok(done.try_get::<i64, _>(0)? == 1)
+            }
+            Pool::Sqlite(pool) => {
+                let now_us = Timestamp::now().as_microsecond();
+                let mut tx = pool.begin().await?;
+                let claimed =
+                    sqlx::query("INSERT OR IGNORE INTO spend_batches_applied (batch_id, applied_at) VALUES (?, ?)")
+                        .bind(&batch.id)
+                        .bind(now_us)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                if claimed {
+                    for (((rule, key), start), amount) in rules.iter().zip(&keys).zip(&starts).zip(&amounts) {
+                        sqlx::query(
+                            "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+                             VALUES (?, ?, ?, ?, ?)
+                             ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
+                                 spent_nanos = spent_nanos + excluded.spent_nanos,
+                                 updated_at = excluded.updated_at",
+                        )
+                        .bind(rule)
+                        .bind(key)
+                        .bind(start)
+                        .bind(amount)
+                        .bind(now_us)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(claimed)
+            }
+        }
+    }
+
+    /// Every row whose window start lies in its rule's current span (start-up, and rules new to this replica).
+    pub(crate) async fn read_spend_spans(&self, spans: &[RuleSpan]) -> Result<TotalsRead, StoreError> {
+        let rules: Vec<&str> = spans.iter().map(|s| s.rule_id.as_str()).collect();
+        let starts: Vec<i64> = spans.iter().map(|s| s.start_ns).collect();
+        let ends: Vec<i64> = spans.iter().map(|s| s.end_ns).collect();
+        match self.pool() {
+            Pool::Postgres(pool) => {
+                let read_at_us = postgres_now_us(pool).await?;
+                let rows = sqlx::query(
+                    "SELECT b.rule_id, b.bucket_key, b.window_start_ns, b.spent_nanos
+                     FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS w(r, lo, hi)
+                     JOIN spend_buckets b
+                       ON b.rule_id = w.r AND b.window_start_ns >= w.lo AND b.window_start_ns < w.hi",
+                )
+                .bind(&rules)
+                .bind(&starts)
+                .bind(&ends)
+                .fetch_all(pool)
+                .await?;
+                Ok(TotalsRead { totals: totals(&rows)?, read_at_us })
+            }
+            Pool::Sqlite(pool) => {
+                let read_at_us = Timestamp::now().as_microsecond();
+                let mut out = Vec::new();
+                for span in spans {
+                    let rows = sqlx::query(
+                        "SELECT rule_id, bucket_key, window_start_ns, spent_nanos FROM spend_buckets
+                         WHERE rule_id = ? AND window_start_ns >= ? AND window_start_ns < ?",
+                    )
+                    .bind(&span.rule_id)
+                    .bind(span.start_ns)
+                    .bind(span.end_ns)
+                    .fetch_all(pool)
+                    .await?;
+                    out.extend(totals(&rows)?);
+                }
+                Ok(TotalsRead { totals: out, read_at_us })
+            }
+        }
+    }
+
+    /// Rows any replica changed at or after `since_us` (database clock, Unix µs).
+    pub(crate) async fn read_spend_changed(&self, since_us: i64) -> Result<TotalsRead, StoreError> {
+        match self.pool() {
+            Pool::Postgres(pool) => {
+                let read_at_us = postgres_now_us(pool).await?;
+                let rows = sqlx::query(
+                    "SELECT rule_id, bucket_key, window_start_ns, spent_nanos FROM spend_buckets
+                     WHERE updated_at >= 'epoch'::timestamptz + $1 * interval '1 microsecond'",
+                )
+                .bind(since_us)
+                .fetch_all(pool)
+                .await?;
+                Ok(TotalsRead { totals: totals(&rows)?, read_at_us })
+            }
+            Pool::Sqlite(pool) => {
+                let read_at_us = Timestamp::now().as_microsecond();
+                let rows = sqlx::query(
+                    "SELECT rule_id, bucket_key, window_start_ns, spent_nanos FROM spend_buckets
+                     WHERE updated_at >= ?",
+                )
+                .bind(since_us)
+                .fetch_all(pool)
+                .await?;
+                Ok(TotalsRead { totals: totals(&rows)?, read_at_us })
+            }
+        }
+    }
+}
+
+async fn postgres_now_us(pool: &sqlx::PgPool) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT (extract(epoch FROM now()) * 1000000)::int8").fetch_one(pool).await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
+/// Row → [`BucketTotal`]; the private row shape is the four selected columns.
+struct TotalRow {
+    rule_id: String,
+    bucket_key: String,
+    window_start_ns: i64,
+    spent_nanos: i64,
+}
+
+impl TryFrom<TotalRow> for BucketTotal {
+    type Error = StoreError;
+
+    fn try_from(row: TotalRow) -> Result<Self, Self::Error> {
+        let window_start = Timestamp::from_nanosecond(i128::from(row.window_start_ns))
+            .map_err(|_| StoreError::OutOfRange { field: "window_start_ns" })?;
+        Ok(BucketTotal {
+            rule_id: row.rule_id,
+            bucket_key: row.bucket_key,
+            window_start,
+            total_nanos: u64::try_from(row.spent_nanos).unwrap_or(0),
+        })
+    }
+}
+
+fn totals<R>(rows: &[R]) -> Result<Vec<BucketTotal>, StoreError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|row| {
+            BucketTotal::try_from(TotalRow {
+                rule_id: row.try_get(0)?,
+                bucket_key: row.try_get(1)?,
+                window_start_ns: row.try_get(2)?,
+                spent_nanos: row.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Unix nanoseconds of `at` (the engine's window starts are whole nanoseconds well inside `i64`).
+pub(crate) fn timestamp_nanos(at: Timestamp) -> i64 {
+    i64::try_from(at.as_nanosecond()).unwrap_or(if at.as_nanosecond() < 0 { i64::MIN } else { i64::MAX })
+}

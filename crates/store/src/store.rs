@@ -1,0 +1,246 @@
+//! The `Store` handle: opens the pool for a `sqlite:` or `postgres:` URL, applies migrations, reports health.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::StoreError;
+use crate::spill::Spill;
+
+#[cfg(test)]
+mod tests;
+
+/// Migrations, embedded at build time (no database needed to build). Add a file → add a line.
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "request_logs", include_str!("../../../migrations/postgres/0001_request_logs.sql")),
+    (2, "spend_buckets", include_str!("../../../migrations/postgres/0002_spend_buckets.sql")),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
+    (2, "spend_buckets", include_str!("../../../migrations/sqlite/0002_spend_buckets.sql")),
+];
+
+/// Tunables of a [`Store`]. `Default` gives the production values.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Postgres pool size. Bounded so that N replicas never exhaust `max_connections` (peer lesson: "too many
+    /// clients"); the writers need 1–2 each, the admin API the rest.
+    pub max_connections: u32,
+    /// How long a statement waits for a pooled connection before the write counts as failed and goes to the spill.
+    pub acquire_timeout: Duration,
+    /// The append-only spill file (JSON lines) for records the database could not take.
+    pub spill_path: PathBuf,
+    /// Bound on the spill file (active + replaying), in bytes.
+    pub spill_max_bytes: u64,
+    /// Metadata keys that get a row in `spend_rollup_metadata_hourly` (the gateway passes the keys its spend rules
+    /// split or filter on). Other keys stay queryable on the raw rows only: rolling up every key would let one
+    /// high-cardinality key (a request id) make the rollup as large as the log.
+    pub rollup_metadata_keys: BTreeSet<String>,
+    /// At most this many metadata rollup entries per row (keys taken in sorted order).
+    pub max_rollup_keys_per_row: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            spill_path: PathBuf::from("tollgate-spill.jsonl"),
+            spill_max_bytes: 1 << 30,
+            rollup_metadata_keys: BTreeSet::new(),
+            max_rollup_keys_per_row: 8,
+        }
+    }
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+impl StoreKind {
+    /// `"postgres"` or `"sqlite"` (the `/status` field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// The connection pool, for readers (the admin API) that write their own queries.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+/// `/status` `database` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// `"postgres"` or `"sqlite"`.
+    pub kind: &'static str,
+    /// Whether the last write succeeded (true before the first one).
+    pub ok: bool,
+    /// When a write last succeeded.
+    pub last_flush_at: Option<Timestamp>,
+    /// Records waiting: in the writer's queue plus in the spill file.
+    pub pending_records: u64,
+}
+
+/// Cheap-to-clone handle on the database, the spill file and the health counters.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
+    pub(crate) options: StoreOptions,
+    pub(crate) spill: Arc<Spill>,
+    ok: AtomicBool,
+    /// Unix microseconds of the last successful write; `i64::MIN` = never.
+    last_flush_us: AtomicI64,
+    /// Records accepted by a `LogWriter` queue and not yet written or spilled.
+    pub(crate) queued: AtomicU64,
+    /// One spill replay at a time, whichever task notices the backlog first.
+    pub(crate) replay: tokio::sync::Mutex<()>,
+}
+
+impl Store {
+    /// Opens a pool for `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and the spill file. Connects
+    /// lazily: a database that is down now does not stop the gateway from starting; writes spill until it is up.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let pool = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url).map_err(StoreError::InvalidUrl)?;
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(options.max_connections.max(1))
+                    .min_connections(0)
+                    .acquire_timeout(options.acquire_timeout)
+                    // A dead server is found at checkout, not by a failed batch.
+                    .test_before_acquire(true)
+                    .connect_lazy_with(connect),
+            )
+        } else if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::InvalidUrl)?
+                .create_if_missing(true)
+                .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+                // WAL + NORMAL: durable across a process crash, at most the last commit lost on power loss.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            // An in-memory database lives in one connection: keep exactly one, forever.
+            let pool = if memory {
+                SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+            } else {
+                SqlitePoolOptions::new().max_connections(options.max_connections.clamp(1, 4))
+            };
+            Pool::Sqlite(pool.acquire_timeout(options.acquire_timeout).connect_with(connect).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let spill = Spill::open(options.spill_path.clone(), options.spill_max_bytes).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                options,
+                spill: Arc::new(spill),
+                ok: AtomicBool::new(true),
+                last_flush_us: AtomicI64::new(i64::MIN),
+                queued: AtomicU64::new(0),
+                replay: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Applies the backend's pending migrations (`migrations/postgres` or `migrations/sqlite`). Safe to run from
+    /// several replicas at once: sqlx takes an advisory lock on Postgres.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = |list: &'static [(i64, &'static str, &'static str)]| {
+            Migrator::with_migrations(
+                list.iter()
+                    .map(|(version, description, sql)| {
+                        Migration::new(
+                            *version,
+                            Cow::Borrowed(*description),
+                            MigrationType::Simple,
+                            sqlx::SqlSafeStr::into_sql_str(*sql),
+                            false,
+                        )
+                    })
+                    .collect(),
+            )
+        };
+        match &self.inner.pool {
+            Pool::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await,
+            Pool::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await,
+        }
+        .map_err(StoreError::Migrate)
+    }
+
+    /// Postgres or SQLite.
+    pub fn kind(&self) -> StoreKind {
+        match self.inner.pool {
+            Pool::Postgres(_) => StoreKind::Postgres,
+            Pool::Sqlite(_) => StoreKind::Sqlite,
+        }
+    }
+
+    /// The connection pool, for read queries.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// Health for `/status`.
+    pub fn status(&self) -> StoreStatus {
+        let last = self.inner.last_flush_us.load(Ordering::Relaxed);
+        StoreStatus {
+            kind: self.kind().as_str(),
+            ok: self.inner.ok.load(Ordering::Relaxed),
+            last_flush_at: (last != i64::MIN).then(|| Timestamp::from_microsecond(last).ok()).flatten(),
+            pending_records: self.inner.queued.load(Ordering::Relaxed) + self.inner.spill.pending_records(),
+        }
+    }
+
+    /// Closes the pool (after the writers have been closed).
+    pub async fn close(&self) {
+        match &self.inner.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    pub(crate) fn record_write(&self, ok: bool) {
+        self.inner.ok.store(ok, Ordering::Relaxed);
+        if ok {
+            self.inner.last_flush_us.store(Timestamp::now().as_microsecond(), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn spill(&self) -> &Arc<Spill> {
+        &self.inner.spill
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests against a real Postgres (`TOLLGATE_TEST_PG`, default the local trust-auth server; a test
+//! fails when it is unreachable) and a temporary SQLite file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
+mod common;
+mod logs;
+mod outage;
+mod spend;
