@@ -62,11 +62,20 @@ pub struct DatabaseFile {
     pub url: String,
     pub flush_interval: String,
     pub retention: String,
+    /// Where records go while the database cannot take them (append-only JSON lines, replayed once it can).
+    pub spill_path: String,
+    pub spill_max_bytes: String,
 }
 
 impl Default for DatabaseFile {
     fn default() -> Self {
-        Self { url: "sqlite://tollgate.db".into(), flush_interval: "1s".into(), retention: "90d".into() }
+        Self {
+            url: "sqlite://tollgate.db".into(),
+            flush_interval: "1s".into(),
+            retention: "90d".into(),
+            spill_path: "tollgate-spill.jsonl".into(),
+            spill_max_bytes: "1GiB".into(),
+        }
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Database {
     pub url: Secret,
     pub flush_interval: Duration,
     pub retention: Duration,
+    pub spill_path: PathBuf,
+    pub spill_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

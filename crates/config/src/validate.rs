@@ -81,6 +81,10 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
 
     let flush_interval = issues.duration("database.flush_interval", &file.database.flush_interval);
     let retention = issues.duration("database.retention", &file.database.retention);
+    let spill_max_bytes = issues.check("database.spill_max_bytes", parse_byte_size(&file.database.spill_max_bytes));
+    if file.database.spill_path.is_empty() {
+        issues.push("database.spill_path", "must name a file");
+    }
     let db_url = &file.database.url;
     if !(db_url.starts_with("sqlite:") || db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
         issues.push("database.url", "must start with sqlite:, postgres:// or postgresql://");
@@ -167,6 +171,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         Some(backoff),
         Some(disconnect_drain_timeout),
         Some(disconnect_drain_max_bytes),
+        Some(spill_max_bytes),
     ) = (
         listen,
         max_request_body,
@@ -181,6 +186,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         backoff,
         drain_timeout,
         drain_bytes,
+        spill_max_bytes,
     )
     else {
         return Err(ConfigError::one("", "internal: a value failed to validate without an issue"));
@@ -193,7 +199,13 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             shutdown_grace,
         },
         admin: Admin { listen: admin_listen, token: admin_token, public_metrics: file.admin.public_metrics },
-        database: Database { url: Secret::new(file.database.url.clone()), flush_interval, retention },
+        database: Database {
+            url: Secret::new(file.database.url.clone()),
+            flush_interval,
+            retention,
+            spill_path: file.database.spill_path.clone().into(),
+            spill_max_bytes,
+        },
         logging: Logging { format, payloads: file.logging.payloads },
         gateway: Gateway {
             auth_token: secret(gw.auth_token.as_ref()),

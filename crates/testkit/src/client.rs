@@ -78,6 +78,21 @@ impl TestClient {
         TestResponse { status: parts.status, headers: parts.headers, body }
     }
 
+    /// POSTs a JSON body and reads the response to its end; `None` when no response came (connection refused
+    /// or reset before the head).
+    pub async fn try_post_json(&self, path: &str, body: &serde_json::Value) -> Option<StatusCode> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .ok()?;
+        let response = self.client.request(request).await.ok()?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        Some(status)
+    }
+
     /// POSTs a JSON body with `content-type: application/json`.
     pub async fn post_json(&self, path: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> TestResponse {
         let mut all = vec![("content-type", "application/json")];

@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod persist;
+
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tollgate_accounting::PriceCatalog;
 use tollgate_config::{Config, LogFormat, Source};
+use tollgate_proxy::Gateway;
 use tollgate_proxy::metrics::{MeteredSink, Metrics};
-use tollgate_proxy::{Gateway, LogSink};
+use tollgate_store::{LogWriter, SpendSync, SpendSyncOptions, Store, WriterOptions};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "A self-hosted AI gateway with exact spend limits")]
@@ -31,12 +34,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Apply the database migrations and exit (`serve` applies them too).
+    Migrate {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match load(config) {
+            Ok(config) if let Err(error) = load_catalog(&config) => {
+                eprintln!("invalid configuration: {error}");
+                ExitCode::FAILURE
+            }
             Ok(config) => match toml::to_string_pretty(&config.redacted()) {
                 Ok(text) => {
                     print_out(&text);
@@ -49,6 +61,23 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Migrate { config } => {
+            let config = match load(config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let _log_guard = init_tracing(config.logging.format);
+            run(async move {
+                match open_store(&config).await {
+                    Ok(store) => {
+                        store.close().await;
+                        tracing::info!("migrations applied");
+                        ExitCode::SUCCESS
+                    }
+                    Err(code) => code,
+                }
+            })
+        }
         Command::Serve { config } => {
             let config = match load(config) {
                 Ok(config) => config,
@@ -56,16 +85,36 @@ fn main() -> ExitCode {
             };
             // Keep the guard for the life of the process: dropping it flushes the log writer.
             let _log_guard = init_tracing(config.logging.format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("could not start the runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime.block_on(serve(Arc::new(config)))
+            run(serve(Arc::new(config)))
         }
     }
+}
+
+fn run(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(error) => {
+            eprintln!("could not start the runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the database and applies the migrations; a database that cannot be reached at start is fatal
+/// (an orchestrator restarts the process), unlike one that goes away later (records then spill).
+async fn open_store(config: &Config) -> Result<Store, ExitCode> {
+    let store = match Store::open(config.database.url.expose(), persist::store_options(config)).await {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::error!(%error, "cannot open the database (database.url)");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    if let Err(error) = store.migrate().await {
+        tracing::error!(%error, "cannot apply the database migrations");
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(store)
 }
 
 #[expect(clippy::print_stdout, reason = "check-config prints the effective configuration on stdout")]
@@ -129,9 +178,30 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         }
     };
     tracing::info!(version = catalog.version(), "price catalog loaded");
+    let store = match open_store(&config).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    tracing::info!(database = store.kind().as_str(), "database ready");
+    let writer = LogWriter::spawn(&store, WriterOptions::default());
     let metrics = Arc::new(Metrics::new(config.providers.keys().map(String::as_str)));
-    let sink = MeteredSink { metrics: metrics.clone(), inner: LogSink };
+    let sink = MeteredSink { metrics: metrics.clone(), inner: persist::StoreSink { writer: writer.clone() } };
     let gateway = Arc::new(Gateway::new(config.clone(), catalog, Arc::new(sink)));
+    // Budgets continue where they were: load the current windows' spend before the first request.
+    let spend_sync = SpendSync::new(
+        &store,
+        Arc::new(gateway.spend.clone()),
+        SpendSyncOptions { flush_interval: config.database.flush_interval, ..SpendSyncOptions::default() },
+    );
+    match spend_sync.load().await {
+        Ok(buckets) => tracing::info!(buckets, "spend loaded"),
+        Err(error) => {
+            tracing::error!(%error, "cannot load spend from the database");
+            return ExitCode::FAILURE;
+        }
+    }
+    let spend_task = spend_sync.spawn();
+    let retention_task = tokio::spawn(retention(store.clone(), config.database.retention, shutdown.clone()));
     let admin = tollgate_admin::AdminState {
         config,
         gateway: gateway.clone(),
@@ -144,6 +214,16 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     if let Ok(Err(error)) = admin_task.await {
         tracing::warn!(%error, "admin server ended with an error");
     }
+    // Every request has finished and recorded: write out what is still in memory.
+    spend_task.abort();
+    retention_task.abort();
+    if let Err(error) = spend_sync.flush_now().await {
+        tracing::error!(%error, "spend could not be flushed at exit (it is in the spill file)");
+    }
+    if let Err(error) = writer.close().await {
+        tracing::error!(%error, "request logs could not be flushed at exit (they are in the spill file)");
+    }
+    store.close().await;
     tracing::info!("tollgate stopped");
     ExitCode::SUCCESS
 }
@@ -154,6 +234,24 @@ fn load_catalog(config: &Config) -> Result<PriceCatalog, String> {
     let Some(path) = &config.pricing.file else { return Ok(catalog) };
     let text = std::fs::read_to_string(path).map_err(|e| format!("pricing.file {}: {e}", path.display()))?;
     catalog.with_overrides(&text).map_err(|e| format!("pricing.file {}: {e}", path.display()))
+}
+
+/// Deletes request log rows older than `retention`, hourly, in small batches (rollups are kept).
+async fn retention(store: Store, retention: std::time::Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3_600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let Ok(age) = jiff::SignedDuration::try_from(retention) else { continue };
+        let Ok(cutoff) = jiff::Timestamp::now().checked_sub(age) else { continue };
+        match store.delete_older_than(cutoff).await {
+            Ok(report) if report.deleted > 0 => tracing::info!(deleted = report.deleted, "old request logs deleted"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "retention failed; will retry"),
+        }
+    }
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

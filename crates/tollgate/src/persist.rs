@@ -1,0 +1,78 @@
+//! Wiring between the request path and the store: records become log rows, spend flows to the database.
+
+use std::collections::BTreeSet;
+
+use tollgate_accounting::CostSource;
+use tollgate_config::Config;
+use tollgate_proxy::{RecordSink, UsageRecord};
+use tollgate_store::{Enqueued, LogRecord, LogWriter, StoreOptions};
+
+/// Store options from the configuration: the spill file, and the metadata keys the spend rules use (the only
+/// ones rolled up, so a high-cardinality key never makes the rollup as large as the log).
+pub fn store_options(config: &Config) -> StoreOptions {
+    let rollup_metadata_keys: BTreeSet<String> = config
+        .file
+        .spend_limits
+        .iter()
+        .flat_map(|rule| rule.dimensions.iter())
+        .filter_map(|d| d.key.strip_prefix("metadata.").map(str::to_string))
+        .collect();
+    StoreOptions {
+        spill_path: config.database.spill_path.clone(),
+        spill_max_bytes: config.database.spill_max_bytes,
+        rollup_metadata_keys,
+        ..StoreOptions::default()
+    }
+}
+
+/// Queues each record's log row (never waits: a full queue spills to disk). `cf-aig-collect-log: false`
+/// writes no row; the spend was already counted by the limits engine.
+pub struct StoreSink {
+    pub writer: LogWriter,
+}
+
+impl RecordSink for StoreSink {
+    fn record(&self, record: UsageRecord) {
+        if !record.collect_log {
+            return;
+        }
+        if let Enqueued::Dropped = self.writer.try_send(log_row(record)) {
+            tracing::error!("a request log row could not be queued nor spilled");
+        }
+    }
+}
+
+fn log_row(r: UsageRecord) -> LogRecord {
+    LogRecord {
+        tokens_in: r.tokens_in(),
+        tokens_out: r.usage.output,
+        tokens_cached: r.usage.cache_read,
+        tokens_reasoning: r.usage.reasoning,
+        id: r.log_id,
+        created_at: r.created_at,
+        gateway: Some(r.gateway),
+        provider: r.provider,
+        model: r.model.unwrap_or_default(),
+        path: r.path,
+        status: r.status,
+        success: r.success,
+        cached: false,
+        stream: r.stream,
+        cost_nanos: r.cost_nanos,
+        cost_source: match r.cost_source {
+            CostSource::Catalog => tollgate_store::CostSource::Catalog,
+            CostSource::Custom => tollgate_store::CostSource::Custom,
+            CostSource::Estimated => tollgate_store::CostSource::Estimated,
+            CostSource::Unpriced => tollgate_store::CostSource::Unpriced,
+        },
+        duration_ms: r.duration.as_millis() as u64,
+        ttfb_ms: r.ttfb.map(|t| t.as_millis() as u64),
+        metadata: r.metadata,
+        event_id: r.event_id,
+        step: r.step.unwrap_or(0) as u32,
+        rule_decisions: r.rule_decisions,
+        error: r.error,
+        request_body: None,
+        response_body: None,
+    }
+}

@@ -1,0 +1,113 @@
+//! Runs the real `tollgate` binary for end-to-end tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `tollgate serve`.
+pub struct Gateway {
+    pub child: Child,
+    pub proxy: String,
+    pub admin: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    /// Starts `tollgate serve` in `dir` with `config` (the listen addresses are added) and waits until both
+    /// servers listen.
+    pub fn start(dir: &Path, config: &str) -> Self {
+        let port = free_port();
+        let admin_port = free_port();
+        let path = dir.join(format!("tollgate-{port}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+                 [logging]\nformat = \"json\"\n{config}"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut ready = (false, false);
+        while !(ready.0 && ready.1) {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("tollgate did not start");
+            ready.0 |= line.contains("tollgate proxy listening");
+            ready.1 |= line.contains("tollgate admin listening");
+            assert!(!line.contains("\"level\":\"ERROR\""), "tollgate failed to start: {line}");
+        }
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Self { child, proxy: format!("http://127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}") }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn stop(self) -> Option<i32> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        self.wait_exit()
+    }
+
+    /// Waits for the process to exit (after a signal sent elsewhere).
+    pub fn wait_exit(mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "tollgate did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A fresh database on the local Postgres (`TOLLGATE_TEST_PG`, default trust auth on 127.0.0.1:5432): its
+/// URL. Fails, never skips, when Postgres is not there: CI guarantees one.
+pub async fn fresh_postgres() -> String {
+    let admin =
+        std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("tg_e2e_{}", uuid_like());
+    let pool = sqlx::PgPool::connect(&admin).await.expect("Postgres must run for the persistence tests");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+    pool.close().await;
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+pub fn tempdir() -> PathBuf {
+    let dir = tempfile::tempdir().unwrap();
+    dir.keep()
+}
