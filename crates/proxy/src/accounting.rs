@@ -62,6 +62,10 @@ impl AccountingTap {
 impl Tap for AccountingTap {
     fn on_data(&mut self, chunk: &Bytes) {
         self.bytes += chunk.len() as u64;
+        if let Some(body) = self.pending.record.response_body.as_mut() {
+            let room = crate::record::PAYLOAD_CAP.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
         if let Some(usage) = self.usage.as_mut() {
             usage.observe(chunk);
         }
@@ -172,5 +176,7 @@ pub fn blank_record(log_id: &str, created_at: jiff::Timestamp, path: &str) -> Us
         response_bytes: 0,
         collect_log: true,
         collect_log_payload: true,
+        request_body: None,
+        response_body: None,
     }
 }

@@ -202,6 +202,10 @@ async fn proxy(
     if filter.is_some() {
         head.headers.remove(header::CONTENT_LENGTH);
     }
+    if gateway.config.logging.payloads && pending.record.collect_log_payload && pending.record.collect_log {
+        pending.record.request_body = Some(body.slice(..body.len().min(crate::record::PAYLOAD_CAP)));
+        pending.record.response_body = Some(Vec::new());
+    }
     let tap = Box::new(AccountingTap::new(pending, usage));
     let mut body = TappedBody::new(incoming, tap, gateway.drain_policy());
     if let Some(filter) = filter {

@@ -45,7 +45,14 @@ pub struct UsageRecord {
     pub response_bytes: u64,
     pub collect_log: bool,
     pub collect_log_payload: bool,
+    /// Request and response bodies, kept only when `[logging] payloads = true` and the request did not send
+    /// `cf-aig-collect-log-payload: false`; each capped at [`PAYLOAD_CAP`] bytes.
+    pub request_body: Option<bytes::Bytes>,
+    pub response_body: Option<Vec<u8>>,
 }
+
+/// Stored bodies are cut at this many bytes (a log row is not an archive).
+pub const PAYLOAD_CAP: usize = 64 * 1024;
 
 impl UsageRecord {
     /// Prompt tokens in all: uncached, cache reads and cache writes.

@@ -254,3 +254,21 @@ async fn with_accounting_off_nothing_is_read_or_injected() {
     let r = &h.recorder.wait_for(1).await[0];
     assert_eq!((r.usage.output, r.cost_nanos), (0, 0));
 }
+
+#[tokio::test]
+async fn bodies_are_kept_only_when_payload_logging_is_on_and_not_refused_by_the_request() {
+    let h = Harness::with_config("[logging]\npayloads = true\n").await;
+    let body = chat_body("gpt-4o-mini", false);
+    assert_eq!(h.client.post_json("/v1/chat/completions", &[], &body).await.status, StatusCode::OK);
+    let headers = [("cf-aig-collect-log-payload", "false")];
+    assert_eq!(h.client.post_json("/v1/chat/completions", &headers, &body).await.status, StatusCode::OK);
+    let records = h.recorder.wait_for(2).await;
+    assert_eq!(records[0].request_body.as_deref(), Some(body.to_string().as_bytes()));
+    assert!(String::from_utf8_lossy(records[0].response_body.as_deref().unwrap()).contains("chat.completion"));
+    assert!(records[1].request_body.is_none() && records[1].response_body.is_none());
+    assert!(records[1].cost_nanos > 0, "spend is counted either way");
+
+    let off = Harness::start().await;
+    assert_eq!(off.client.post_json("/v1/chat/completions", &[], &body).await.status, StatusCode::OK);
+    assert!(off.recorder.wait_for(1).await[0].request_body.is_none(), "payloads are off by default");
+}

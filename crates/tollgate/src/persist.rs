@@ -72,7 +72,7 @@ fn log_row(r: UsageRecord) -> LogRecord {
         step: r.step.unwrap_or(0) as u32,
         rule_decisions: r.rule_decisions,
         error: r.error,
-        request_body: None,
-        response_body: None,
+        request_body: r.request_body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        response_body: r.response_body.map(|b| String::from_utf8_lossy(&b).into_owned()),
     }
 }
