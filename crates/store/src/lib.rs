@@ -5,6 +5,7 @@
 
 mod error;
 mod logs;
+mod query;
 mod record;
 mod replay;
 mod rollup;
@@ -16,6 +17,10 @@ mod writer;
 
 pub use error::StoreError;
 pub use logs::{RETENTION_BATCH_ROWS, RetentionReport};
+pub use query::{
+    ApiSpendRules, Cursor, GroupBy, LogEntry, LogFilter, QueryError, RecomputeReport, SpendGroupRow, SpendRuleChange,
+    StatsTotals,
+};
 pub use record::{CostSource, LogRecord};
 pub use spend_sync::{SpendSync, SpendSyncOptions};
 pub use store::{Pool, Store, StoreKind, StoreOptions, StoreStatus};

@@ -23,10 +23,12 @@ mod tests;
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/postgres/0001_request_logs.sql")),
     (2, "spend_buckets", include_str!("../../../migrations/postgres/0002_spend_buckets.sql")),
+    (3, "spend_rules", include_str!("../../../migrations/postgres/0003_spend_rules.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
     (2, "spend_buckets", include_str!("../../../migrations/sqlite/0002_spend_buckets.sql")),
+    (3, "spend_rules", include_str!("../../../migrations/sqlite/0003_spend_rules.sql")),
 ];
 
 /// Tunables of a [`Store`]. `Default` gives the production values.

@@ -1,0 +1,339 @@
+//! Read side for the admin API: totals and grouped spend from the hourly rollups (never the raw log), request
+//! log rows with filters and keyset pagination, API-managed spend rules, and rebuilding the rollups.
+
+mod logs;
+mod recompute;
+mod rules;
+mod spend;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+
+pub use recompute::RecomputeReport;
+pub use rules::{ApiSpendRules, SpendRuleChange};
+
+/// Why a query could not run: a bad parameter (the caller's fault, named) or the database.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter the database cannot answer as given.
+    #[error("{parameter}: {message}")]
+    Invalid {
+        /// The parameter's name as the API spells it (`group_by`, `cursor`…).
+        parameter: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for QueryError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(StoreError::Query(error))
+    }
+}
+
+/// Totals over a span of hours of `spend_rollup_hourly`. Money in nano-dollars.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsTotals {
+    /// Cost of the requests.
+    pub cost_nanos: u64,
+    /// Requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Every provider with at least one request in the span, sorted.
+    pub providers: Vec<String>,
+}
+
+/// One `/spend` grouping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GroupBy {
+    /// Provider name.
+    Provider,
+    /// Model name.
+    Model,
+    /// Gateway (`null` for requests without a gateway URL).
+    Gateway,
+    /// UTC day, `YYYY-MM-DD`.
+    Day,
+    /// UTC hour, RFC 3339 (`2026-05-01T10:00:00Z`).
+    Hour,
+    /// A metadata key (only keys the store rolls up: `StoreOptions::rollup_metadata_keys`).
+    Metadata(String),
+}
+
+impl GroupBy {
+    /// Parses `provider`, `model`, `gateway`, `day`, `hour` or `metadata.<key>`.
+    pub fn parse(text: &str) -> Result<Self, QueryError> {
+        match text {
+            "provider" => Ok(Self::Provider),
+            "model" => Ok(Self::Model),
+            "gateway" => Ok(Self::Gateway),
+            "day" => Ok(Self::Day),
+            "hour" => Ok(Self::Hour),
+            other => match other.strip_prefix("metadata.") {
+                Some(key) if !key.is_empty() => Ok(Self::Metadata(key.to_owned())),
+                _ => Err(QueryError::Invalid {
+                    parameter: "group_by",
+                    message: format!(
+                        "unknown grouping {other:?}; expected provider, model, gateway, day, hour or metadata.<key>"
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// Parses a comma-separated list (empty items ignored); a grouping listed twice is an error.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, QueryError> {
+        let mut out: Vec<Self> = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let group = Self::parse(item)?;
+            if out.contains(&group) {
+                return Err(QueryError::Invalid {
+                    parameter: "group_by",
+                    message: format!("{item:?} is listed twice"),
+                });
+            }
+            out.push(group);
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for GroupBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Provider => f.write_str("provider"),
+            Self::Model => f.write_str("model"),
+            Self::Gateway => f.write_str("gateway"),
+            Self::Day => f.write_str("day"),
+            Self::Hour => f.write_str("hour"),
+            Self::Metadata(key) => write!(f, "metadata.{key}"),
+        }
+    }
+}
+
+/// One `/spend` row: the group's values (keyed by the grouping's name) and its sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendGroupRow {
+    /// `provider`, `model`, `day`… → value; `gateway` is `None` for requests without one.
+    pub groups: BTreeMap<String, Option<String>>,
+    /// Requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Cost in nano-dollars.
+    pub cost_nanos: u64,
+}
+
+/// `/api/logs` filters; every one that is set must match. Money in nano-dollars, times inclusive start,
+/// exclusive end.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFilter {
+    /// Provider name.
+    pub provider: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+    /// HTTP status sent to the client.
+    pub status: Option<u16>,
+    /// Succeeded or failed.
+    pub success: Option<bool>,
+    /// Served from the response cache.
+    pub cached: Option<bool>,
+    /// Cost at least this.
+    pub min_cost_nanos: Option<u64>,
+    /// Cost at most this.
+    pub max_cost_nanos: Option<u64>,
+    /// Created at or after.
+    pub start: Option<Timestamp>,
+    /// Created before.
+    pub end: Option<Timestamp>,
+    /// `metadata.<key>=value` pairs. The stored value is compared as text: a string as is, a number in its JSON
+    /// spelling (`42`, `1.5`), a boolean as `true`/`false`; so `metadata.team=1` matches `{"team":1}` and
+    /// `{"team":"1"}`.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Where a page of logs ends: the `(created_at, id)` of its last row. Opaque to clients (hex of
+/// `"<created_at µs>:<id>"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Unix microseconds of the last row.
+    pub created_at_us: i64,
+    /// Id of the last row.
+    pub id: String,
+}
+
+impl Cursor {
+    /// The opaque string form.
+    pub fn encode(&self) -> String {
+        use std::fmt::Write as _;
+        let plain = format!("{}:{}", self.created_at_us, self.id);
+        let mut out = String::with_capacity(plain.len() * 2);
+        for byte in plain.bytes() {
+            let _ = write!(out, "{byte:02x}");
+        }
+        out
+    }
+
+    /// Reads a string made by [`Cursor::encode`].
+    pub fn decode(text: &str) -> Result<Self, QueryError> {
+        let invalid = || QueryError::Invalid {
+            parameter: "cursor",
+            message: "not a cursor returned by this API (pass next_cursor unchanged)".to_owned(),
+        };
+        if !text.len().is_multiple_of(2) || text.len() > 512 {
+            return Err(invalid());
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(invalid)?;
+        let plain = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let (micros, id) = plain.split_once(':').ok_or_else(invalid)?;
+        Ok(Self { created_at_us: micros.parse().map_err(|_| invalid())?, id: id.to_owned() })
+    }
+}
+
+/// One request log row as the admin API shows it (CONTRACT §5 field names; money in USD).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    /// Row id (UUIDv7).
+    pub id: String,
+    /// When the request arrived (RFC 3339 UTC).
+    #[serde(serialize_with = "display")]
+    pub created_at: Timestamp,
+    /// Gateway, if any.
+    pub gateway: Option<String>,
+    /// Provider.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// Request path.
+    pub path: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Succeeded.
+    pub success: bool,
+    /// From the response cache.
+    pub cached: bool,
+    /// Streaming.
+    pub stream: bool,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Cached prompt tokens.
+    pub tokens_cached: u64,
+    /// Reasoning tokens.
+    pub tokens_reasoning: u64,
+    /// Cost in USD.
+    pub cost_usd: f64,
+    /// Cost in nano-dollars (not serialised: the API speaks USD).
+    #[serde(skip)]
+    pub cost_nanos: u64,
+    /// `catalog`, `custom`, `estimated` or `unpriced`.
+    pub cost_source: String,
+    /// Total duration.
+    pub duration_ms: u64,
+    /// Time to first upstream byte.
+    pub ttfb_ms: Option<u64>,
+    /// `cf-aig-metadata`.
+    pub metadata: Map<String, Value>,
+    /// `cf-aig-event-id`.
+    pub event_id: Option<String>,
+    /// Route candidate index.
+    pub step: u32,
+    /// Spend rule decisions.
+    pub rule_decisions: Value,
+    /// Error message.
+    pub error: Option<String>,
+    /// Request body (single-row reads only, when payload logging stored one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// Response body (single-row reads only, when payload logging stored one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+fn display<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Postgres: a bound Unix-microseconds parameter as a `TIMESTAMPTZ` (`$n` is pushed by the caller after this).
+pub(crate) const PG_FROM_MICROS: &str = "'epoch'::timestamptz + interval '1 microsecond' * ";
+
+/// Postgres: a `TIMESTAMPTZ` column as Unix microseconds.
+pub(crate) fn pg_micros(column: &str) -> String {
+    format!("(EXTRACT(EPOCH FROM {column}) * 1000000)::int8")
+}
+
+/// A database `BIGINT` sum or count as `u64` (they are never negative; a corrupt negative reads as 0).
+pub(crate) fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// What differs between the backends when a query is built at run time: how a bound time is written, how the
+/// rollups' `hour` reads as Unix microseconds, and how values are bound (so generic builders need no bounds).
+pub(crate) trait Dialect: sqlx::Database<Arguments: Default> {
+    /// The `hour` column of a rollup as Unix microseconds.
+    const HOUR_MICROS: &'static str;
+    /// Binds Unix microseconds as the column type of a time.
+    fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64);
+    /// Binds text.
+    fn push_text(b: &mut sqlx::QueryBuilder<Self>, value: String);
+    /// Binds an integer.
+    fn push_int(b: &mut sqlx::QueryBuilder<Self>, value: i64);
+    /// Binds a boolean.
+    fn push_bool(b: &mut sqlx::QueryBuilder<Self>, value: bool);
+}
+
+impl Dialect for sqlx::Postgres {
+    const HOUR_MICROS: &'static str = "(EXTRACT(EPOCH FROM hour) * 1000000)::int8";
+
+    fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {
+        b.push("(").push(PG_FROM_MICROS).push_bind(micros).push(")");
+    }
+    fn push_text(b: &mut sqlx::QueryBuilder<Self>, value: String) {
+        b.push_bind(value);
+    }
+    fn push_int(b: &mut sqlx::QueryBuilder<Self>, value: i64) {
+        b.push_bind(value);
+    }
+    fn push_bool(b: &mut sqlx::QueryBuilder<Self>, value: bool) {
+        b.push_bind(value);
+    }
+}
+
+impl Dialect for sqlx::Sqlite {
+    const HOUR_MICROS: &'static str = "hour";
+
+    fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {
+        b.push_bind(micros);
+    }
+    fn push_text(b: &mut sqlx::QueryBuilder<Self>, value: String) {
+        b.push_bind(value);
+    }
+    fn push_int(b: &mut sqlx::QueryBuilder<Self>, value: i64) {
+        b.push_bind(value);
+    }
+    fn push_bool(b: &mut sqlx::QueryBuilder<Self>, value: bool) {
+        b.push_bind(value);
+    }
+}

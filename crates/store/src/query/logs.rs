@@ -1,0 +1,224 @@
+//! `request_logs` reads: filtered pages, newest first, with keyset pagination on `(created_at, id)` (the
+//! `request_logs_created_idx` order, so page N costs what page 1 costs), and single rows by id.
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use tollgate_limits::nanos_to_usd;
+
+use super::{Cursor, Dialect, LogEntry, LogFilter, QueryError, pg_micros, unsigned};
+use crate::record::to_i64;
+use crate::store::{Pool, Store, StoreKind};
+
+/// Columns of a list page (no bodies: they can be large and the list never shows them).
+const LIST_COLUMNS: &str = "id, gateway, provider, model, path, CAST(status AS BIGINT) AS status, success, cached, stream, tokens_in, \
+     tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms, event_id, \
+     CAST(step AS BIGINT) AS step, \
+     error, NULL AS request_body, NULL AS response_body";
+const ONE_COLUMNS: &str = "id, gateway, provider, model, path, CAST(status AS BIGINT) AS status, success, cached, stream, tokens_in, \
+     tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms, event_id, \
+     CAST(step AS BIGINT) AS step, \
+     error, request_body, response_body";
+
+/// Converts a fetched row (same column names and types on both backends thanks to the casts in `select`).
+macro_rules! entry {
+    ($row:expr) => {{
+        let row = $row;
+        let created_us: i64 = row.try_get("created_us")?;
+        let metadata: String = row.try_get("metadata_text")?;
+        let decisions: String = row.try_get("decisions_text")?;
+        let cost_nanos = unsigned(row.try_get("cost_nanos")?);
+        LogEntry {
+            id: row.try_get("id")?,
+            created_at: Timestamp::from_microsecond(created_us).unwrap_or(Timestamp::UNIX_EPOCH),
+            gateway: row.try_get("gateway")?,
+            provider: row.try_get("provider")?,
+            model: row.try_get("model")?,
+            path: row.try_get("path")?,
+            status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
+            success: row.try_get("success")?,
+            cached: row.try_get("cached")?,
+            stream: row.try_get("stream")?,
+            tokens_in: unsigned(row.try_get("tokens_in")?),
+            tokens_out: unsigned(row.try_get("tokens_out")?),
+            tokens_cached: unsigned(row.try_get("tokens_cached")?),
+            tokens_reasoning: unsigned(row.try_get("tokens_reasoning")?),
+            cost_usd: nanos_to_usd(cost_nanos),
+            cost_nanos,
+            cost_source: row.try_get("cost_source")?,
+            duration_ms: unsigned(row.try_get("duration_ms")?),
+            ttfb_ms: row.try_get::<Option<i64>, _>("ttfb_ms")?.map(unsigned),
+            metadata: serde_json::from_str::<Map<String, Value>>(&metadata).unwrap_or_default(),
+            event_id: row.try_get("event_id")?,
+            step: u32::try_from(row.try_get::<i64, _>("step")?).unwrap_or(0),
+            rule_decisions: serde_json::from_str(&decisions).unwrap_or(Value::Null),
+            error: row.try_get("error")?,
+            request_body: row.try_get("request_body")?,
+            response_body: row.try_get("response_body")?,
+        }
+    }};
+}
+
+impl Store {
+    /// Up to `limit` rows matching `filter`, newest first, after `cursor`; and the cursor of the next page when
+    /// there may be one.
+    pub async fn logs(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<LogEntry>, Option<Cursor>), QueryError> {
+        let limit = limit.max(1);
+        // One row more than asked says whether a next page exists without a COUNT.
+        let fetch = i64::from(limit) + 1;
+        let mut entries = match self.pool() {
+            Pool::Postgres(pool) => {
+                let rows =
+                    list_sql::<Postgres>(StoreKind::Postgres, filter, cursor, fetch)?.build().fetch_all(pool).await?;
+                rows.iter().map(|row| Ok(entry!(row))).collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+            Pool::Sqlite(pool) => {
+                let rows =
+                    list_sql::<Sqlite>(StoreKind::Sqlite, filter, cursor, fetch)?.build().fetch_all(pool).await?;
+                rows.iter().map(|row| Ok(entry!(row))).collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+        };
+        let next = if entries.len() > limit as usize {
+            entries.truncate(limit as usize);
+            entries.last().map(|e| Cursor { created_at_us: e.created_at.as_microsecond(), id: e.id.clone() })
+        } else {
+            None
+        };
+        Ok((entries, next))
+    }
+
+    /// One row by id, with its bodies when stored.
+    pub async fn log(&self, id: &str) -> Result<Option<LogEntry>, QueryError> {
+        Ok(match self.pool() {
+            Pool::Postgres(pool) => {
+                let mut b = select::<Postgres>(StoreKind::Postgres, ONE_COLUMNS);
+                b.push(" WHERE id = ").push_bind(id.to_owned());
+                let row = b.build().fetch_optional(pool).await?;
+                row.map(|row| Ok::<_, sqlx::Error>(entry!(row))).transpose()?
+            }
+            Pool::Sqlite(pool) => {
+                let mut b = select::<Sqlite>(StoreKind::Sqlite, ONE_COLUMNS);
+                b.push(" WHERE id = ").push_bind(id.to_owned());
+                let row = b.build().fetch_optional(pool).await?;
+                row.map(|row| Ok::<_, sqlx::Error>(entry!(row))).transpose()?
+            }
+        })
+    }
+}
+
+/// `SELECT <columns>, created_us, metadata_text, decisions_text FROM request_logs`, with the casts that give
+/// both backends the same column types (`BIGINT` integers, text JSON).
+fn select<D: Dialect>(kind: StoreKind, columns: &str) -> QueryBuilder<D> {
+    let extra = match kind {
+        StoreKind::Postgres => format!(
+            "{} AS created_us, metadata::text AS metadata_text, rule_decisions::text AS decisions_text",
+            pg_micros("created_at")
+        ),
+        StoreKind::Sqlite => {
+            "created_at AS created_us, metadata AS metadata_text, rule_decisions AS decisions_text".to_owned()
+        }
+    };
+    QueryBuilder::new(format!("SELECT {columns}, {extra} FROM request_logs"))
+}
+
+fn list_sql<D: Dialect>(
+    kind: StoreKind,
+    filter: &LogFilter,
+    cursor: Option<&Cursor>,
+    fetch: i64,
+) -> Result<QueryBuilder<D>, QueryError> {
+    let mut b = select::<D>(kind, LIST_COLUMNS);
+    b.push(" WHERE 1 = 1");
+    if let Some(provider) = &filter.provider {
+        b.push(" AND provider = ");
+        D::push_text(&mut b, provider.clone());
+    }
+    if let Some(model) = &filter.model {
+        b.push(" AND model = ");
+        D::push_text(&mut b, model.clone());
+    }
+    if let Some(status) = filter.status {
+        b.push(" AND status = ");
+        D::push_int(&mut b, i64::from(status));
+    }
+    if let Some(success) = filter.success {
+        b.push(" AND success = ");
+        D::push_bool(&mut b, success);
+    }
+    if let Some(cached) = filter.cached {
+        b.push(" AND cached = ");
+        D::push_bool(&mut b, cached);
+    }
+    let cost = |value: u64, parameter: &'static str| {
+        to_i64(value, "cost").map_err(|_| QueryError::Invalid { parameter, message: "too large".to_owned() })
+    };
+    if let Some(min) = filter.min_cost_nanos {
+        b.push(" AND cost_nanos >= ");
+        D::push_int(&mut b, cost(min, "min_cost")?);
+    }
+    if let Some(max) = filter.max_cost_nanos {
+        b.push(" AND cost_nanos <= ");
+        D::push_int(&mut b, cost(max, "max_cost")?);
+    }
+    if let Some(start) = filter.start {
+        b.push(" AND created_at >= ");
+        D::push_time(&mut b, start.as_microsecond());
+    }
+    if let Some(end) = filter.end {
+        b.push(" AND created_at < ");
+        D::push_time(&mut b, end.as_microsecond());
+    }
+    for (key, value) in &filter.metadata {
+        push_metadata(&mut b, kind, key, value);
+    }
+    if let Some(cursor) = cursor {
+        b.push(" AND (created_at, id) < (");
+        D::push_time(&mut b, cursor.created_at_us);
+        b.push(", ");
+        D::push_text(&mut b, cursor.id.clone());
+        b.push(")");
+    }
+    b.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+    D::push_int(&mut b, fetch);
+    Ok(b)
+}
+
+/// `metadata.<key>=value`, the value compared as text (see [`LogFilter::metadata`]).
+///
+/// Postgres: containment (`@>`), which the GIN index answers, tried with the value as a JSON string and, when it
+/// reads as a JSON number or boolean, as that too. SQLite: `json_each` over the row's object, the scalar rendered
+/// as text (`json_each` gives booleans as 1/0, so its `type` restores `true`/`false`).
+fn push_metadata<D: Dialect>(b: &mut QueryBuilder<D>, kind: StoreKind, key: &str, value: &str) {
+    match kind {
+        StoreKind::Postgres => {
+            let mut as_string = Map::new();
+            as_string.insert(key.to_owned(), Value::String(value.to_owned()));
+            b.push(" AND (metadata @> CAST(");
+            D::push_text(b, Value::Object(as_string).to_string());
+            b.push(" AS jsonb)");
+            if let Ok(scalar @ (Value::Number(_) | Value::Bool(_))) = serde_json::from_str::<Value>(value) {
+                let mut as_scalar = Map::new();
+                as_scalar.insert(key.to_owned(), scalar);
+                b.push(" OR metadata @> CAST(");
+                D::push_text(b, Value::Object(as_scalar).to_string());
+                b.push(" AS jsonb)");
+            }
+            b.push(")");
+        }
+        StoreKind::Sqlite => {
+            b.push(" AND EXISTS (SELECT 1 FROM json_each(request_logs.metadata) AS m WHERE m.key = ");
+            D::push_text(b, key.to_owned());
+            b.push(
+                " AND (CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                 ELSE CAST(m.value AS TEXT) END) = ",
+            );
+            D::push_text(b, value.to_owned());
+            b.push(")");
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! Unit tests for `query`: cursors round-trip and refuse garbage, groupings parse.
+
+use super::*;
+
+#[test]
+fn cursor_round_trips_and_is_opaque() {
+    let cursor = Cursor { created_at_us: 1_777_000_000_123_456, id: "0196-abc:def".to_owned() };
+    let text = cursor.encode();
+    assert!(text.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(Cursor::decode(&text).unwrap(), cursor);
+    let negative = Cursor { created_at_us: -5, id: String::new() };
+    assert_eq!(Cursor::decode(&negative.encode()).unwrap(), negative);
+}
+
+#[test]
+fn cursor_refuses_garbage() {
+    for text in ["", "zz", "abc", "3a", "31", &"00".repeat(300), "ff3a6964"] {
+        let error = Cursor::decode(text).unwrap_err();
+        assert!(matches!(error, QueryError::Invalid { parameter: "cursor", .. }), "{text}");
+    }
+}
+
+#[test]
+fn group_by_parses_lists() {
+    assert_eq!(
+        GroupBy::parse_list("provider, day,metadata.user_id,").unwrap(),
+        vec![GroupBy::Provider, GroupBy::Day, GroupBy::Metadata("user_id".into())]
+    );
+    assert!(GroupBy::parse_list("").unwrap().is_empty());
+    for bad in ["nope", "metadata.", "provider,provider"] {
+        let error = GroupBy::parse_list(bad).unwrap_err();
+        assert!(matches!(error, QueryError::Invalid { parameter: "group_by", .. }), "{bad}");
+    }
+    assert_eq!(GroupBy::Metadata("team".into()).to_string(), "metadata.team");
+}
+
+/// Database-backed tests: every query on a real Postgres (`TOLLGATE_TEST_PG`, default the local trust-auth
+/// server; the tests fail when it is unreachable) and on a temporary SQLite file, rows written by `insert_logs`.
+mod database {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use jiff::{SignedDuration, Timestamp};
+    use serde_json::{Map, Value, json};
+    use sqlx::{Connection, PgConnection};
+    use tollgate_limits::SpendRuleSpec;
+
+    use crate::query::{Cursor, GroupBy, LogFilter, QueryError, SpendRuleChange};
+    use crate::record::{CostSource, LogRecord};
+    use crate::store::{Pool, Store, StoreOptions};
+
+    fn admin_url() -> String {
+        std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    /// A database of its own, dropped when the value goes.
+    struct PgDb {
+        name: String,
+        url: String,
+    }
+
+    impl PgDb {
+        async fn create() -> Self {
+            let admin = admin_url();
+            let mut conn = PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("Postgres at {admin} is required for these tests: {e}"));
+            let name = format!("tg_query_{}", uuid::Uuid::now_v7().simple());
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+            let (base, query) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            let url = if query.is_empty() { format!("{prefix}/{name}") } else { format!("{prefix}/{name}?{query}") };
+            Self { name, url }
+        }
+    }
+
+    impl Drop for PgDb {
+        fn drop(&mut self) {
+            let name = self.name.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    fn options(dir: &Path) -> StoreOptions {
+        StoreOptions {
+            acquire_timeout: Duration::from_secs(2),
+            spill_path: dir.join("spill.jsonl"),
+            rollup_metadata_keys: BTreeSet::from(["team".to_owned(), "user_id".to_owned()]),
+            ..StoreOptions::default()
+        }
+    }
+
+    async fn open(url: &str, dir: &Path) -> Store {
+        let store = Store::open(url, options(dir)).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// Runs `check` on a fresh Postgres store and a fresh SQLite store.
+    macro_rules! both {
+        ($pg:ident, $sqlite:ident, $check:ident) => {
+            #[tokio::test]
+            async fn $pg() {
+                let db = PgDb::create().await;
+                let dir = tempfile::tempdir().unwrap();
+                $check(&open(&db.url, dir.path()).await).await;
+            }
+
+            #[tokio::test]
+            async fn $sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
+                $check(&open(&url, dir.path()).await).await;
+            }
+        };
+    }
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    /// Row `n`: provider alternates, user_id cycles u0..u2, team is the number n % 2, gateway on every 4th.
+    fn record(n: u64, created_at: Timestamp) -> LogRecord {
+        let mut metadata = Map::new();
+        metadata.insert("user_id".into(), Value::String(format!("u{}", n % 3)));
+        metadata.insert("team".into(), json!(n % 2));
+        metadata.insert("vip".into(), json!(n.is_multiple_of(3)));
+        LogRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at,
+            gateway: n.is_multiple_of(4).then(|| "gw".to_owned()),
+            provider: if n.is_multiple_of(2) { "openai" } else { "anthropic" }.to_owned(),
+            model: if n.is_multiple_of(2) { "gpt-4o-mini" } else { "claude-sonnet-4-5" }.to_owned(),
+            path: "/v1/chat/completions".into(),
+            status: if n.is_multiple_of(5) { 500 } else { 200 },
+            success: !n.is_multiple_of(5),
+            cached: n.is_multiple_of(7),
+            stream: n % 2 == 1,
+            tokens_in: 100 + n,
+            tokens_out: 10 + n,
+            tokens_cached: n % 10,
+            tokens_reasoning: n % 3,
+            cost_nanos: 1_000_000 * n + 7,
+            cost_source: CostSource::Catalog,
+            duration_ms: 50 + n,
+            ttfb_ms: n.is_multiple_of(2).then_some(5 + n),
+            metadata,
+            event_id: Some(format!("ev{n}")),
+            step: 0,
+            rule_decisions: json!([{"rule": "daily", "decision": "allowed"}]),
+            error: n.is_multiple_of(5).then(|| "upstream 500".to_owned()),
+            request_body: (n == 3).then(|| "{\"q\":1}".to_owned()),
+            response_body: None,
+        }
+    }
+
+    /// A filter and the rows it must return.
+    type FilterCase = (LogFilter, Box<dyn Fn(&LogRecord) -> bool>);
+
+    const BASE: &str = "2026-05-01T22:00:00Z";
+
+    /// 60 rows, one every 5 minutes from 22:00 on May 1st: five hours over two UTC days.
+    async fn seed(store: &Store) -> Vec<LogRecord> {
+        let base = ts(BASE);
+        let records: Vec<_> = (0..60).map(|n| record(n, base + SignedDuration::from_mins(n as i64 * 5))).collect();
+        assert_eq!(store.insert_logs(&records).await.unwrap(), 60);
+        records
+    }
+
+    async fn stats(store: &Store) {
+        let records = seed(store).await;
+        let all = store.stats(None, None).await.unwrap();
+        assert_eq!(all.requests, 60);
+        assert_eq!(all.cost_nanos, records.iter().map(|r| r.cost_nanos).sum::<u64>());
+        assert_eq!(all.tokens_in, records.iter().map(|r| r.tokens_in).sum::<u64>());
+        assert_eq!(all.tokens_out, records.iter().map(|r| r.tokens_out).sum::<u64>());
+        assert_eq!(all.providers, vec!["anthropic".to_owned(), "openai".to_owned()]);
+        // Hours starting in [23:00, 01:00): rows 12..36.
+        let span = store.stats(Some(ts("2026-05-01T23:00:00Z")), Some(ts("2026-05-02T01:00:00Z"))).await.unwrap();
+        assert_eq!(span.requests, 24);
+        assert_eq!(span.cost_nanos, records[12..36].iter().map(|r| r.cost_nanos).sum::<u64>());
+        let empty = store.stats(Some(ts("2030-01-01T00:00:00Z")), None).await.unwrap();
+        assert_eq!(empty, crate::query::StatsTotals::default());
+    }
+    both!(postgres_stats_sum_the_rollups, sqlite_stats_sum_the_rollups, stats);
+
+    async fn spend(store: &Store) {
+        let records = seed(store).await;
+        let (from, to) = (ts("2026-05-01T00:00:00Z"), ts("2026-05-03T00:00:00Z"));
+        let rows = store.spend(from, to, &[GroupBy::Provider, GroupBy::Day]).await.unwrap();
+        let days: Vec<(Option<String>, Option<String>, u64)> =
+            rows.iter().map(|r| (r.groups["provider"].clone(), r.groups["day"].clone(), r.requests)).collect();
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            days,
+            vec![
+                (s("anthropic"), s("2026-05-01"), 12),
+                (s("anthropic"), s("2026-05-02"), 18),
+                (s("openai"), s("2026-05-01"), 12),
+                (s("openai"), s("2026-05-02"), 18),
+            ]
+        );
+        let cost: u64 = rows.iter().map(|r| r.cost_nanos).sum();
+        assert_eq!(cost, records.iter().map(|r| r.cost_nanos).sum::<u64>());
+        assert_eq!(
+            rows[0].tokens_in,
+            records.iter().filter(|r| r.provider == "anthropic").take(12).map(|r| r.tokens_in).sum::<u64>()
+        );
+
+        let hours = store.spend(from, to, &[GroupBy::Hour]).await.unwrap();
+        let labels: Vec<_> = hours.iter().map(|r| r.groups["hour"].clone().unwrap()).collect();
+        assert_eq!(
+            labels,
+            [
+                "2026-05-01T22:00:00Z",
+                "2026-05-01T23:00:00Z",
+                "2026-05-02T00:00:00Z",
+                "2026-05-02T01:00:00Z",
+                "2026-05-02T02:00:00Z"
+            ]
+        );
+        assert!(hours.iter().all(|r| r.requests == 12));
+
+        let gateways = store.spend(from, to, &[GroupBy::Gateway]).await.unwrap();
+        assert_eq!(gateways.len(), 2);
+        assert_eq!(gateways[0].groups["gateway"], None, "no gateway reads as null");
+        assert_eq!(gateways[0].requests, 45);
+        assert_eq!(gateways[1].groups["gateway"], s("gw"));
+
+        let users = store.spend(from, to, &[GroupBy::Metadata("user_id".into()), GroupBy::Model]).await.unwrap();
+        let mut per_user = BTreeMap::new();
+        for row in &users {
+            *per_user.entry(row.groups["metadata.user_id"].clone().unwrap()).or_insert(0) += row.cost_nanos;
+        }
+        for user in ["u0", "u1", "u2"] {
+            let expected: u64 = records.iter().filter(|r| r.metadata["user_id"] == user).map(|r| r.cost_nanos).sum();
+            assert_eq!(per_user[user], expected, "{user}");
+        }
+        let teams = store.spend(from, to, &[GroupBy::Metadata("team".into())]).await.unwrap();
+        assert_eq!(teams.iter().map(|r| r.groups["metadata.team"].clone().unwrap()).collect::<Vec<_>>(), ["0", "1"]);
+
+        let total = store.spend(from, to, &[]).await.unwrap();
+        assert_eq!(total.len(), 1);
+        assert_eq!(total[0].requests, 60);
+        assert!(store.spend(ts("2030-01-01T00:00:00Z"), ts("2030-02-01T00:00:00Z"), &[]).await.unwrap().is_empty());
+
+        let two = [GroupBy::Metadata("team".into()), GroupBy::Metadata("user_id".into())];
+        let error = store.spend(from, to, &two).await.unwrap_err();
+        assert!(
+            matches!(&error, QueryError::Invalid { parameter: "group_by", message } if message.contains("at most one"))
+        );
+        let error = store.spend(from, to, &[GroupBy::Metadata("vip".into())]).await.unwrap_err();
+        assert!(
+            matches!(&error, QueryError::Invalid { parameter: "group_by", message } if message.contains("metadata.vip"))
+        );
+    }
+    both!(postgres_spend_groups_the_rollups, sqlite_spend_groups_the_rollups, spend);
+
+    async fn ids(store: &Store, filter: &LogFilter) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let (page, next) = store.logs(filter, cursor.as_ref(), 7).await.unwrap();
+            assert!(page.len() <= 7);
+            out.extend(page.into_iter().map(|e| e.id));
+            match next {
+                // The cursor survives its string form.
+                Some(next) => cursor = Some(Cursor::decode(&next.encode()).unwrap()),
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn expected(records: &[LogRecord], keep: impl Fn(&LogRecord) -> bool) -> Vec<String> {
+        let mut rows: Vec<&LogRecord> = records.iter().filter(|r| keep(r)).collect();
+        rows.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        rows.into_iter().map(|r| r.id.clone()).collect()
+    }
+
+    async fn logs(store: &Store) {
+        let mut records = seed(store).await;
+        // Two rows at the very same instant: the id breaks the tie, and pages never skip or repeat one.
+        let same = ts("2026-05-01T23:30:00Z");
+        let twins = vec![record(100, same), record(101, same)];
+        store.insert_logs(&twins).await.unwrap();
+        records.extend(twins);
+
+        assert_eq!(ids(store, &LogFilter::default()).await, expected(&records, |_| true));
+        let cases: Vec<FilterCase> = vec![
+            (
+                LogFilter { provider: Some("openai".into()), ..LogFilter::default() },
+                Box::new(|r| r.provider == "openai"),
+            ),
+            (
+                LogFilter { model: Some("claude-sonnet-4-5".into()), ..LogFilter::default() },
+                Box::new(|r| r.model == "claude-sonnet-4-5"),
+            ),
+            (LogFilter { status: Some(500), ..LogFilter::default() }, Box::new(|r| r.status == 500)),
+            (LogFilter { success: Some(false), ..LogFilter::default() }, Box::new(|r| !r.success)),
+            (LogFilter { cached: Some(true), ..LogFilter::default() }, Box::new(|r| r.cached)),
+            (
+                LogFilter {
+                    min_cost_nanos: Some(10_000_007),
+                    max_cost_nanos: Some(20_000_007),
+                    ..LogFilter::default()
+                },
+                Box::new(|r| (10_000_007..=20_000_007).contains(&r.cost_nanos)),
+            ),
+            (
+                LogFilter {
+                    start: Some(ts("2026-05-01T23:00:00Z")),
+                    end: Some(ts("2026-05-02T00:00:00Z")),
+                    ..LogFilter::default()
+                },
+                Box::new(|r| r.created_at >= ts("2026-05-01T23:00:00Z") && r.created_at < ts("2026-05-02T00:00:00Z")),
+            ),
+            (
+                LogFilter { metadata: vec![("user_id".into(), "u1".into())], ..LogFilter::default() },
+                Box::new(|r| r.metadata["user_id"] == "u1"),
+            ),
+            // A number, a boolean and two keys at once.
+            (
+                LogFilter {
+                    metadata: vec![("team".into(), "1".into()), ("vip".into(), "true".into())],
+                    ..LogFilter::default()
+                },
+                Box::new(|r| r.metadata["team"] == 1 && r.metadata["vip"] == true),
+            ),
+            (
+                LogFilter {
+                    metadata: vec![("vip".into(), "false".into())],
+                    provider: Some("openai".into()),
+                    ..LogFilter::default()
+                },
+                Box::new(|r| r.metadata["vip"] == false && r.provider == "openai"),
+            ),
+            (LogFilter { metadata: vec![("nope".into(), "x".into())], ..LogFilter::default() }, Box::new(|_| false)),
+        ];
+        for (filter, keep) in cases {
+            let want = expected(&records, keep);
+            assert_eq!(ids(store, &filter).await, want, "{filter:?}");
+        }
+
+        let (page, next) = store.logs(&LogFilter::default(), None, 1000).await.unwrap();
+        assert_eq!(page.len(), 62);
+        assert!(next.is_none());
+        let newest = &page[0];
+        let source = records.iter().find(|r| r.id == newest.id).unwrap();
+        assert_eq!(newest.created_at, source.created_at);
+        assert_eq!(newest.cost_nanos, source.cost_nanos);
+        assert!((newest.cost_usd - source.cost_nanos as f64 / 1e9).abs() < 1e-12);
+        assert_eq!(newest.metadata, source.metadata);
+        assert_eq!(newest.rule_decisions, source.rule_decisions);
+        assert_eq!(newest.ttfb_ms, source.ttfb_ms);
+        assert_eq!(u32::from(newest.status), u32::from(source.status));
+        assert_eq!(newest.request_body, None, "lists carry no bodies");
+        let json = serde_json::to_value(newest).unwrap();
+        for field in [
+            "id",
+            "created_at",
+            "gateway",
+            "provider",
+            "model",
+            "path",
+            "status",
+            "success",
+            "cached",
+            "stream",
+            "tokens_in",
+            "tokens_out",
+            "tokens_cached",
+            "tokens_reasoning",
+            "cost_usd",
+            "cost_source",
+            "duration_ms",
+            "ttfb_ms",
+            "metadata",
+            "event_id",
+            "step",
+            "rule_decisions",
+            "error",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing from {json}");
+        }
+        assert!(json.get("cost_nanos").is_none());
+        assert!(json["created_at"].as_str().unwrap().ends_with('Z'));
+
+        let with_body = records.iter().find(|r| r.request_body.is_some()).unwrap();
+        let one = store.log(&with_body.id).await.unwrap().unwrap();
+        assert_eq!(one.request_body, with_body.request_body);
+        assert_eq!(one.event_id, with_body.event_id);
+        assert_eq!(one.error, with_body.error);
+        assert!(store.log("no-such-id").await.unwrap().is_none());
+    }
+    both!(postgres_logs_filter_and_page, sqlite_logs_filter_and_page, logs);
+
+    fn rule(id: &str, budget: f64) -> SpendRuleSpec {
+        serde_json::from_value(json!({"id": id, "budget_usd": budget, "window": "1d"})).unwrap()
+    }
+
+    async fn rules(store: &Store) {
+        let start = store.spend_rules_version().await.unwrap();
+        assert_eq!(store.api_spend_rules().await.unwrap().specs, vec![]);
+        assert_eq!(store.insert_spend_rule(&rule("a", 1.0)).await.unwrap(), SpendRuleChange::Created);
+        assert_eq!(store.insert_spend_rule(&rule("a", 2.0)).await.unwrap(), SpendRuleChange::Unchanged);
+        assert_eq!(store.insert_spend_rule(&rule("b", 3.0)).await.unwrap(), SpendRuleChange::Created);
+        assert_eq!(store.put_spend_rule(&rule("a", 4.0)).await.unwrap(), SpendRuleChange::Replaced);
+        assert_eq!(store.put_spend_rule(&rule("c", 5.0)).await.unwrap(), SpendRuleChange::Created);
+        assert_eq!(store.delete_spend_rule("b").await.unwrap(), SpendRuleChange::Deleted);
+        assert_eq!(store.delete_spend_rule("b").await.unwrap(), SpendRuleChange::Unchanged);
+        let read = store.api_spend_rules().await.unwrap();
+        assert_eq!(read.specs, vec![rule("a", 4.0), rule("c", 5.0)]);
+        assert!(read.version > start);
+        let version = store.spend_rules_version().await.unwrap();
+        store.delete_spend_rule("nope").await.unwrap();
+        assert_eq!(store.spend_rules_version().await.unwrap(), version, "no change, no bump");
+        store.delete_spend_rule("a").await.unwrap();
+        assert!(store.spend_rules_version().await.unwrap() > version);
+    }
+    both!(postgres_api_rules_round_trip, sqlite_api_rules_round_trip, rules);
+
+    async fn rebuild(store: &Store) {
+        let records = seed(store).await;
+        let from = ts("2026-05-01T00:00:00Z");
+        let to = ts("2026-05-03T00:00:00Z");
+        let before = store.spend(from, to, &[GroupBy::Hour, GroupBy::Provider, GroupBy::Gateway]).await.unwrap();
+        let users_before = store.spend(from, to, &[GroupBy::Metadata("user_id".into())]).await.unwrap();
+        // Damage the rollups, then rebuild them from the log.
+        match store.pool() {
+            Pool::Postgres(pool) => {
+                sqlx::query("UPDATE spend_rollup_hourly SET cost_nanos = 1, requests = 99")
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                sqlx::query("DELETE FROM spend_rollup_metadata_hourly").execute(pool).await.unwrap();
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query("UPDATE spend_rollup_hourly SET cost_nanos = 1, requests = 99")
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                sqlx::query("DELETE FROM spend_rollup_metadata_hourly").execute(pool).await.unwrap();
+            }
+        }
+        assert_ne!(store.spend(from, to, &[GroupBy::Hour, GroupBy::Provider, GroupBy::Gateway]).await.unwrap(), before);
+        let report = store.rebuild_rollups().await.unwrap();
+        assert_eq!(report.log_rows, records.len() as u64);
+        assert!(report.rollup_rows > 0);
+        assert_eq!(store.spend(from, to, &[GroupBy::Hour, GroupBy::Provider, GroupBy::Gateway]).await.unwrap(), before);
+        assert_eq!(store.spend(from, to, &[GroupBy::Metadata("user_id".into())]).await.unwrap(), users_before);
+        // Idempotent.
+        store.rebuild_rollups().await.unwrap();
+        assert_eq!(store.stats(None, None).await.unwrap().requests, 60);
+    }
+    both!(postgres_rebuild_restores_the_rollups, sqlite_rebuild_restores_the_rollups, rebuild);
+}
