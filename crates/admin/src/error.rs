@@ -17,6 +17,32 @@ pub enum AdminError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AdminError {
+    /// A bad query parameter or body field, named.
+    pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadRequest { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<tollgate_store::QueryError> for AdminError {
+    fn from(error: tollgate_store::QueryError) -> Self {
+        match error {
+            tollgate_store::QueryError::Invalid { parameter, message } => Self::bad(parameter, message),
+            tollgate_store::QueryError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<tollgate_store::StoreError> for AdminError {
+    fn from(error: tollgate_store::StoreError) -> Self {
+        // Logged once, here at the edge, with its cause chain; the client gets the summary.
+        tracing::warn!(error = &error as &dyn std::error::Error, "admin query failed");
+        Self::Unavailable(format!("database: {error}"))
+    }
 }
 
 impl AdminError {
@@ -27,6 +53,7 @@ impl AdminError {
             AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }

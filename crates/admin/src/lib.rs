@@ -5,8 +5,14 @@
 mod auth;
 mod error;
 mod limits;
+mod logs;
 mod openapi;
+mod params;
 mod prometheus;
+mod recompute;
+mod rule_sync;
+mod spend;
+mod stats;
 mod status;
 
 use std::net::SocketAddr;
@@ -14,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tollgate_config::Config;
@@ -22,7 +28,8 @@ use tollgate_proxy::Gateway;
 use tollgate_proxy::metrics::Metrics;
 
 pub use error::AdminError;
-pub use status::{DatabaseStatus, StatusSource};
+pub use rule_sync::{POLL_INTERVAL, load_rules, run_rule_sync};
+pub use status::DatabaseStatus;
 
 /// What the admin handlers read. Cheap to clone.
 #[derive(Clone)]
@@ -31,8 +38,9 @@ pub struct AdminState {
     pub gateway: Arc<Gateway>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
-    /// The database's health and backlog; `None` while no store is attached.
-    pub database: Option<Arc<dyn StatusSource>>,
+    /// The database: health for `/status` and `/metrics`, and what every read and rule endpoint queries.
+    /// `None` runs without one: those endpoints answer 503.
+    pub store: Option<tollgate_store::Store>,
 }
 
 /// Builds the router. Layer order: the auth middleware wraps every route; it lets the public allow-list
@@ -42,9 +50,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/status", get(status::status))
         .route("/metrics", get(prometheus::metrics))
         .route("/config", get(status::config))
-        .route("/api/spend-limits", get(limits::list))
-        .route("/api/spend-limits/{id}", get(limits::one))
+        .route("/api/stats", get(stats::stats))
+        .route("/spend", get(spend::spend))
+        .route("/api/logs", get(logs::list))
+        .route("/api/logs/{id}", get(logs::one))
+        .route("/api/spend-limits", get(limits::list).post(limits::create))
+        .route("/api/spend-limits/{id}", get(limits::one).put(limits::replace).delete(limits::delete))
         .route("/api/spend-limits/{id}/usage", get(limits::usage))
+        .route("/admin/recompute", post(recompute::recompute))
         .route("/openapi.json", get(openapi::document))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))

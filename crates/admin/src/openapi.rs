@@ -1,19 +1,67 @@
 //! `GET /openapi.json`: the OpenAPI 3 description of the admin API, generated from the handlers.
 
 use axum::Json;
+use serde::Serialize;
 use utoipa::OpenApi;
 
-use crate::{limits, prometheus, status};
+use crate::{limits, logs, prometheus, recompute, spend, stats, status};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tollgate admin API", description = "Status, spend, logs, limits and metrics of a Tollgate gateway."),
-    paths(status::status, status::config, prometheus::metrics, limits::list, limits::one, limits::usage, document),
-    components(schemas(limits::BucketUsageView, status::DatabaseStatus)),
+    paths(
+        status::status,
+        status::config,
+        prometheus::metrics,
+        stats::stats,
+        spend::spend,
+        logs::list,
+        logs::one,
+        limits::list,
+        limits::one,
+        limits::create,
+        limits::replace,
+        limits::delete,
+        limits::usage,
+        recompute::recompute,
+        document
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        limits::BucketUsageView,
+        limits::UsageView,
+        limits::SpendLimitView,
+        limits::SpendLimitsView,
+        limits::SpendLimitBody,
+        logs::LogView,
+        logs::LogsPage,
+        recompute::RecomputeView,
+        spend::SpendRowView,
+        spend::SpendView,
+        stats::StatsView,
+        status::DatabaseStatus,
+        status::StatusView
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
 pub struct AdminApi;
+
+/// Every error: `{"error":{"code","message"}}` (`field` names the bad parameter on 400).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `unauthorized`, `not_found`, `invalid_request`, `conflict`, `unavailable`, `internal`.
+    pub code: String,
+    pub message: String,
+    #[schema(nullable = false)]
+    pub field: Option<String>,
+}
 
 struct BearerAuth;
 

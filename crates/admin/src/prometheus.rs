@@ -11,7 +11,7 @@ use tollgate_proxy::metrics::{COST_SOURCES, Histogram, SECONDS_BUCKETS, STATUS_C
 
 use crate::AdminState;
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String)))]
+#[utoipa::path(get, path = "/metrics", security((), ("bearer" = [])), responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<AdminState>) -> Response {
     let text = render(&state);
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
@@ -134,8 +134,8 @@ fn render(state: &AdminState) -> String {
     header(&mut out, "tollgate_client_disconnects_total", "counter", "Responses the client left before their end.");
     let _ = writeln!(out, "tollgate_client_disconnects_total {}", m.client_disconnects.load(Ordering::Relaxed));
 
-    if let Some(source) = &state.database {
-        let db = source.database_status();
+    if let Some(store) = &state.store {
+        let db = store.status();
         header(&mut out, "tollgate_database_up", "gauge", "1 when the last database write succeeded.");
         let _ = writeln!(out, "tollgate_database_up {}", u8::from(db.ok));
         header(

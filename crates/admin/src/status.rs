@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::AdminState;
 
-/// The database's health as the store reports it.
+/// The database's health as the store reports it (`kind` is `"none"` without a store).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatabaseStatus {
     pub kind: String,
@@ -16,18 +16,40 @@ pub struct DatabaseStatus {
     pub pending_records: u64,
 }
 
-/// Whatever can report the database's health (the store).
-pub trait StatusSource: Send + Sync + 'static {
-    fn database_status(&self) -> DatabaseStatus;
+impl DatabaseStatus {
+    pub fn of(store: Option<&tollgate_store::Store>) -> Self {
+        match store {
+            Some(store) => {
+                let status = store.status();
+                Self {
+                    kind: status.kind.to_owned(),
+                    ok: status.ok,
+                    last_flush_at: status.last_flush_at.map(|t| t.to_string()),
+                    pending_records: status.pending_records,
+                }
+            }
+            None => Self { kind: "none".into(), ok: true, last_flush_at: None, pending_records: 0 },
+        }
+    }
+}
+
+/// `GET /status`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusView {
+    /// `ok`, or `degraded` when the last database write failed.
+    pub status: String,
+    pub version: String,
+    pub uptime_s: u64,
+    pub database: DatabaseStatus,
+    /// `{"at": <RFC 3339 or null>}`: when the proxy last recorded a request.
+    #[schema(value_type = Object)]
+    pub last_ingest: Value,
 }
 
 /// Liveness and health: public when `admin.public_metrics` (used as the readiness probe).
-#[utoipa::path(get, path = "/status", responses((status = 200, description = "health", body = Object)))]
-pub async fn status(State(state): State<AdminState>) -> Json<Value> {
-    let database = state.database.as_ref().map_or_else(
-        || DatabaseStatus { kind: "none".into(), ok: true, last_flush_at: None, pending_records: 0 },
-        |source| source.database_status(),
-    );
+#[utoipa::path(get, path = "/status", security((), ("bearer" = [])), responses((status = 200, description = "health", body = StatusView)))]
+pub async fn status(State(state): State<AdminState>) -> Json<StatusView> {
+    let database = DatabaseStatus::of(state.store.as_ref());
     let last = state.metrics.last_ingest_ms.load(std::sync::atomic::Ordering::Relaxed);
     let last_ingest = if last == 0 {
         json!({"at": null})
@@ -35,13 +57,13 @@ pub async fn status(State(state): State<AdminState>) -> Json<Value> {
         let at = jiff::Timestamp::from_millisecond(last).map(|t| t.to_string()).ok();
         json!({"at": at})
     };
-    Json(json!({
-        "status": if database.ok { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": state.started.elapsed().as_secs(),
-        "database": database,
-        "last_ingest": last_ingest,
-    }))
+    Json(StatusView {
+        status: if database.ok { "ok" } else { "degraded" }.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_s: state.started.elapsed().as_secs(),
+        database,
+        last_ingest,
+    })
 }
 
 /// The effective configuration, every secret replaced by `"[redacted]"`.

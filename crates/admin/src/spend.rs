@@ -1,0 +1,94 @@
+//! `GET /spend`: spend grouped by provider, model, gateway, day, hour or one metadata key, from the rollups.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use tollgate_limits::nanos_to_usd;
+use tollgate_store::GroupBy;
+
+use crate::params::{self, DateEnd};
+use crate::{AdminError, AdminState};
+
+/// Default span when `from` is absent: the 30 days before `to`.
+const DEFAULT_DAYS: i64 = 30;
+
+/// Query parameters (for the OpenAPI document; parsed by hand to name the bad one).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "documents the query string; the handler parses it itself")]
+pub struct SpendParams {
+    /// Start, inclusive: RFC 3339 or `YYYY-MM-DD` (UTC midnight). Default: 30 days before `to`.
+    from: Option<String>,
+    /// End: RFC 3339 (exclusive) or `YYYY-MM-DD` (inclusive of that day). Default: now.
+    to: Option<String>,
+    /// Comma-separated: `provider`, `model`, `gateway`, `day`, `hour`, `metadata.<key>` (one metadata key at most).
+    group_by: Option<String>,
+}
+
+/// One group.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SpendRowView {
+    /// Grouping name → value (`gateway` is null for requests without one).
+    #[schema(value_type = BTreeMap<String, Option<String>>)]
+    pub groups: BTreeMap<String, Option<String>>,
+    pub requests: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_usd: f64,
+}
+
+/// `GET /spend`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SpendView {
+    pub rows: Vec<SpendRowView>,
+    /// The span used, RFC 3339.
+    pub from: String,
+    pub to: String,
+    pub group_by: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/spend", params(SpendParams),
+    responses((status = 200, description = "spend per group", body = SpendView),
+        (status = 400, description = "bad parameter", body = crate::openapi::ErrorBody),
+        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
+        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+pub async fn spend(
+    State(state): State<AdminState>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SpendView>, AdminError> {
+    let store = params::store(&state)?;
+    let pairs = params::pairs(query)?;
+    let (mut from, mut to, mut group_by) = (None, None, Vec::new());
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "from" => from = Some(params::time(name, value, DateEnd::Start)?),
+            "to" => to = Some(params::time(name, value, DateEnd::End)?),
+            "group_by" => group_by = GroupBy::parse_list(value)?,
+            other => return Err(AdminError::bad(other, "unknown parameter; expected from, to, group_by")),
+        }
+    }
+    let to = to.unwrap_or_else(Timestamp::now);
+    let from = from.unwrap_or(to - SignedDuration::from_hours(24 * DEFAULT_DAYS));
+    if from >= to {
+        return Err(AdminError::bad("from", format!("must be before to ({from} is not before {to})")));
+    }
+    let rows = store.spend(from, to, &group_by).await?;
+    Ok(Json(SpendView {
+        rows: rows
+            .into_iter()
+            .map(|row| SpendRowView {
+                groups: row.groups,
+                requests: row.requests,
+                tokens_in: row.tokens_in,
+                tokens_out: row.tokens_out,
+                cost_usd: nanos_to_usd(row.cost_nanos),
+            })
+            .collect(),
+        from: from.to_string(),
+        to: to.to_string(),
+        group_by: group_by.iter().map(ToString::to_string).collect(),
+    }))
+}
