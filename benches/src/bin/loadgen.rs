@@ -32,10 +32,33 @@ struct Args {
     /// Delay between streamed chunks at the fake provider, in microseconds (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     chunk_delay_us: u64,
-    /// Extra TOML appended to the gateway's config (e.g. budgets).
+    /// Extra TOML appended to the gateway's config.
     #[arg(long, default_value = "")]
     extra_config: String,
+    /// Run without the default budgets (a spend limit split per user, and a rate limit).
+    #[arg(long)]
+    no_budgets: bool,
+    /// Also write the report to this Markdown file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
+
+/// Budgets on by default, as a real deployment has them: every request is admitted against a per-user spend
+/// limit and a per-user rate limit (both large enough never to refuse), and its log row is written to SQLite.
+const BUDGETS: &str = r#"
+[[spend_limits]]
+id = "bench-per-user"
+budget_usd = 1000000.0
+window = "1d"
+dimensions = [ { key = "metadata.user", mode = "split" } ]
+
+[[rate_limits]]
+id = "bench-rpm"
+limit = 100000000
+per = "requests"
+window = "1m"
+dimensions = [ { key = "metadata.user", mode = "split" } ]
+"#;
 
 struct Stats {
     latencies: Vec<Duration>,
@@ -75,6 +98,7 @@ async fn run(base: &str, body: Bytes, requests: usize, concurrency: usize) -> St
                     .method(Method::POST)
                     .uri(url.clone())
                     .header("content-type", "application/json")
+                    .header("cf-aig-metadata", r#"{"user":"bench"}"#)
                     .body(Full::new(body.clone()));
                 let Ok(request) = request else { continue };
                 let t0 = Instant::now();
@@ -128,8 +152,8 @@ fn start_gateway(args: &Args, fake: &FakeProvider) -> std::io::Result<Gateway> {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nformat = \"json\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-bench\"\n{}\n",
         fake.url(),
-        args.extra_config
-    );
+        if args.no_budgets { "" } else { BUDGETS }
+    ) + &args.extra_config;
     let path = dir.path().join("tollgate.toml");
     std::fs::write(&path, config)?;
     let bin = std::fs::canonicalize(&args.gateway_bin)?;
@@ -176,8 +200,13 @@ async fn main() -> std::io::Result<()> {
         fake.set_default(Plan { chunk_delay: Duration::from_micros(args.chunk_delay_us), ..Plan::default() });
     }
     let gateway = start_gateway(&args, &fake)?;
-    println!("| scenario | conc | target | rps | p50 ms | p90 ms | p99 ms | ttfb p50 ms | ttfb p99 ms | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut report = Vec::new();
+    let mut emit = |line: String| {
+        println!("{line}");
+        report.push(line);
+    };
+    emit("| scenario | conc | target | rps | p50 ms | p90 ms | p99 ms | ttfb p50 ms | ttfb p99 ms | errors |".into());
+    emit("|---|---|---|---|---|---|---|---|---|---|".into());
     let mut cpu_report = Vec::new();
     for stream in [false, true] {
         let body = Bytes::from(
@@ -195,7 +224,7 @@ async fn main() -> std::io::Result<()> {
             let through = run(&gateway.url, body.clone(), args.requests, conc).await;
             let cpu1 = cpu_ticks(gateway.child.id()).unwrap_or(0);
             for (name, s) in [("direct", &direct), ("gateway", &through)] {
-                println!(
+                emit(format!(
                     "| {scenario} | {conc} | {name} | {:.0} | {} | {} | {} | {} | {} | {} |",
                     s.rps(),
                     ms(Stats::pct(&s.latencies, 0.5)),
@@ -204,7 +233,7 @@ async fn main() -> std::io::Result<()> {
                     ms(Stats::pct(&s.ttfb, 0.5)),
                     ms(Stats::pct(&s.ttfb, 0.99)),
                     s.errors
-                );
+                ));
             }
             let added50 = Stats::pct(&through.latencies, 0.5).saturating_sub(Stats::pct(&direct.latencies, 0.5));
             let added99 = Stats::pct(&through.latencies, 0.99).saturating_sub(Stats::pct(&direct.latencies, 0.99));
@@ -217,10 +246,13 @@ async fn main() -> std::io::Result<()> {
             ));
         }
     }
-    println!();
+    emit(String::new());
     for line in cpu_report {
-        println!("- {line}");
+        emit(format!("- {line}"));
     }
-    println!("- gateway peak RSS: {} KiB", rss_kib(gateway.child.id()).unwrap_or(0));
+    emit(format!("- gateway peak RSS: {} KiB", rss_kib(gateway.child.id()).unwrap_or(0)));
+    if let Some(path) = &args.out {
+        std::fs::write(path, report.join("\n") + "\n")?;
+    }
     Ok(())
 }

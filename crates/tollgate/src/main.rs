@@ -187,6 +187,22 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     let metrics = Arc::new(Metrics::new(config.providers.keys().map(String::as_str)));
     let sink = MeteredSink { metrics: metrics.clone(), inner: persist::StoreSink { writer: writer.clone() } };
     let gateway = Arc::new(Gateway::new(config.clone(), catalog, Arc::new(sink)));
+    let admin = tollgate_admin::AdminState {
+        config: config.clone(),
+        gateway: gateway.clone(),
+        metrics,
+        started: std::time::Instant::now(),
+        store: Some(store.clone()),
+    };
+    // Rules created through the admin API live in the database: load them before the first request, then
+    // follow changes made on any replica.
+    match tollgate_admin::load_rules(&admin).await {
+        Ok(loaded) => tracing::info!(api_rules = loaded, "spend rules loaded"),
+        Err(error) => {
+            tracing::error!(%error, "cannot load the spend rules from the database");
+            return ExitCode::FAILURE;
+        }
+    }
     // Budgets continue where they were: load the current windows' spend before the first request.
     let spend_sync = SpendSync::new(
         &store,
@@ -202,13 +218,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     }
     let spend_task = spend_sync.spawn();
     let retention_task = tokio::spawn(retention(store.clone(), config.database.retention, shutdown.clone()));
-    let admin = tollgate_admin::AdminState {
-        config,
-        gateway: gateway.clone(),
-        metrics,
-        started: std::time::Instant::now(),
-        database: None,
-    };
+    let rule_sync_task = tokio::spawn(tollgate_admin::run_rule_sync(admin.clone(), shutdown.clone()));
     let admin_task = tokio::spawn(tollgate_admin::serve(admin_listener, admin, shutdown.clone()));
     tollgate_proxy::serve(listener, gateway, shutdown, grace).await;
     if let Ok(Err(error)) = admin_task.await {
@@ -217,6 +227,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     // Every request has finished and recorded: write out what is still in memory.
     spend_task.abort();
     retention_task.abort();
+    rule_sync_task.abort();
     if let Err(error) = spend_sync.flush_now().await {
         tracing::error!(%error, "spend could not be flushed at exit (it is in the spill file)");
     }
@@ -238,7 +249,7 @@ fn load_catalog(config: &Config) -> Result<PriceCatalog, String> {
 
 /// Deletes request log rows older than `retention`, hourly, in small batches (rollups are kept).
 async fn retention(store: Store, retention: std::time::Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3_600));
+    let mut tick = tokio::time::interval(std::time::Duration::from_hours(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
