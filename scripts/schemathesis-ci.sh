@@ -4,6 +4,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 command -v schemathesis >/dev/null || python3 -m pip install --quiet schemathesis
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client
 [ -x "$root/target/debug/tollgate" ] || cargo build --locked -p tollgate
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -29,6 +30,19 @@ for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$admin_port/status" >/dev/null 2>&1 && break
   sleep 0.1
 done
+# /metrics through the Prometheus client library's parser (it raises on any malformed line).
+curl -fs "http://127.0.0.1:$admin_port/metrics" > "$work/metrics.txt"
+python3 - "$work/metrics.txt" <<'PY'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = list(text_string_to_metric_families(open(sys.argv[1]).read()))
+names = {f.name for f in families}
+assert all(n.startswith("tollgate_") for n in names), names
+for required in ["tollgate_requests", "tollgate_tokens", "tollgate_request_duration_seconds", "tollgate_database_up"]:
+    assert required in names, f"{required} missing from {sorted(names)}"
+print(f"metrics parse: {len(families)} families ok")
+PY
+
 schemathesis run "http://127.0.0.1:$admin_port/openapi.json" \
   --header "Authorization: Bearer schemathesis-token" \
   --checks not_a_server_error,response_schema_conformance \
