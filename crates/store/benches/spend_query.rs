@@ -20,22 +20,22 @@ const BATCH: u64 = 10_000;
 
 fn record(n: u64, rows: u64, start: jiff::Timestamp) -> LogRecord {
     let span = DAYS * 86_400_000_000;
-    let micros = (n as i128 * span as i128 / rows as i128) as i64;
+    let micros = (i128::from(n) * i128::from(span) / i128::from(rows)) as i64;
     let created_at = start.checked_add(jiff::SignedDuration::from_micros(micros)).unwrap();
     let mut metadata = Map::new();
     metadata.insert("user".into(), Value::String(format!("user-{}", n % 500)));
     metadata.insert("team".into(), Value::String(format!("team-{}", n % 7)));
     LogRecord {
-        id: format!("{:016x}-{n:016x}", micros),
+        id: format!("{micros:016x}-{n:016x}"),
         created_at,
         gateway: Some(["default", "prod", "batch"][(n % 3) as usize].to_owned()),
         provider: ["openai", "anthropic", "google-ai-studio"][(n % 3) as usize].to_owned(),
         model: format!("model-{}", n % 12),
         path: "/v1/chat/completions".into(),
         status: 200,
-        success: n % 50 != 0,
+        success: !n.is_multiple_of(50),
         cached: false,
-        stream: n % 2 == 0,
+        stream: n.is_multiple_of(2),
         tokens_in: 500 + n % 1000,
         tokens_out: 200 + n % 300,
         tokens_cached: 0,
@@ -57,7 +57,8 @@ fn record(n: u64, rows: u64, start: jiff::Timestamp) -> LogRecord {
 #[tokio::main]
 async fn main() {
     let rows: u64 = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
-    let admin = std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin =
+        std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("tg_bench_spend_{}", std::process::id());
     let mut conn = PgConnection::connect(&admin).await.expect("Postgres must run");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
@@ -77,17 +78,30 @@ async fn main() {
         let batch: Vec<LogRecord> = (n..(n + BATCH).min(rows)).map(|i| record(i, rows, start)).collect();
         store.insert_logs(&batch).await.unwrap();
         n += batch.len() as u64;
-        if n % 1_000_000 == 0 {
+        if n.is_multiple_of(1_000_000) {
             println!("  {n} rows in {:.0?}", filling.elapsed());
         }
     }
-    println!("filled {rows} log rows in {:.1?} ({:.0} rows/s)", filling.elapsed(), rows as f64 / filling.elapsed().as_secs_f64());
+    println!(
+        "filled {rows} log rows in {:.1?} ({:.0} rows/s)",
+        filling.elapsed(),
+        rows as f64 / filling.elapsed().as_secs_f64()
+    );
     sqlx::raw_sql("VACUUM ANALYZE").execute(&mut PgConnection::connect(&url).await.unwrap()).await.unwrap();
 
     let (from, to) = (start, jiff::Timestamp::now());
     println!("| group_by | rows | best of 5 | median of 5 |");
     println!("|---|---|---|---|");
-    for groups in ["", "provider", "provider,model", "day", "provider,model,day", "gateway,hour", "metadata.team", "metadata.user,day"] {
+    for groups in [
+        "",
+        "provider",
+        "provider,model",
+        "day",
+        "provider,model,day",
+        "gateway,hour",
+        "metadata.team",
+        "metadata.user,day",
+    ] {
         let group_by = GroupBy::parse_list(groups).unwrap();
         let mut times: Vec<Duration> = Vec::new();
         let mut count = 0;
@@ -97,7 +111,12 @@ async fn main() {
             times.push(t.elapsed());
         }
         times.sort();
-        println!("| {} | {count} | {:.1?} | {:.1?} |", if groups.is_empty() { "(none)" } else { groups }, times[0], times[2]);
+        println!(
+            "| {} | {count} | {:.1?} | {:.1?} |",
+            if groups.is_empty() { "(none)" } else { groups },
+            times[0],
+            times[2]
+        );
     }
     store.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&mut conn).await.unwrap();
