@@ -16,7 +16,7 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tollgate_testkit::{FakeProvider, Plan};
+use tollgate_testkit::{FakeProvider, Link, Plan};
 
 #[derive(Parser, Clone)]
 struct Args {
@@ -41,6 +41,10 @@ struct Args {
     /// Also write the report to this Markdown file.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// Instead of the scenarios above, measure the gateway on Postgres (this admin URL; a throwaway database
+    /// is made) with the database up, slow (50 ms per round trip) and down, through a link loadgen controls.
+    #[arg(long)]
+    database_conditions: Option<String>,
 }
 
 /// Budgets on by default, as a real deployment has them: every request is admitted against a per-user spend
@@ -145,7 +149,7 @@ impl Drop for Gateway {
     }
 }
 
-fn start_gateway(args: &Args, fake: &FakeProvider) -> std::io::Result<Gateway> {
+fn start_gateway(args: &Args, fake: &FakeProvider, database: Option<&str>) -> std::io::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -153,7 +157,8 @@ fn start_gateway(args: &Args, fake: &FakeProvider) -> std::io::Result<Gateway> {
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nformat = \"json\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-bench\"\n{}\n",
         fake.url(),
         if args.no_budgets { "" } else { BUDGETS }
-    ) + &args.extra_config;
+    ) + &args.extra_config
+        + &database.map(|url| format!("\n[database]\nurl = \"{url}\"\n")).unwrap_or_default();
     let path = dir.path().join("tollgate.toml");
     std::fs::write(&path, config)?;
     let bin = std::fs::canonicalize(&args.gateway_bin)?;
@@ -199,7 +204,10 @@ async fn main() -> std::io::Result<()> {
     if args.chunk_delay_us > 0 {
         fake.set_default(Plan { chunk_delay: Duration::from_micros(args.chunk_delay_us), ..Plan::default() });
     }
-    let gateway = start_gateway(&args, &fake)?;
+    if let Some(admin_url) = args.database_conditions.clone() {
+        return database_conditions(&args, &fake, &admin_url).await;
+    }
+    let gateway = start_gateway(&args, &fake, None)?;
     let mut report = Vec::new();
     let mut emit = |line: String| {
         println!("{line}");
@@ -254,5 +262,50 @@ async fn main() -> std::io::Result<()> {
     if let Some(path) = &args.out {
         std::fs::write(path, report.join("\n") + "\n")?;
     }
+    Ok(())
+}
+
+/// The gateway's latency with its Postgres up, slow and down: the database must never be on the request path.
+async fn database_conditions(args: &Args, fake: &FakeProvider, admin_url: &str) -> std::io::Result<()> {
+    let name = format!("tg_loadgen_{}", std::process::id());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await.map_err(std::io::Error::other)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .map_err(std::io::Error::other)?;
+    let rest = admin_url.split_once("://").map_or(admin_url, |(_, r)| r);
+    let (userinfo, hostpath) = rest.rsplit_once('@').unwrap_or(("", rest));
+    let host_port = hostpath.split('/').next().unwrap_or("127.0.0.1:5432").to_string();
+    let link = Link::start(host_port).await;
+    let at = if userinfo.is_empty() { String::new() } else { format!("{userinfo}@") };
+    let url = format!("postgres://{at}127.0.0.1:{}/{name}", link.port());
+    let gateway = start_gateway(args, fake, Some(&url))?;
+    let body = Bytes::from(
+        serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+            "messages": [{"role": "user", "content": "Say hello to the benchmark."}]})
+        .to_string(),
+    );
+    let conc = args.concurrency.iter().copied().max().unwrap_or(32);
+    run(&gateway.url, body.clone(), 500, conc).await;
+    println!("| database | conc | rps | p50 ms | p90 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for condition in ["up", "slow", "down", "up again"] {
+        match condition {
+            "slow" => link.slow(Duration::from_millis(50)),
+            "down" => link.down(),
+            _ => link.up(),
+        }
+        let s = run(&gateway.url, body.clone(), args.requests, conc).await;
+        println!(
+            "| {condition} | {conc} | {:.0} | {} | {} | {} | {} |",
+            s.rps(),
+            ms(Stats::pct(&s.latencies, 0.5)),
+            ms(Stats::pct(&s.latencies, 0.9)),
+            ms(Stats::pct(&s.latencies, 0.99)),
+            s.errors
+        );
+    }
+    drop(gateway);
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut conn).await;
     Ok(())
 }

@@ -14,8 +14,10 @@
 
 mod client;
 mod fake;
+mod link;
 mod wire;
 
 pub use client::{TestClient, TestResponse, next_data};
 pub use fake::{FakeProvider, Gate, Plan, Recorded};
+pub use link::Link;
 pub use wire::{Reply, UsageNumbers};

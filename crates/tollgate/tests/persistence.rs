@@ -5,17 +5,13 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Gateway, fresh_postgres, tempdir};
 use http::StatusCode;
 use serde_json::json;
 use sqlx::Row;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tollgate_testkit::{FakeProvider, Plan, Reply, UsageNumbers};
+use tollgate_testkit::{FakeProvider, Link, Plan, Reply, UsageNumbers};
 
 /// Each answer costs 1000 × $0.15/M + 1000 × $0.60/M = $0.00075; a $0.002 budget takes two, then the third's
 /// worst case (1000 output tokens) no longer fits.
@@ -109,60 +105,13 @@ async fn two_gateways_on_one_postgres_enforce_one_budget() {
     assert_eq!(count_rows(&database).await, (3, 3));
 }
 
-/// A TCP forwarder to Postgres that the test can cut: while down it closes every connection it has and every
-/// new one, as a database that went away does.
-struct Cutter {
-    port: u16,
-    up: Arc<AtomicBool>,
-    generation: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Cutter {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let (generation, _) = tokio::sync::watch::channel(0u64);
-        let generation = Arc::new(generation);
-        let (up2, generation2) = (up.clone(), generation.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else { continue };
-                if !up2.load(Ordering::SeqCst) {
-                    let _ = client.shutdown().await;
-                    continue;
-                }
-                let target = target.clone();
-                let mut cut = generation2.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Self { port, up, generation }
-    }
-
-    fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_mid_load_loses_no_record_and_doubles_none() {
     let fake = FakeProvider::start().await;
     let database = fresh_postgres().await;
     let (host_port, db_name) = database.trim_start_matches("postgres://postgres@").split_once('/').unwrap();
-    let cutter = Cutter::start(host_port.to_string()).await;
-    let via_cutter = format!("postgres://postgres@127.0.0.1:{}/{db_name}", cutter.port);
+    let cutter = Link::start(host_port.to_string()).await;
+    let via_cutter = format!("postgres://postgres@127.0.0.1:{}/{db_name}", cutter.port());
     let dir = tempdir();
     let config = format!(
         "[database]\nurl = \"{via_cutter}\"\nflush_interval = \"200ms\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"k\"\n",
