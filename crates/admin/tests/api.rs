@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use sqlx::{Connection, PgConnection};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tollgate_accounting::PriceCatalog;
@@ -30,47 +29,7 @@ type FilterCase = (&'static str, Box<dyn Fn(&LogRecord) -> bool>);
 const TOKEN: &str = "admin-token-xyz";
 const AUTH: (&str, &str) = ("authorization", "Bearer admin-token-xyz");
 
-fn admin_url() -> String {
-    std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A Postgres database of its own, dropped with the value.
-struct PgDb {
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    async fn create() -> Self {
-        let admin = admin_url();
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("Postgres at {admin} is required for these tests: {e}"));
-        let name = format!("tg_admin_{}", uuid::Uuid::now_v7().simple());
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
-        let (base, query) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
-        let (prefix, _) = base.rsplit_once('/').unwrap();
-        let url = if query.is_empty() { format!("{prefix}/{name}") } else { format!("{prefix}/{name}?{query}") };
-        Self { name, url }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use tollgate_testkit::PgDb;
 
 async fn open_store(url: &str, dir: &Path) -> Store {
     let options = StoreOptions {

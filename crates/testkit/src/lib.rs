@@ -15,9 +15,11 @@
 mod client;
 mod fake;
 mod link;
+mod postgres;
 mod wire;
 
 pub use client::{TestClient, TestResponse, next_data};
 pub use fake::{FakeProvider, Gate, Plan, Recorded};
 pub use link::Link;
+pub use postgres::{PgDb, admin_url as postgres_admin_url};
 pub use wire::{Reply, UsageNumbers};

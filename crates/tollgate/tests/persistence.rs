@@ -7,11 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, fresh_postgres, tempdir};
+use common::{Gateway, tempdir};
 use http::StatusCode;
 use serde_json::json;
 use sqlx::Row;
-use tollgate_testkit::{FakeProvider, Link, Plan, Reply, UsageNumbers};
+use tollgate_testkit::{FakeProvider, Link, PgDb, Plan, Reply, UsageNumbers};
 
 /// Each answer costs 1000 × $0.15/M + 1000 × $0.60/M = $0.00075; a $0.002 budget takes two, then the third's
 /// worst case (1000 output tokens) no longer fits.
@@ -87,7 +87,8 @@ async fn a_restart_resets_no_budget_and_keeps_every_log_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_on_one_postgres_enforce_one_budget() {
     let fake = priced_fake().await;
-    let database = fresh_postgres().await;
+    let db = PgDb::create().await;
+    let database = db.url.clone();
     let (dir_a, dir_b) = (tempdir(), tempdir());
     let a = Gateway::start(&dir_a, &config(&fake, &database));
     let b = Gateway::start(&dir_b, &config(&fake, &database));
@@ -108,7 +109,8 @@ async fn two_gateways_on_one_postgres_enforce_one_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_mid_load_loses_no_record_and_doubles_none() {
     let fake = FakeProvider::start().await;
-    let database = fresh_postgres().await;
+    let db = PgDb::create().await;
+    let database = db.url.clone();
     let (host_port, db_name) = database.trim_start_matches("postgres://postgres@").split_once('/').unwrap();
     let cutter = Link::start(host_port.to_string()).await;
     let via_cutter = format!("postgres://postgres@127.0.0.1:{}/{db_name}", cutter.port());

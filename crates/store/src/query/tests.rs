@@ -43,54 +43,13 @@ mod database {
 
     use jiff::{SignedDuration, Timestamp};
     use serde_json::{Map, Value, json};
-    use sqlx::{Connection, PgConnection};
     use tollgate_limits::SpendRuleSpec;
 
     use crate::query::{Cursor, GroupBy, LogFilter, QueryError, SpendRuleChange};
     use crate::record::{CostSource, LogRecord};
     use crate::store::{Pool, Store, StoreOptions};
 
-    fn admin_url() -> String {
-        std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-    }
-
-    /// A database of its own, dropped when the value goes.
-    struct PgDb {
-        name: String,
-        url: String,
-    }
-
-    impl PgDb {
-        async fn create() -> Self {
-            let admin = admin_url();
-            let mut conn = PgConnection::connect(&admin)
-                .await
-                .unwrap_or_else(|e| panic!("Postgres at {admin} is required for these tests: {e}"));
-            let name = format!("tg_query_{}", uuid::Uuid::now_v7().simple());
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-            let (base, query) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            let url = if query.is_empty() { format!("{prefix}/{name}") } else { format!("{prefix}/{name}?{query}") };
-            Self { name, url }
-        }
-    }
-
-    impl Drop for PgDb {
-        fn drop(&mut self) {
-            let name = self.name.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    use tollgate_testkit::PgDb;
 
     fn options(dir: &Path) -> StoreOptions {
         StoreOptions {

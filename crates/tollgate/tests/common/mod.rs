@@ -89,24 +89,6 @@ impl Gateway {
     }
 }
 
-/// A fresh database on the local Postgres (`TOLLGATE_TEST_PG`, default trust auth on 127.0.0.1:5432): its
-/// URL. Fails, never skips, when Postgres is not there: CI guarantees one.
-pub async fn fresh_postgres() -> String {
-    let admin =
-        std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("tg_e2e_{}", uuid_like());
-    let pool = sqlx::PgPool::connect(&admin).await.expect("Postgres must run for the persistence tests");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
-    pool.close().await;
-    let base = admin.rsplit_once('/').unwrap().0;
-    format!("{base}/{name}")
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{:x}{:x}", nanos, std::process::id())
-}
-
 pub fn tempdir() -> PathBuf {
     let dir = tempfile::tempdir().unwrap();
     dir.keep()
