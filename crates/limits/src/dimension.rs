@@ -223,7 +223,8 @@ pub fn bucket_key(dims: &[Dimension], request: &RequestDims<'_>) -> String {
 }
 
 fn escape_into(out: &mut String, text: &str) {
-    if !text.contains(['\\', '|', '=']) {
+    // Byte scan: the three specials are ASCII, and an ASCII byte in UTF-8 is always that character.
+    if !text.bytes().any(|b| matches!(b, b'\\' | b'|' | b'=')) {
         out.push_str(text);
         return;
     }

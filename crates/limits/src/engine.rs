@@ -63,7 +63,7 @@ pub use admission::{Admission, Blocked, Decision, RuleDecision};
 pub use persist::{BucketDelta, BucketTotal, BucketUsage, LiveBucket};
 
 use admission::Held;
-use bucket::BucketTable;
+use bucket::{BucketTable, KeyProbe, hash_key};
 
 /// A rule and the table holding its buckets.
 #[derive(Debug)]
@@ -106,6 +106,8 @@ impl RuleSet {
 #[derive(Debug, Default)]
 struct KeyBuffers {
     keys: Vec<String>,
+    /// [`hash_key`] of each built key.
+    hashes: Vec<u64>,
     built: Vec<bool>,
 }
 
@@ -114,18 +116,21 @@ impl KeyBuffers {
     fn reset(&mut self, groups: usize) {
         if self.keys.len() < groups {
             self.keys.resize_with(groups, String::new);
+            self.hashes.resize(groups, 0);
         }
         self.built.clear();
         self.built.resize(groups, false);
     }
 
-    /// The key of `group`, written by `write` unless an earlier rule of the group already built it.
-    fn key(&mut self, group: usize, write: impl FnOnce(&mut String)) -> &str {
+    /// The key of `group` and its hash, written and hashed by the first rule of the group that applies.
+    #[inline]
+    fn key(&mut self, group: usize, write: impl FnOnce(&mut String)) -> KeyProbe<'_> {
         if !self.built[group] {
             write(&mut self.keys[group]);
+            self.hashes[group] = hash_key(&self.keys[group]);
             self.built[group] = true;
         }
-        &self.keys[group]
+        KeyProbe { hash: self.hashes[group], key: &self.keys[group] }
     }
 }
 

@@ -1,36 +1,163 @@
 //! One bucket's counters (settled spend per window or slot, in-flight reservations) and the per-rule table of
 //! buckets.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use dashmap::DashMap;
 
 use crate::window::{ROLLING_SLOTS, Window, WindowKind};
 
-/// Buckets of one rule, keyed by bucket key. Sharded (dashmap) so admissions on different buckets never contend,
-/// and hashed with foldhash, which is several times faster than SipHash on short keys.
+/// The seed of every bucket-key hash. One per process (random, as foldhash's per-map seeds are), so the hash of a
+/// key is the same in every table: an admission hashes each key group's key once and reuses the hash for every
+/// rule of the group, and a table kept across a rule swap still finds its buckets.
+static KEY_SEED: LazyLock<foldhash::fast::RandomState> = LazyLock::new(foldhash::fast::RandomState::default);
+
+/// The hash of bucket key `key`, as every [`BucketTable`] expects it.
+#[inline]
+pub(crate) fn hash_key(key: &str) -> u64 {
+    KEY_SEED.hash_one(key)
+}
+
+/// A bucket key as stored in a table, with its hash (from [`hash_key`]).
+#[derive(Debug, Clone)]
+pub(crate) struct StoredKey {
+    hash: u64,
+    key: Arc<str>,
+}
+
+/// A bucket key and its hash, as a table is searched: implemented by the stored key and by a borrowed probe, so a
+/// lookup neither allocates nor hashes the key again. Hash and equality are those of the (hash, key) pair, the
+/// same for both forms (as `Borrow` requires).
+pub(crate) trait KeyLike {
+    fn key_hash(&self) -> u64;
+    fn key_str(&self) -> &str;
+}
+
+impl KeyLike for StoredKey {
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+    fn key_str(&self) -> &str {
+        &self.key
+    }
+}
+
+/// A borrowed bucket key and its hash, to search a table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyProbe<'a> {
+    pub(crate) hash: u64,
+    pub(crate) key: &'a str,
+}
+
+impl KeyLike for KeyProbe<'_> {
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+    fn key_str(&self) -> &str {
+        self.key
+    }
+}
+
+impl<'a> Borrow<dyn KeyLike + 'a> for StoredKey {
+    fn borrow(&self) -> &(dyn KeyLike + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn KeyLike + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.key_hash());
+    }
+}
+
+impl PartialEq for dyn KeyLike + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key_hash() == other.key_hash() && self.key_str() == other.key_str()
+    }
+}
+
+impl Eq for dyn KeyLike + '_ {}
+
+impl Hash for StoredKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl Eq for StoredKey {}
+
+/// Builds [`PassThrough`] hashers: table keys carry their hash already.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PassThroughState;
+
+impl BuildHasher for PassThroughState {
+    type Hasher = PassThrough;
+
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// A hasher whose result is the `u64` written to it (the key's precomputed hash). Keys only ever write one `u64`;
+/// any other input is still mixed in, so the hasher stays a valid (if slow) `Hasher`.
+#[derive(Debug)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Buckets of one rule, keyed by bucket key. Sharded (dashmap) so admissions on different buckets never contend.
+/// Keys carry their foldhash hash (see [`hash_key`]), so the map itself does not hash.
 #[derive(Debug)]
 pub(crate) struct BucketTable {
     pub(crate) rule_id: Arc<str>,
     pub(crate) window: Window,
-    pub(crate) buckets: DashMap<Arc<str>, Arc<Bucket>, foldhash::fast::RandomState>,
+    pub(crate) buckets: DashMap<StoredKey, Arc<Bucket>, PassThroughState>,
 }
 
 impl BucketTable {
     pub(crate) fn new(rule_id: Arc<str>, window: Window) -> Self {
-        Self { rule_id, window, buckets: DashMap::with_hasher(foldhash::fast::RandomState::default()) }
+        Self { rule_id, window, buckets: DashMap::with_hasher(PassThroughState) }
     }
 
-    /// Runs `f` on the bucket for `key` (created if absent) with its counters locked, and hands back the bucket
+    /// Runs `f` on the bucket for `probe` (created if absent) with its counters locked, and hands back the bucket
     /// with `f`'s result (so a caller that keeps it pays no second reference-count update). A bucket that the sweep
     /// evicted between lookup and lock is skipped and looked up again, so nothing is ever counted in an evicted
-    /// bucket.
-    pub(crate) fn with_bucket<R>(&self, key: &str, f: impl FnOnce(&Bucket, &mut BucketState) -> R) -> (R, Arc<Bucket>) {
+    /// bucket. `probe.hash` must be [`hash_key`] of `probe.key`.
+    #[inline]
+    pub(crate) fn with_bucket<R>(
+        &self,
+        probe: KeyProbe<'_>,
+        f: impl FnOnce(&Bucket, &mut BucketState) -> R,
+    ) -> (R, Arc<Bucket>) {
+        debug_assert_eq!(probe.hash, hash_key(probe.key));
         loop {
-            let found = self.buckets.get(key).map(|b| Arc::clone(b.value()));
+            let found = self.buckets.get(&probe as &dyn KeyLike).map(|b| Arc::clone(b.value()));
             let bucket = found.unwrap_or_else(|| {
-                let key: Arc<str> = Arc::from(key);
-                let entry = self.buckets.entry(Arc::clone(&key)).or_insert_with(|| Arc::new(Bucket::new(key)));
+                let key: Arc<str> = Arc::from(probe.key);
+                let stored = StoredKey { hash: probe.hash, key: Arc::clone(&key) };
+                let entry = self.buckets.entry(stored).or_insert_with(|| Arc::new(Bucket::new(key)));
                 Arc::clone(entry.value())
             });
             let mut state = bucket.lock();
@@ -267,4 +394,28 @@ impl BucketState {
 pub(crate) fn rolling_horizon(window: &Window, now: i64) -> i64 {
     let slot = window.slot_nanos();
     (now.div_euclid(slot) - ROLLING_SLOTS + 1) * slot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_compare_the_key_not_only_its_hash() {
+        let table = BucketTable::new(Arc::from("r"), Window::fixed_utc(crate::window::parse_window("1d").unwrap()));
+        // Two different keys forced onto one hash: a lookup must still tell them apart.
+        let stored = StoredKey { hash: 7, key: Arc::from("a") };
+        table.buckets.insert(stored, Arc::new(Bucket::new(Arc::from("a"))));
+        let hit = KeyProbe { hash: 7, key: "a" };
+        let miss = KeyProbe { hash: 7, key: "b" };
+        assert!(table.buckets.get(&hit as &dyn KeyLike).is_some());
+        assert!(table.buckets.get(&miss as &dyn KeyLike).is_none());
+        // The same key hashes the same everywhere (tables share one seed).
+        assert_eq!(hash_key("user_id=u1"), hash_key(&String::from("user_id=u1")));
+        let probe = KeyProbe { hash: hash_key("x"), key: "x" };
+        let ((), first) = table.with_bucket(probe, |_, _| ());
+        let ((), second) = table.with_bucket(probe, |_, _| ());
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(table.buckets.len(), 2);
+    }
 }

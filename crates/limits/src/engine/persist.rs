@@ -18,7 +18,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::SpendEngine;
-use super::bucket::BucketTable;
+use super::bucket::{BucketTable, KeyProbe, hash_key};
 use crate::clock::{nanos_timestamp, timestamp_nanos};
 use crate::window::WindowKind;
 
@@ -123,10 +123,13 @@ impl SpendEngine {
             if window.kind() == WindowKind::Fixed && window.bounds_nanos(now).0 != start {
                 continue;
             }
-            let ((), _bucket) = state.table.with_bucket(&total.bucket_key, |_, counters| {
-                counters.roll(window, now);
-                counters.load_total(window, now, start, total.total_nanos);
-            });
+            let ((), _bucket) = state.table.with_bucket(
+                KeyProbe { hash: hash_key(&total.bucket_key), key: &total.bucket_key },
+                |_, counters| {
+                    counters.roll(window, now);
+                    counters.load_total(window, now, start, total.total_nanos);
+                },
+            );
         }
     }
 
