@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dimension::{Dimension, DimensionKey, DimensionMode, Dimensions};
+use crate::dimension::{Dimension, DimensionKey, DimensionMode, Dimensions, RequestDims};
 use crate::money::{MAX_BUDGET_USD, usd_to_nanos};
 use crate::window::{Window, WindowKind, WindowLength, parse_window};
 
@@ -155,6 +155,11 @@ impl SpendRule {
     /// The dimensions in declaration order.
     pub fn dimensions(&self) -> &[Dimension] {
         self.dimensions.as_slice()
+    }
+
+    /// Whether the rule counts `request`: every filter dimension matches (split dimensions match anything).
+    pub fn applies_to(&self, request: &RequestDims<'_>) -> bool {
+        self.dimensions.applies_to(request)
     }
 
     /// Block or monitor.

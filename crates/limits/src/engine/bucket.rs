@@ -358,6 +358,16 @@ impl BucketState {
         }
     }
 
+    /// Sets the settled spend of the window or slot starting at `start` to `total` (a recompute's result); pending
+    /// (undrained) spend stays on top.
+    pub(crate) fn replace_total(&mut self, window: &Window, now: i64, start: i64, total: u64) {
+        if let Ok(i) = self.slots.binary_search_by_key(&start, |s| s.start) {
+            self.slots[i].settled = total;
+        } else {
+            self.load_total(window, now, start, total);
+        }
+    }
+
     /// Grows the slot list one at a time: most buckets hold a single slot, and `Vec`'s default first growth (to
     /// four) would cost ~80 bytes per bucket, a quarter of a million-bucket engine.
     fn push_slot(&mut self, slot: Slot) {

@@ -133,6 +133,33 @@ impl SpendEngine {
         }
     }
 
+    /// Sets database totals as the settled baseline, lowering as well as raising it (after a recompute rewrote
+    /// them). Unlike [`SpendEngine::load_totals`], a total replaces the settled count of its window or slot:
+    /// reservations and undrained local spend are kept on top. Spend drained before the totals were computed and
+    /// not in them is lost locally until the next `load_totals` brings it back from the database. Totals of
+    /// unknown rules or of windows that are no longer current are ignored, as in `load_totals`.
+    pub fn replace_totals(&self, totals: impl IntoIterator<Item = BucketTotal>) {
+        let now = timestamp_nanos(self.clock().now());
+        let set = self.snapshot();
+        for total in totals {
+            let Some(state) = set.rules.iter().find(|s| *s.rule.id == *total.rule_id) else {
+                continue;
+            };
+            let start = timestamp_nanos(total.window_start);
+            let window = &state.rule.window;
+            if window.kind() == WindowKind::Fixed && window.bounds_nanos(now).0 != start {
+                continue;
+            }
+            let ((), _bucket) = state.table.with_bucket(
+                KeyProbe { hash: hash_key(&total.bucket_key), key: &total.bucket_key },
+                |_, counters| {
+                    counters.roll(window, now);
+                    counters.replace_total(window, now, start, total.total_nanos);
+                },
+            );
+        }
+    }
+
     /// Every bucket of the current rules, with the span of window starts the store should read back.
     pub fn live_buckets(&self) -> Vec<LiveBucket> {
         let now = self.clock().now();
