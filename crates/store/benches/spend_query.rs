@@ -39,6 +39,7 @@ fn record(n: u64, rows: u64, start: jiff::Timestamp) -> LogRecord {
         tokens_in: 500 + n % 1000,
         tokens_out: 200 + n % 300,
         tokens_cached: 0,
+        tokens_cache_write: 0,
         tokens_reasoning: 0,
         cost_nanos: 12_345 + n % 10_000,
         cost_source: CostSource::Catalog,

@@ -31,6 +31,7 @@ fn record(n: u64, created_at: jiff::Timestamp) -> LogRecord {
         tokens_in: 500 + n % 1000,
         tokens_out: 200 + n % 300,
         tokens_cached: 0,
+        tokens_cache_write: 0,
         tokens_reasoning: 0,
         cost_nanos: 12_345 + n,
         cost_source: CostSource::Catalog,

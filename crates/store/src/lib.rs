@@ -18,8 +18,8 @@ mod writer;
 pub use error::StoreError;
 pub use logs::{RETENTION_BATCH_ROWS, RetentionReport};
 pub use query::{
-    ApiSpendRules, Cursor, GroupBy, LogEntry, LogFilter, QueryError, RecomputeReport, SpendGroupRow, SpendRuleChange,
-    StatsTotals,
+    ApiSpendRules, Cursor, GroupBy, LogEntry, LogFilter, QueryError, RecomputeReport, Reprice, RepriceInput,
+    SpendGroupRow, SpendRuleChange, StatsTotals,
 };
 pub use record::{CostSource, LogRecord};
 pub use spend_sync::{SpendSync, SpendSyncOptions};

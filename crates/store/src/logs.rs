@@ -139,7 +139,7 @@ impl Store {
     }
 }
 
-/// One `INSERT … SELECT FROM UNNEST(…)` for the whole batch (25 array parameters whatever the batch size);
+/// One `INSERT … SELECT FROM UNNEST(…)` for the whole batch (26 array parameters whatever the batch size);
 /// returns the ids actually inserted.
 async fn insert_postgres(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -153,18 +153,19 @@ async fn insert_postgres(
     let fetched = sqlx::query(
         "INSERT INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached, stream,
              tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
-             metadata, event_id, step, rule_decisions, error, request_body, response_body)
+             metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write)
          SELECT u.id, 'epoch'::timestamptz + u.created_us * interval '1 microsecond', u.gateway, u.provider, u.model,
              u.path, u.status, u.success, u.cached, u.stream, u.tokens_in, u.tokens_out, u.tokens_cached,
              u.tokens_reasoning, u.cost_nanos, u.cost_source, u.duration_ms, u.ttfb_ms, u.metadata::jsonb,
-             u.event_id, u.step, u.rule_decisions::jsonb, u.error, u.request_body, u.response_body
+             u.event_id, u.step, u.rule_decisions::jsonb, u.error, u.request_body, u.response_body,
+             u.tokens_cache_write
          FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
              $8::bool[], $9::bool[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],
              $16::text[], $17::int8[], $18::int8[], $19::text[], $20::text[], $21::int4[], $22::text[],
-             $23::text[], $24::text[], $25::text[])
+             $23::text[], $24::text[], $25::text[], $26::int8[])
              AS u(id, created_us, gateway, provider, model, path, status, success, cached, stream, tokens_in,
                   tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
-                  metadata, event_id, step, rule_decisions, error, request_body, response_body)
+                  metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write)
          ON CONFLICT (id) DO NOTHING
          RETURNING id",
     )
@@ -193,6 +194,7 @@ async fn insert_postgres(
     .bind(column!(error))
     .bind(column!(request_body))
     .bind(column!(response_body))
+    .bind(column!(tokens_cache_write))
     .fetch_all(&mut **tx)
     .await?;
     fetched.iter().map(|row| row.try_get::<String, _>(0).map_err(StoreError::from)).collect()
@@ -204,8 +206,9 @@ async fn insert_sqlite(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &LogRo
     let done = sqlx::query(
         "INSERT OR IGNORE INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached,
              stream, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms,
-             ttfb_ms, metadata, event_id, step, rule_decisions, error, request_body, response_body)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             ttfb_ms, metadata, event_id, step, rule_decisions, error, request_body, response_body,
+             tokens_cache_write)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.id)
     .bind(row.created_at_us)
@@ -232,6 +235,7 @@ async fn insert_sqlite(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &LogRo
     .bind(&row.error)
     .bind(&row.request_body)
     .bind(&row.response_body)
+    .bind(row.tokens_cache_write)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)

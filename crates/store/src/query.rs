@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::error::StoreError;
 
-pub use recompute::RecomputeReport;
+pub use recompute::{RecomputeReport, Reprice, RepriceInput};
 pub use rules::{ApiSpendRules, SpendRuleChange};
 
 /// Why a query could not run: a bad parameter (the caller's fault, named) or the database.

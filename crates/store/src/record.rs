@@ -65,6 +65,8 @@ pub struct LogRecord {
     pub tokens_out: u64,
     /// Prompt tokens served from the provider's cache.
     pub tokens_cached: u64,
+    /// Prompt tokens written to the provider's cache (5-minute and 1-hour writes together).
+    pub tokens_cache_write: u64,
     /// Reasoning tokens (part of `tokens_out` where the provider counts them so).
     pub tokens_reasoning: u64,
     /// Cost in nano-dollars.
@@ -108,6 +110,7 @@ pub(crate) struct LogRow {
     pub tokens_in: i64,
     pub tokens_out: i64,
     pub tokens_cached: i64,
+    pub tokens_cache_write: i64,
     pub tokens_reasoning: i64,
     pub cost_nanos: i64,
     pub cost_source: &'static str,
@@ -140,6 +143,7 @@ impl TryFrom<&LogRecord> for LogRow {
             tokens_in: to_i64(r.tokens_in, "tokens_in")?,
             tokens_out: to_i64(r.tokens_out, "tokens_out")?,
             tokens_cached: to_i64(r.tokens_cached, "tokens_cached")?,
+            tokens_cache_write: to_i64(r.tokens_cache_write, "tokens_cache_write")?,
             tokens_reasoning: to_i64(r.tokens_reasoning, "tokens_reasoning")?,
             cost_nanos: to_i64(r.cost_nanos, "cost_nanos")?,
             cost_source: r.cost_source.as_str(),

@@ -142,6 +142,65 @@ impl Store {
         }
     }
 
+    /// Replaces rule `rule_id`'s rows for the window starting at `window_start` with `totals` (bucket key,
+    /// nano-dollars), in one transaction: rows of buckets not in `totals` are deleted. Used by a recompute; a delta
+    /// batch applied concurrently lands either before (and is overwritten) or after (and is added on top).
+    pub async fn replace_spend_window(
+        &self,
+        rule_id: &str,
+        window_start: Timestamp,
+        totals: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        let start = timestamp_nanos(window_start);
+        let keys: Vec<&str> = totals.iter().map(|(k, _)| k.as_str()).collect();
+        let amounts = totals.iter().map(|(_, n)| to_i64(*n, "spent_nanos")).collect::<Result<Vec<_>, _>>()?;
+        match self.pool() {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns = $2")
+                    .bind(rule_id)
+                    .bind(start)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+                     SELECT $1, u.k, $2, u.d, now() FROM UNNEST($3::text[], $4::int8[]) AS u(k, d)",
+                )
+                .bind(rule_id)
+                .bind(start)
+                .bind(&keys)
+                .bind(&amounts)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            Pool::Sqlite(pool) => {
+                let now_us = Timestamp::now().as_microsecond();
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM spend_buckets WHERE rule_id = ? AND window_start_ns = ?")
+                    .bind(rule_id)
+                    .bind(start)
+                    .execute(&mut *tx)
+                    .await?;
+                for (key, amount) in keys.iter().zip(&amounts) {
+                    sqlx::query(
+                        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .bind(rule_id)
+                    .bind(key)
+                    .bind(start)
+                    .bind(amount)
+                    .bind(now_us)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every row whose window start lies in its rule's current span (start-up, and rules new to this replica).
     pub(crate) async fn read_spend_spans(&self, spans: &[RuleSpan]) -> Result<TotalsRead, StoreError> {
         let rules: Vec<&str> = spans.iter().map(|s| s.rule_id.as_str()).collect();

@@ -24,11 +24,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/postgres/0001_request_logs.sql")),
     (2, "spend_buckets", include_str!("../../../migrations/postgres/0002_spend_buckets.sql")),
     (3, "spend_rules", include_str!("../../../migrations/postgres/0003_spend_rules.sql")),
+    (4, "cache_write_tokens", include_str!("../../../migrations/postgres/0004_cache_write_tokens.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
     (2, "spend_buckets", include_str!("../../../migrations/sqlite/0002_spend_buckets.sql")),
     (3, "spend_rules", include_str!("../../../migrations/sqlite/0003_spend_rules.sql")),
+    (4, "cache_write_tokens", include_str!("../../../migrations/sqlite/0004_cache_write_tokens.sql")),
 ];
 
 /// Tunables of a [`Store`]. `Default` gives the production values.

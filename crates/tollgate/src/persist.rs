@@ -47,6 +47,7 @@ fn log_row(r: UsageRecord) -> LogRecord {
         tokens_in: r.tokens_in(),
         tokens_out: r.usage.output,
         tokens_cached: r.usage.cache_read,
+        tokens_cache_write: r.usage.cache_write_5m.saturating_add(r.usage.cache_write_1h),
         tokens_reasoning: r.usage.reasoning,
         id: r.log_id,
         created_at: r.created_at,

@@ -109,6 +109,7 @@ mod database {
             tokens_in: 100 + n,
             tokens_out: 10 + n,
             tokens_cached: n % 10,
+            tokens_cache_write: 0,
             tokens_reasoning: n % 3,
             cost_nanos: 1_000_000 * n + 7,
             cost_source: CostSource::Catalog,

@@ -19,6 +19,7 @@ fn sample() -> LogRecord {
         tokens_in: 10,
         tokens_out: 20,
         tokens_cached: 0,
+        tokens_cache_write: 0,
         tokens_reasoning: 0,
         cost_nanos: 1_234,
         cost_source: CostSource::Custom,

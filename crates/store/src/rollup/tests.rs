@@ -23,6 +23,7 @@ fn rec(at: &str, provider: &str, success: bool, cost: u64, metadata: serde_json:
         tokens_in: 1,
         tokens_out: 2,
         tokens_cached: 3,
+        tokens_cache_write: 0,
         tokens_reasoning: 4,
         cost_nanos: cost,
         cost_source: CostSource::Catalog,
