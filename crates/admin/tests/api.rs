@@ -115,6 +115,7 @@ fn record(n: u64, provider: &str, at: Timestamp) -> LogRecord {
         tokens_in: 100 + n,
         tokens_out: 10 + n,
         tokens_cached: 0,
+        tokens_cache_write: 0,
         tokens_reasoning: 0,
         cost_nanos: 10_000_000 * n + 1,
         cost_source: CostSource::Catalog,
@@ -573,6 +574,86 @@ async fn recompute_rebuilds_the_rollups_from_the_log() {
     let (_, body) = get(&r, "/spend?from=2026-05-01&to=2026-05-01&group_by=metadata.user").await;
     let cost: f64 = body["rows"].as_array().unwrap().iter().map(|r| r["cost_usd"].as_f64().unwrap()).sum();
     assert!((cost - 0.100_000_005).abs() < 1e-12, "{body}");
+}
+
+#[tokio::test]
+async fn recompute_reprices_the_log_and_rebuilds_the_buckets() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&db.url, dir.path()).await;
+    let r = replica(Some(store.clone()), "lifetime").await;
+    let engine = &r.state.gateway.spend;
+    let daily = engine.rules().into_iter().find(|rule| rule.id() == "daily").unwrap();
+    let (start, _) = daily.window().bounds(engine.clock().now());
+    // gpt-4o-mini at $0.15 / $0.60 per million: 1000 in + 1000 out = 750,000 nano-dollars.
+    let priced = |n: u64, source: CostSource, cost: u64, at: Timestamp| LogRecord {
+        model: "gpt-4o-mini".into(),
+        tokens_in: 1000,
+        tokens_out: 1000,
+        cost_source: source,
+        cost_nanos: cost,
+        ..record(n, "openai", at)
+    };
+    let rows = vec![
+        priced(0, CostSource::Catalog, 1, start),
+        priced(1, CostSource::Estimated, 5, start + SignedDuration::from_secs(1)),
+        priced(2, CostSource::Custom, 123, start + SignedDuration::from_secs(2)),
+        priced(3, CostSource::Unpriced, 0, start + SignedDuration::from_secs(3)),
+        // Before the current window: repriced and rolled up, but in no bucket.
+        priced(4, CostSource::Catalog, 7, start - SignedDuration::from_hours(48)),
+    ];
+    store.insert_logs(&rows).await.unwrap();
+    // A wrong, too high bucket total, in the database and in the engine.
+    let tollgate_store::Pool::Postgres(pool) = store.pool() else { panic!("postgres") };
+    let start_ns = i64::try_from(start.as_nanosecond()).unwrap();
+    sqlx::query(
+        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos) VALUES ('daily', $1, $2, $3)",
+    )
+    .bind(tollgate_limits::SINGLE_BUCKET_KEY)
+    .bind(start_ns)
+    .bind(9_000_000_000_i64)
+    .execute(pool)
+    .await
+    .unwrap();
+    engine.load_totals([tollgate_limits::BucketTotal {
+        rule_id: "daily".into(),
+        bucket_key: tollgate_limits::SINGLE_BUCKET_KEY.into(),
+        window_start: start,
+        total_nanos: 9_000_000_000,
+    }]);
+
+    let (status, body) = send(&r, Method::POST, "/admin/recompute", &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], 5);
+    assert_eq!(body["repriced_rows"], 4);
+
+    let costs: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT id, cost_nanos, cost_source FROM request_logs ORDER BY created_at DESC")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let by_id =
+        |row: &LogRecord| costs.iter().find(|(id, _, _)| *id == row.id).map(|(_, c, s)| (*c, s.as_str())).unwrap();
+    assert_eq!(by_id(&rows[0]), (750_000, "catalog"));
+    assert_eq!(by_id(&rows[1]), (750_000, "estimated"));
+    assert_eq!(by_id(&rows[2]), (123, "custom"), "a custom cost is kept");
+    assert_eq!(by_id(&rows[3]), (750_000, "catalog"), "now priced");
+    assert_eq!(by_id(&rows[4]), (750_000, "catalog"));
+
+    let (rollup,): (i64,) =
+        sqlx::query_as("SELECT sum(cost_nanos)::int8 FROM spend_rollup_hourly").fetch_one(pool).await.unwrap();
+    assert_eq!(rollup, 4 * 750_000 + 123);
+
+    let in_window = 3 * 750_000 + 123;
+    let usage = engine.usage("daily").unwrap();
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(usage[0].spent_nanos, in_window, "the engine adopts the lower total");
+    let buckets: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT bucket_key, window_start_ns, spent_nanos FROM spend_buckets WHERE rule_id = 'daily'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(buckets, [(tollgate_limits::SINGLE_BUCKET_KEY.to_owned(), start_ns, i64::try_from(in_window).unwrap())]);
 }
 
 #[tokio::test]
