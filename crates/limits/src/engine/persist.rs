@@ -110,27 +110,10 @@ impl SpendEngine {
 
     /// Merges database totals (step 4 of the sync protocol). Totals of unknown rules, of windows that are no
     /// longer current, or of rolling slots that expired, are ignored; a total for a bucket not yet seen locally
-    /// creates it (so spend from other replicas counts before this replica's first request to it).
+    /// creates it (so spend from other replicas counts before this replica's first request to it). A total only
+    /// ever raises the settled count: a stale read never loses local spend.
     pub fn load_totals(&self, totals: impl IntoIterator<Item = BucketTotal>) {
-        let now = timestamp_nanos(self.clock().now());
-        let set = self.snapshot();
-        for total in totals {
-            let Some(state) = set.rules.iter().find(|s| *s.rule.id == *total.rule_id) else {
-                continue;
-            };
-            let start = timestamp_nanos(total.window_start);
-            let window = &state.rule.window;
-            if window.kind() == WindowKind::Fixed && window.bounds_nanos(now).0 != start {
-                continue;
-            }
-            let ((), _bucket) = state.table.with_bucket(
-                KeyProbe { hash: hash_key(&total.bucket_key), key: &total.bucket_key },
-                |_, counters| {
-                    counters.roll(window, now);
-                    counters.load_total(window, now, start, total.total_nanos);
-                },
-            );
-        }
+        self.merge_totals(totals, false);
     }
 
     /// Sets database totals as the settled baseline, lowering as well as raising it (after a recompute rewrote
@@ -139,6 +122,10 @@ impl SpendEngine {
     /// not in them is lost locally until the next `load_totals` brings it back from the database. Totals of
     /// unknown rules or of windows that are no longer current are ignored, as in `load_totals`.
     pub fn replace_totals(&self, totals: impl IntoIterator<Item = BucketTotal>) {
+        self.merge_totals(totals, true);
+    }
+
+    fn merge_totals(&self, totals: impl IntoIterator<Item = BucketTotal>, replace: bool) {
         let now = timestamp_nanos(self.clock().now());
         let set = self.snapshot();
         for total in totals {
@@ -154,7 +141,11 @@ impl SpendEngine {
                 KeyProbe { hash: hash_key(&total.bucket_key), key: &total.bucket_key },
                 |_, counters| {
                     counters.roll(window, now);
-                    counters.replace_total(window, now, start, total.total_nanos);
+                    if replace {
+                        counters.replace_total(window, now, start, total.total_nanos);
+                    } else {
+                        counters.load_total(window, now, start, total.total_nanos);
+                    }
                 },
             );
         }
