@@ -2,18 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use tollgate_testkit::{FakeProvider, Gate, Plan, TestClient, next_data};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{BIN, free_port};
 
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
@@ -60,71 +57,13 @@ fn a_bad_config_exits_1_naming_every_key_before_listening() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9"));
 }
 
-struct Running {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-/// Starts `tollgate serve` in front of the fake provider and waits for its "listening" log line.
-fn spawn(fake: &FakeProvider) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let admin_port = free_port();
-    let path = dir.path().join("tollgate.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
-             [logging]\nformat = \"json\"\n\
-             [providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-stored-e2e\"\n",
-            fake.url()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("tollgate did not say it is listening");
-        let json: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
-        if json["message"] == "tollgate proxy listening" {
-            break;
-        }
-    }
-    // Keep reading so the child never blocks on a full pipe, and check that no secret is ever logged.
-    std::thread::spawn(move || {
-        while let Ok(line) = rx.recv() {
-            assert!(!line.contains("sk-stored-e2e"), "a secret reached the log: {line}");
-        }
-    });
-    std::mem::forget(dir);
-    Running { child, url: format!("http://127.0.0.1:{port}") }
-}
-
 #[tokio::test]
 async fn serve_proxies_and_sigterm_drains_an_in_flight_stream_then_exits_0() {
     let fake = FakeProvider::start().await;
-    let mut running = spawn(&fake);
-    let client = TestClient::new(running.url.clone());
+    let dir = common::tempdir();
+    let config = format!("[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-stored-e2e\"\n", fake.url());
+    let running = common::Gateway::start(&dir, &config);
+    let client = TestClient::new(running.proxy.clone());
     let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
     let response = client.post_json("/v1/chat/completions", &[], &body).await;
     assert_eq!(response.status, StatusCode::OK);
@@ -141,6 +80,7 @@ async fn serve_proxies_and_sigterm_drains_an_in_flight_stream_then_exits_0() {
     let status = Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut running = running;
     assert!(running.child.try_wait().unwrap().is_none(), "exited with a stream in flight");
     gate.open();
     let mut rest = Vec::new();
@@ -148,13 +88,14 @@ async fn serve_proxies_and_sigterm_drains_an_in_flight_stream_then_exits_0() {
         rest.extend_from_slice(&chunk.unwrap());
     }
     assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = running.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(std::time::Instant::now() < deadline, "did not exit after the stream finished");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(code, Some(0));
+    let logs = running.logs.clone();
+    assert_eq!(running.wait_exit(), Some(0));
+    // Give the reader thread the last lines, then check that no secret was ever logged.
+    std::thread::sleep(Duration::from_millis(100));
+    let logs = logs.lock().unwrap();
+    assert!(logs.iter().any(|line| line.contains("tollgate stopped")), "the exit was logged");
+    for line in logs.iter() {
+        let _: serde_json::Value = serde_json::from_str(line).expect("log lines are JSON");
+        assert!(!line.contains("sk-stored-e2e"), "a secret reached the log: {line}");
+    }
 }

@@ -18,6 +18,8 @@ pub struct Gateway {
     pub child: Child,
     pub proxy: String,
     pub admin: String,
+    /// Every line the process wrote to stdout (its JSON logs), as they arrive.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Gateway {
@@ -58,15 +60,23 @@ impl Gateway {
                 let _ = tx.send(line);
             }
         });
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut ready = (false, false);
         while !(ready.0 && ready.1) {
             let line = rx.recv_timeout(Duration::from_secs(30)).expect("tollgate did not start");
             ready.0 |= line.contains("tollgate proxy listening");
             ready.1 |= line.contains("tollgate admin listening");
             assert!(!line.contains("\"level\":\"ERROR\""), "tollgate failed to start: {line}");
+            logs.lock().unwrap().push(line);
         }
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        Self { child, proxy: format!("http://127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}") }
+        // Keep reading so the child never blocks on a full pipe.
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { child, proxy: format!("http://127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}"), logs }
     }
 
     /// Sends SIGTERM and waits for the exit code.
