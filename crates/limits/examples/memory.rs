@@ -17,13 +17,20 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
+    // `distinct`: every rule splits on its own dimensions (no sharing of bucket entries, the worst case).
+    let distinct = std::env::args().nth(1).as_deref() == Some("distinct");
     let before = rss_bytes();
     let rules = (0..RULES)
         .map(|i| {
             let spec: SpendRuleSpec = serde_json::from_value(serde_json::json!({
                 "id": format!("rule-{i}"), "budget_usd": 1000.0, "window": if i % 2 == 0 { "1d" } else { "1h" },
                 "window_kind": if i % 10 == 0 { "rolling" } else { "fixed" },
-                "dimensions": [{ "key": "metadata.user_id", "mode": "split" }]
+                "dimensions": if distinct {
+                    // A second split on a key no request carries: the same buckets, but no two rules share a key group.
+                    serde_json::json!([{ "key": "metadata.user_id", "mode": "split" }, { "key": format!("metadata.k{i}"), "mode": "split" }])
+                } else {
+                    serde_json::json!([{ "key": "metadata.user_id", "mode": "split" }])
+                }
             }))
             .unwrap();
             spec.validate().unwrap()

@@ -3,17 +3,23 @@
 //! # Admission protocol
 //!
 //! 1. Load the current rule set (one `ArcSwap` load; a concurrent swap never pauses admissions).
-//! 2. For each rule whose filters match the request, build its bucket key and lock that one bucket (a per-bucket
-//!    mutex: admissions on different buckets never contend, and no lock is held across two buckets, so no
-//!    deadlock is possible).
-//! 3. Under that lock, check and reserve in one step: `spent + reserved + worst_case ≤ budget` for a reserving
-//!    rule; `spent + reserved < budget` for `reserve = "none"` or when the worst case is unknown. On success the
-//!    worst case is added to `reserved` (reserving rules only). There is no check-then-act gap.
+//! 2. Rules whose split dimensions are the same (in the same order) write the same bucket key for every request:
+//!    they form a key group, whose table holds one entry per key with the counters of every rule of the group.
+//!    For each group with a rule whose filters match the request, build the key once, and lock that one entry (a
+//!    per-entry mutex: admissions on different keys never contend, and no lock is held across two entries, so no
+//!    deadlock is possible). 20 rules in 3 groups cost 3 lookups and 3 locks, not 20.
+//! 3. Under that lock, for each applicable rule of the group, in rule order, check and reserve in one step:
+//!    `spent + reserved + worst_case ≤ budget` for a reserving rule; `spent + reserved < budget` for
+//!    `reserve = "none"` or when the worst case is unknown. On success the worst case is added to `reserved`
+//!    (reserving rules only). There is no check-then-act gap.
 //! 4. A `monitor` rule that would block records `would_block` and reserves nothing (it behaves as if the request
 //!    had been refused, so its numbers show what `block` would do), but the request's actual cost is still
 //!    counted at settlement.
 //! 5. A `block` rule that would block ends the admission: every reservation already made is released (the
-//!    `Admission` under construction is dropped) and [`Blocked`] says which rule, bucket, and when budget frees.
+//!    `Admission` under construction is dropped) and [`Blocked`] names the rule, bucket, and when budget frees.
+//!    Groups after a refusal are only checked, never reserved in, and only while they hold a rule that comes
+//!    before the refusing one: the rule reported is the first refusing rule in rule order, as a rule-by-rule check
+//!    would find.
 //!
 //! A request refused at rule k briefly held reservations in rules 0..k; a concurrent admission that saw them may be
 //! refused too. That errs on the safe side (never overshoot) and lasts only microseconds.
@@ -35,11 +41,17 @@
 //!
 //! # Rule swaps
 //!
-//! [`SpendEngine::replace_rules`] keeps a rule's bucket table (so its counted spend) when a rule with the same id
-//! and the same window (length, kind, time zone) is in the new set: budget, action, reserve and dimensions may
-//! change freely (buckets whose key no longer occurs simply age out). A rule whose window changed starts with
-//! empty local buckets; the store's next `load_totals` brings back whatever the database has under the new
-//! window starts. Removed or replaced tables stay drainable until their in-flight requests settle.
+//! [`SpendEngine::replace_rules`] keeps a rule's counters (so its counted spend and reservations) when a rule with
+//! the same id and the same window (length, kind, time zone) is in the new set: budget, action, reserve and filters
+//! may change freely; a rule whose split dimensions change moves to another key group, where its new keys start
+//! empty (old keys no longer occur). Each rule counts under a tag (its id and window) kept across such swaps, and
+//! a group keeps its table when a group with the same split dimensions is in the new set. A swap never touches the
+//! entries: each moves to the new layout of its group the first time the new set uses it (kept rules' counters
+//! move along; a departed rule's counters stay, as an orphan, while they hold reservations or undrained spend), and
+//! an admission made under the old set finds its counters by tag, so it settles or refunds exactly what it
+//! reserved. A rule whose window changed starts with empty local counters; the store's next `load_totals` brings
+//! back whatever the database has under the new window starts. Tables of groups no longer in the set stay
+//! drainable until their in-flight requests settle.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,75 +74,99 @@ mod tests;
 pub use admission::{Admission, Blocked, Decision, RuleDecision};
 pub use persist::{BucketDelta, BucketTotal, BucketUsage, LiveBucket};
 
-use admission::Held;
-use bucket::{BucketTable, KeyProbe, hash_key};
+use admission::{Held, HeldEntry};
+use bucket::{GroupLayout, GroupTable, KeyProbe, RuleTag, hash_key};
 
-/// A rule and the table holding its buckets.
+/// A rule, the identity its counters live under, and where they are: its key group and position in it.
 #[derive(Debug)]
 pub(crate) struct RuleState {
     pub(crate) rule: SpendRule,
-    pub(crate) table: Arc<BucketTable>,
+    pub(crate) tag: Arc<RuleTag>,
+    pub(crate) group: usize,
+    /// Position of the rule in its group's layout.
+    pub(crate) pos: usize,
+}
+
+/// Rules whose split dimensions are the same, in the same order: they write the same bucket key for every
+/// request, so they share one table whose entries hold all of their counters.
+#[derive(Debug)]
+pub(crate) struct KeyGroup {
+    pub(crate) table: Arc<GroupTable>,
+    pub(crate) layout: Arc<GroupLayout>,
+    /// Indices of the group's rules in the set, ascending (the layout's order).
+    pub(crate) members: Vec<usize>,
 }
 
 /// An immutable snapshot of the rules; admissions keep the one they started with.
 #[derive(Debug)]
 pub(crate) struct RuleSet {
     pub(crate) rules: Vec<RuleState>,
-    /// Per rule, its key group: rules with the same split dimensions (in the same order) write the same bucket key
-    /// for every request, so an admission builds that key once per group rather than once per rule.
-    key_groups: Vec<usize>,
-    /// Number of distinct key groups.
-    group_count: usize,
+    /// Ordered by their first member.
+    pub(crate) groups: Vec<KeyGroup>,
     /// Carried here so an admission holds one shared `Arc` (the set), not two.
     pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl RuleSet {
-    fn new(rules: Vec<RuleState>, clock: Arc<dyn Clock>) -> Self {
-        // Index of the first rule of each group. Quadratic in the number of groups, once per rule swap.
-        let mut leaders: Vec<usize> = Vec::new();
-        let mut key_groups = Vec::with_capacity(rules.len());
-        for (index, state) in rules.iter().enumerate() {
-            let dims = &state.rule.dimensions;
-            let group = leaders.iter().position(|&l| rules[l].rule.dimensions.same_key_as(dims));
-            key_groups.push(group.unwrap_or_else(|| {
-                leaders.push(index);
-                leaders.len() - 1
-            }));
+    /// The set for `rules`, reusing from `old` each rule's tag (same id and window) and each group's table (same
+    /// split dimensions) and layout (same tags); returns the old tables no longer used.
+    fn build(
+        rules: Vec<SpendRule>,
+        old: Option<&RuleSet>,
+        generation: u64,
+        clock: Arc<dyn Clock>,
+    ) -> (Self, Vec<Arc<GroupTable>>) {
+        let mut states: Vec<RuleState> = Vec::with_capacity(rules.len());
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for rule in rules {
+            let old_rule =
+                old.and_then(|o| o.rules.iter().find(|s| s.rule.id == rule.id && s.rule.window == rule.window));
+            let tag = match old_rule {
+                Some(s) => Arc::clone(&s.tag),
+                None => Arc::new(RuleTag { rule_id: Arc::clone(&rule.id), window: rule.window.clone() }),
+            };
+            // Quadratic in the number of groups, once per rule swap.
+            let group = members.iter().position(|m| states[m[0]].rule.dimensions.same_key_as(&rule.dimensions));
+            let group = group.unwrap_or_else(|| {
+                members.push(Vec::new());
+                members.len() - 1
+            });
+            let index = states.len();
+            states.push(RuleState { rule, tag, group, pos: members[group].len() });
+            members[group].push(index);
         }
-        Self { rules, key_groups, group_count: leaders.len(), clock }
-    }
-}
-
-/// Bucket keys of one admission, one per key group, each built the first time a rule of its group applies.
-#[derive(Debug, Default)]
-struct KeyBuffers {
-    keys: Vec<String>,
-    /// [`hash_key`] of each built key.
-    hashes: Vec<u64>,
-    built: Vec<bool>,
-}
-
-impl KeyBuffers {
-    /// Forgets the previous admission's keys (keeping their allocations) and makes room for `groups` groups.
-    fn reset(&mut self, groups: usize) {
-        if self.keys.len() < groups {
-            self.keys.resize_with(groups, String::new);
-            self.hashes.resize(groups, 0);
-        }
-        self.built.clear();
-        self.built.resize(groups, false);
-    }
-
-    /// The key of `group` and its hash, written and hashed by the first rule of the group that applies.
-    #[inline]
-    fn key(&mut self, group: usize, write: impl FnOnce(&mut String)) -> KeyProbe<'_> {
-        if !self.built[group] {
-            write(&mut self.keys[group]);
-            self.hashes[group] = hash_key(&self.keys[group]);
-            self.built[group] = true;
-        }
-        KeyProbe { hash: self.hashes[group], key: &self.keys[group] }
+        let mut reused: Vec<usize> = Vec::new();
+        let groups = members
+            .into_iter()
+            .map(|members| {
+                let dims = &states[members[0]].rule.dimensions;
+                let previous = old.and_then(|o| {
+                    o.groups.iter().enumerate().find(|(_, g)| o.rules[g.members[0]].rule.dimensions.same_key_as(dims))
+                });
+                let tags: Vec<Arc<RuleTag>> = members.iter().map(|&i| Arc::clone(&states[i].tag)).collect();
+                let (table, layout) = match previous {
+                    Some((index, g)) => {
+                        reused.push(index);
+                        let same = g.layout.tags.len() == tags.len()
+                            && g.layout.tags.iter().zip(&tags).all(|(a, b)| Arc::ptr_eq(a, b));
+                        let layout =
+                            if same { Arc::clone(&g.layout) } else { Arc::new(GroupLayout { generation, tags }) };
+                        (Arc::clone(&g.table), layout)
+                    }
+                    None => (Arc::new(GroupTable::new()), Arc::new(GroupLayout { generation, tags })),
+                };
+                KeyGroup { table, layout, members }
+            })
+            .collect();
+        let retired = old.map_or_else(Vec::new, |o| {
+            o.groups
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !reused.contains(i))
+                .map(|(_, g)| Arc::clone(&g.table))
+                .collect()
+        });
+        (Self { rules: states, groups, clock }, retired)
     }
 }
 
@@ -148,9 +184,9 @@ pub struct EngineCounters {
 struct Inner {
     rules: ArcSwap<RuleSet>,
     /// Tables no longer in the rule set that may still receive settlements; drained and swept until empty.
-    retired: Mutex<Vec<Arc<BucketTable>>>,
-    /// Serialises swaps (rare) so two of them cannot retire each other's tables.
-    swap_lock: Mutex<()>,
+    retired: Mutex<Vec<Arc<GroupTable>>>,
+    /// Serialises swaps (rare) so two of them cannot retire each other's tables; holds the last generation.
+    swap_lock: Mutex<u64>,
     clock: Arc<dyn Clock>,
     blocked: AtomicU64,
     would_block: AtomicU64,
@@ -162,29 +198,33 @@ pub struct SpendEngine {
     inner: Arc<Inner>,
 }
 
+/// A thread's handle on a rule set. Admissions hold this rather than the set itself: the set's reference count is
+/// one cache line shared by every core, and updating it twice per request (admit, settle) is what would stop
+/// admissions on different buckets from scaling across cores. A thread moves its handle to the new set on its
+/// first admission after a swap (until then an idle thread keeps the old set alive, which costs only memory).
+#[derive(Debug)]
+pub(crate) struct LocalSet {
+    pub(crate) set: Arc<RuleSet>,
+}
+
 thread_local! {
-    /// Reused buffers for bucket keys: a lookup allocates nothing; only a new bucket allocates its key.
-    static KEY_BUFFERS: RefCell<KeyBuffers> = RefCell::new(KeyBuffers::default());
+    /// Reused buffer for bucket keys: a lookup allocates nothing; only a new entry allocates its key.
+    static KEY_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    /// This thread's handle on the set it last admitted under. Holding the set keeps its address from being
+    /// reused, so comparing addresses tells whether it is still some engine's current set (engines never share
+    /// a set).
+    static LOCAL_SET: RefCell<Option<Arc<LocalSet>>> = const { RefCell::new(None) };
 }
 
 impl SpendEngine {
     /// An engine with `rules`, reading time from `clock`.
     pub fn new(rules: Vec<SpendRule>, clock: Arc<dyn Clock>) -> Self {
-        let set = RuleSet::new(
-            rules
-                .into_iter()
-                .map(|rule| RuleState {
-                    table: Arc::new(BucketTable::new(Arc::clone(&rule.id), rule.window.clone())),
-                    rule,
-                })
-                .collect(),
-            Arc::clone(&clock),
-        );
+        let (set, _) = RuleSet::build(rules, None, 0, Arc::clone(&clock));
         Self {
             inner: Arc::new(Inner {
                 rules: ArcSwap::from_pointee(set),
                 retired: Mutex::new(Vec::new()),
-                swap_lock: Mutex::new(()),
+                swap_lock: Mutex::new(0),
                 clock,
                 blocked: AtomicU64::new(0),
                 would_block: AtomicU64::new(0),
@@ -205,30 +245,11 @@ impl SpendEngine {
     /// Replaces the rule set while serving (see "Rule swaps" in the module docs). Admissions in progress finish
     /// on the set they started with.
     pub fn replace_rules(&self, rules: Vec<SpendRule>) {
-        let _swap = self.inner.swap_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut generation = self.inner.swap_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        *generation += 1;
         let old = self.inner.rules.load_full();
-        let mut kept: Vec<&Arc<BucketTable>> = Vec::new();
-        let states: Vec<RuleState> = rules
-            .into_iter()
-            .map(|rule| {
-                let reuse = old.rules.iter().find(|s| s.rule.id == rule.id && s.rule.window == rule.window);
-                let table = match reuse {
-                    Some(s) => {
-                        kept.push(&s.table);
-                        Arc::clone(&s.table)
-                    }
-                    None => Arc::new(BucketTable::new(Arc::clone(&rule.id), rule.window.clone())),
-                };
-                RuleState { rule, table }
-            })
-            .collect();
-        let retiring: Vec<Arc<BucketTable>> = old
-            .rules
-            .iter()
-            .filter(|s| !kept.iter().any(|k| Arc::ptr_eq(k, &s.table)))
-            .map(|s| Arc::clone(&s.table))
-            .collect();
-        self.inner.rules.store(Arc::new(RuleSet::new(states, Arc::clone(&self.inner.clock))));
+        let (set, retiring) = RuleSet::build(rules, Some(&old), *generation, Arc::clone(&self.inner.clock));
+        self.inner.rules.store(Arc::new(set));
         self.inner.retired.lock().unwrap_or_else(PoisonError::into_inner).extend(retiring);
     }
 
@@ -254,67 +275,99 @@ impl SpendEngine {
         now: Timestamp,
     ) -> Result<Admission, Blocked> {
         let now_ns = timestamp_nanos(now);
-        // One shared reference-count update per admission (the set moves into the `Admission`, never cloned).
-        let set = self.inner.rules.load_full();
-        let mut held = Vec::with_capacity(set.rules.len().min(32));
-        let outcome = KEY_BUFFERS.with(|buffers| {
-            let mut buffers = buffers.borrow_mut();
-            buffers.reset(set.group_count);
-            for (index, state) in set.rules.iter().enumerate() {
-                let rule = &state.rule;
-                if !rule.dimensions.applies_to(request) {
-                    continue;
-                }
-                let key = buffers.key(set.key_groups[index], |out| rule.dimensions.write_bucket_key(request, out));
-                let (result, bucket) = state.table.with_bucket(key, |bucket, counters| {
-                    counters.roll(&rule.window, now_ns);
-                    let spent = counters.spent(&rule.window, now_ns);
-                    let reserving = rule.reserve == Reserve::WorstCase && worst_case_nanos.is_some();
-                    let cost = if reserving { worst_case_nanos.unwrap_or(0) } else { 0 };
-                    let committed = spent.saturating_add(counters.reserved);
-                    let over = if reserving {
-                        committed.saturating_add(cost) > rule.budget_nanos
-                    } else {
-                        committed >= rule.budget_nanos
-                    };
-                    if !over || rule.action == Action::Monitor {
-                        let reserved = if over { 0 } else { cost };
-                        counters.reserved = counters.reserved.saturating_add(reserved);
-                        counters.inflight = counters.inflight.saturating_add(1);
-                        let decision = if over { Decision::WouldBlock } else { Decision::Allowed };
-                        return Ok((reserved, decision));
-                    }
-                    // Budget that must leave the window before this request fits.
-                    let need = committed.saturating_add(cost.max(1)).saturating_sub(rule.budget_nanos);
-                    let frees_at = counters.frees_at(&rule.window, now_ns, need);
-                    Err(Blocked {
-                        rule_id: Arc::clone(&rule.id),
-                        bucket_key: Arc::clone(&bucket.key),
-                        budget_nanos: rule.budget_nanos,
-                        spent_nanos: spent,
-                        reserved_nanos: counters.reserved,
-                        requested_nanos: worst_case_nanos,
-                        resets_at: nanos_timestamp(frees_at),
-                        retry_after_secs: retry_after_secs(now_ns, frees_at),
-                    })
-                });
-                match result {
-                    Ok((reserved, decision)) => {
-                        if decision == Decision::WouldBlock {
-                            self.inner.would_block.fetch_add(1, Ordering::Relaxed);
+        let local = self.local_set();
+        let set: &RuleSet = &local.set;
+        let mut held: Vec<Held> = Vec::with_capacity(set.rules.len().min(32));
+        let mut entries: Vec<HeldEntry> = Vec::with_capacity(set.groups.len().min(8));
+        // The refusal with the lowest rule index (the one a rule-by-rule check would report).
+        let mut refusal: Option<(usize, Blocked)> = None;
+        KEY_BUFFER.with(|buffer| {
+            let mut key = buffer.borrow_mut();
+            for (group_index, group) in set.groups.iter().enumerate() {
+                let applies = |i: usize| set.rules[i].rule.dimensions.applies_to(request);
+                let Some(first) = group.members.iter().position(|&i| applies(i)) else { continue };
+                // After a refusal, a group is only checked (nothing reserved) for a refusal by an earlier rule.
+                let check_only = match &refusal {
+                    Some((refused, _)) if group.members[first] > *refused => continue,
+                    Some(_) => true,
+                    None => false,
+                };
+                let leader = &set.rules[group.members[first]].rule;
+                leader.dimensions.write_bucket_key(request, &mut key);
+                let probe = KeyProbe { hash: hash_key(&key), key: &key };
+                let entry_slot = entries.len();
+                let held_before = held.len();
+                let (group_refusal, bucket) = group.table.with_entry(probe, &group.layout, |bucket, entry| {
+                    let mut refused = None;
+                    for &index in &group.members[first..] {
+                        let RuleState { rule, pos, .. } = &set.rules[index];
+                        if !rule.dimensions.applies_to(request) {
+                            continue;
                         }
-                        // The bucket's in-flight count now includes this admission, so the sweep keeps it.
-                        held.push(Held { rule_index: index, bucket, reserved, decision });
+                        let counters = entry.counters(&group.layout, *pos);
+                        counters.roll(&rule.window, now_ns);
+                        let spent = counters.spent(&rule.window, now_ns);
+                        let reserving = rule.reserve == Reserve::WorstCase && worst_case_nanos.is_some();
+                        let cost = if reserving { worst_case_nanos.unwrap_or(0) } else { 0 };
+                        let committed = spent.saturating_add(counters.reserved);
+                        let over = if reserving {
+                            committed.saturating_add(cost) > rule.budget_nanos
+                        } else {
+                            committed >= rule.budget_nanos
+                        };
+                        if !over || rule.action == Action::Monitor {
+                            if !check_only {
+                                let reserved = if over { 0 } else { cost };
+                                counters.reserved = counters.reserved.saturating_add(reserved);
+                                counters.touched = true;
+                                let decision = if over { Decision::WouldBlock } else { Decision::Allowed };
+                                held.push(Held { rule_index: index, entry: entry_slot, reserved, decision });
+                            }
+                            continue;
+                        }
+                        // Budget that must leave the window before this request fits.
+                        let need = committed.saturating_add(cost.max(1)).saturating_sub(rule.budget_nanos);
+                        let frees_at = counters.frees_at(&rule.window, now_ns, need);
+                        refused = Some((
+                            index,
+                            Blocked {
+                                rule_id: Arc::clone(&rule.id),
+                                bucket_key: Arc::clone(&bucket.key),
+                                budget_nanos: rule.budget_nanos,
+                                spent_nanos: spent,
+                                reserved_nanos: counters.reserved,
+                                requested_nanos: worst_case_nanos,
+                                resets_at: nanos_timestamp(frees_at),
+                                retry_after_secs: retry_after_secs(now_ns, frees_at),
+                            },
+                        ));
+                        break;
                     }
-                    Err(blocked) => return Err(blocked),
+                    // Counted under the same lock as the reservations, so the sweep never evicts a held entry.
+                    if held.len() > held_before {
+                        entry.inflight = entry.inflight.saturating_add(1);
+                    }
+                    refused
+                });
+                if held.len() > held_before {
+                    entries.push(HeldEntry { group: group_index, bucket });
+                }
+                if let Some((index, blocked)) = group_refusal
+                    && refusal.as_ref().is_none_or(|(refused, _)| index < *refused)
+                {
+                    refusal = Some((index, blocked));
                 }
             }
-            Ok(())
         });
-        let admission = Admission::new(set, held);
-        match outcome {
-            Ok(()) => Ok(admission),
-            Err(blocked) => {
+        let admission = Admission::new(local, entries, held);
+        let refused_at = refusal.as_ref().map_or(usize::MAX, |(index, _)| *index);
+        let would_block = admission.would_block_before(refused_at);
+        if would_block > 0 {
+            self.inner.would_block.fetch_add(would_block, Ordering::Relaxed);
+        }
+        match refusal {
+            None => Ok(admission),
+            Some((_, blocked)) => {
                 // Dropping the partial admission releases what it reserved.
                 drop(admission);
                 self.inner.blocked.fetch_add(1, Ordering::Relaxed);
@@ -354,11 +407,28 @@ impl SpendEngine {
         }
     }
 
+    /// The current set, through this thread's handle (see [`LocalSet`]): no update of a shared reference count
+    /// unless the set changed since this thread last admitted.
+    fn local_set(&self) -> Arc<LocalSet> {
+        let current = self.inner.rules.load();
+        LOCAL_SET.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if let Some(local) = &*cell
+                && Arc::ptr_eq(&local.set, &current)
+            {
+                return Arc::clone(local);
+            }
+            let local = Arc::new(LocalSet { set: arc_swap::Guard::into_inner(current) });
+            *cell = Some(Arc::clone(&local));
+            local
+        })
+    }
+
     fn snapshot(&self) -> Arc<RuleSet> {
         self.inner.rules.load_full()
     }
 
-    fn retired_tables(&self) -> Vec<Arc<BucketTable>> {
+    fn retired_tables(&self) -> Vec<Arc<GroupTable>> {
         self.inner.retired.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::RuleSet;
-use super::bucket::Bucket;
+use super::bucket::GroupBucket;
+use super::{LocalSet, RuleSet};
 use crate::clock::timestamp_nanos;
 use crate::money::nanos_to_usd;
 
@@ -36,10 +36,19 @@ pub struct RuleDecision<'a> {
 #[derive(Debug)]
 pub(crate) struct Held {
     pub(crate) rule_index: usize,
-    pub(crate) bucket: Arc<Bucket>,
+    /// Index of the entry (in the admission's entries) holding the rule's counters.
+    pub(crate) entry: usize,
     /// Nano-dollars reserved in the bucket (0 for `reserve = "none"`, unknown worst case, or would-block).
     pub(crate) reserved: u64,
     pub(crate) decision: Decision,
+}
+
+/// One bucket entry an admission holds (its in-flight count includes the admission).
+#[derive(Debug)]
+pub(crate) struct HeldEntry {
+    /// The key group, in the admission's rule set.
+    pub(crate) group: usize,
+    pub(crate) bucket: Arc<GroupBucket>,
 }
 
 /// An admitted request's holds on its buckets. Keep it for the request's lifetime, then call
@@ -48,21 +57,29 @@ pub(crate) struct Held {
 #[derive(Debug)]
 #[must_use = "dropping an Admission refunds it; settle it with the actual cost"]
 pub struct Admission {
-    set: Arc<RuleSet>,
+    local: Arc<LocalSet>,
+    entries: Vec<HeldEntry>,
+    /// Grouped by entry, in entry order (each entry holds at least one).
     held: Vec<Held>,
 }
 
 impl Admission {
-    /// The holds taken (in rule order) under `set`.
-    pub(crate) fn new(set: Arc<RuleSet>, held: Vec<Held>) -> Self {
-        Self { set, held }
+    /// The holds taken under `local`'s set.
+    pub(crate) fn new(local: Arc<LocalSet>, entries: Vec<HeldEntry>, held: Vec<Held>) -> Self {
+        Self { local, entries, held }
+    }
+
+    fn set(&self) -> &RuleSet {
+        &self.local.set
     }
 
     /// Every applicable rule's decision, in rule order.
     pub fn rule_decisions(&self) -> impl Iterator<Item = RuleDecision<'_>> {
-        self.held.iter().map(|h| RuleDecision {
-            rule: &self.set.rules[h.rule_index].rule.id,
-            bucket: &h.bucket.key,
+        let mut held: Vec<&Held> = self.held.iter().collect();
+        held.sort_unstable_by_key(|h| h.rule_index);
+        held.into_iter().map(|h| RuleDecision {
+            rule: &self.set().rules[h.rule_index].rule.id,
+            bucket: &self.entries[h.entry].bucket.key,
             decision: h.decision,
         })
     }
@@ -72,6 +89,11 @@ impl Admission {
         self.held.iter().any(|h| h.decision == Decision::WouldBlock)
     }
 
+    /// Would-block decisions of rules before rule `index` (the ones a rule-by-rule check would have made).
+    pub(crate) fn would_block_before(&self, index: usize) -> u64 {
+        self.held.iter().filter(|h| h.decision == Decision::WouldBlock && h.rule_index < index).count() as u64
+    }
+
     /// Total nano-dollars this admission holds in reservations, over all buckets.
     pub fn reserved_nanos(&self) -> u64 {
         self.held.iter().map(|h| h.reserved).fold(0, u64::saturating_add)
@@ -79,20 +101,35 @@ impl Admission {
 
     /// Replaces every reservation by `actual_cost_nanos`, counted in the window current now (by the engine clock).
     pub fn settle(self, actual_cost_nanos: u64) {
-        let now = self.set.clock.now();
+        let now = self.set().clock.now();
         self.settle_at(actual_cost_nanos, now);
     }
 
     /// [`Admission::settle`] at an explicit instant.
     pub fn settle_at(mut self, actual_cost_nanos: u64, now: Timestamp) {
         let now_ns = timestamp_nanos(now);
-        for held in self.held.drain(..) {
-            let window = &self.set.rules[held.rule_index].rule.window;
-            let mut counters = held.bucket.lock();
-            counters.reserved = counters.reserved.saturating_sub(held.reserved);
-            counters.inflight = counters.inflight.saturating_sub(1);
-            counters.roll(window, now_ns);
-            counters.add_spend(window, now_ns, actual_cost_nanos);
+        self.release(Some((actual_cost_nanos, now_ns)));
+    }
+
+    /// Takes back every reservation, each entry locked once; with `spend = Some((cost, now))`, counts `cost` for
+    /// every held rule in the window current at `now`.
+    fn release(&mut self, spend: Option<(u64, i64)>) {
+        let entries = std::mem::take(&mut self.entries);
+        let held = std::mem::take(&mut self.held);
+        let set = self.set();
+        for (entry, rules) in entries.iter().zip(held.chunk_by(|a, b| a.entry == b.entry)) {
+            let layout = &set.groups[entry.group].layout;
+            let mut state = entry.bucket.lock();
+            for h in rules {
+                let rule = &set.rules[h.rule_index];
+                let counters = state.counters(layout, rule.pos);
+                counters.reserved = counters.reserved.saturating_sub(h.reserved);
+                if let Some((cost, now)) = spend {
+                    counters.roll(&rule.rule.window, now);
+                    counters.add_spend(&rule.rule.window, now, cost);
+                }
+            }
+            state.inflight = state.inflight.saturating_sub(1);
         }
     }
 }
@@ -100,11 +137,7 @@ impl Admission {
 impl Drop for Admission {
     /// Refunds whatever was not settled.
     fn drop(&mut self) {
-        for held in self.held.drain(..) {
-            let mut counters = held.bucket.lock();
-            counters.reserved = counters.reserved.saturating_sub(held.reserved);
-            counters.inflight = counters.inflight.saturating_sub(1);
-        }
+        self.release(None);
     }
 }
 

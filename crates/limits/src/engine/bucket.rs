@@ -1,5 +1,5 @@
-//! One bucket's counters (settled spend per window or slot, in-flight reservations) and the per-rule table of
-//! buckets.
+//! One rule's counters under one bucket key (settled spend per window or slot, in-flight reservations), and the
+//! per-key-group table of bucket entries that hold them.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -127,37 +127,56 @@ impl Hasher for PassThrough {
     }
 }
 
-/// Buckets of one rule, keyed by bucket key. Sharded (dashmap) so admissions on different buckets never contend.
-/// Keys carry their foldhash hash (see [`hash_key`]), so the map itself does not hash.
+/// What a rule counts under: its id and its window. A rule swap that keeps both keeps the same `Arc`, so the rule's
+/// counters in every bucket carry over; identity is the pointer.
 #[derive(Debug)]
-pub(crate) struct BucketTable {
+pub(crate) struct RuleTag {
     pub(crate) rule_id: Arc<str>,
     pub(crate) window: Window,
-    pub(crate) buckets: DashMap<StoredKey, Arc<Bucket>, PassThroughState>,
 }
 
-impl BucketTable {
-    pub(crate) fn new(rule_id: Arc<str>, window: Window) -> Self {
-        Self { rule_id, window, buckets: DashMap::with_hasher(PassThroughState) }
+/// The rules of one key group, in rule order. An entry laid out by this layout holds the counters of `tags[i]` at
+/// position `i`.
+#[derive(Debug)]
+pub(crate) struct GroupLayout {
+    /// The rule swap that made this layout (0 at start). Entries only ever move to a newer layout.
+    pub(crate) generation: u64,
+    pub(crate) tags: Vec<Arc<RuleTag>>,
+}
+
+/// The buckets of one key group (rules whose split dimensions write the same key), keyed by bucket key: one entry
+/// per key holds the counters of every rule of the group, so an admission looks up and locks each distinct key
+/// once, whatever the number of rules sharing it. Sharded (dashmap) so admissions on different keys never contend.
+/// Keys carry their foldhash hash (see [`hash_key`]), so the map itself does not hash.
+#[derive(Debug)]
+pub(crate) struct GroupTable {
+    pub(crate) buckets: DashMap<StoredKey, Arc<GroupBucket>, PassThroughState>,
+}
+
+impl GroupTable {
+    pub(crate) fn new() -> Self {
+        Self { buckets: DashMap::with_hasher(PassThroughState) }
     }
 
-    /// Runs `f` on the bucket for `probe` (created if absent) with its counters locked, and hands back the bucket
-    /// with `f`'s result (so a caller that keeps it pays no second reference-count update). A bucket that the sweep
-    /// evicted between lookup and lock is skipped and looked up again, so nothing is ever counted in an evicted
-    /// bucket. `probe.hash` must be [`hash_key`] of `probe.key`.
+    /// Runs `f` on the entry for `probe` (created with `layout` if absent) with its counters locked, and hands
+    /// back the entry with `f`'s result (so a caller that keeps it pays no second reference-count update). An
+    /// entry that the sweep evicted between lookup and lock is skipped and looked up again, so nothing is ever
+    /// counted in an evicted entry. `probe.hash` must be [`hash_key`] of `probe.key`.
     #[inline]
-    pub(crate) fn with_bucket<R>(
+    pub(crate) fn with_entry<R>(
         &self,
         probe: KeyProbe<'_>,
-        f: impl FnOnce(&Bucket, &mut BucketState) -> R,
-    ) -> (R, Arc<Bucket>) {
+        layout: &Arc<GroupLayout>,
+        f: impl FnOnce(&GroupBucket, &mut EntryState) -> R,
+    ) -> (R, Arc<GroupBucket>) {
         debug_assert_eq!(probe.hash, hash_key(probe.key));
         loop {
             let found = self.buckets.get(&probe as &dyn KeyLike).map(|b| Arc::clone(b.value()));
             let bucket = found.unwrap_or_else(|| {
                 let key: Arc<str> = Arc::from(probe.key);
                 let stored = StoredKey { hash: probe.hash, key: Arc::clone(&key) };
-                let entry = self.buckets.entry(stored).or_insert_with(|| Arc::new(Bucket::new(key)));
+                let entry =
+                    self.buckets.entry(stored).or_insert_with(|| Arc::new(GroupBucket::new(key, Arc::clone(layout))));
                 Arc::clone(entry.value())
             });
             let mut state = bucket.lock();
@@ -169,12 +188,11 @@ impl BucketTable {
         }
     }
 
-    /// Evicts buckets that no longer need to exist (see [`BucketState::must_keep`]); returns how many remain.
+    /// Evicts entries that no longer need to exist (see [`EntryState::sweep`]); returns how many remain.
     pub(crate) fn sweep(&self, now: i64, only_unfinished: bool) -> usize {
         self.buckets.retain(|_, bucket| {
             let mut state = bucket.lock();
-            state.roll(&self.window, now);
-            let keep = state.must_keep(&self.window, now, only_unfinished);
+            let keep = state.sweep(now, only_unfinished);
             if !keep {
                 state.evicted = true;
             }
@@ -184,22 +202,136 @@ impl BucketTable {
     }
 }
 
-/// One (rule, bucket key): its spend per window and its reservations.
+/// One bucket key of a key group: the counters of each of the group's rules under that key.
 #[derive(Debug)]
-pub(crate) struct Bucket {
+pub(crate) struct GroupBucket {
     pub(crate) key: Arc<str>,
-    state: Mutex<BucketState>,
+    state: Mutex<EntryState>,
 }
 
-impl Bucket {
-    fn new(key: Arc<str>) -> Self {
-        Self { key, state: Mutex::new(BucketState::default()) }
+impl GroupBucket {
+    fn new(key: Arc<str>, layout: Arc<GroupLayout>) -> Self {
+        Self { key, state: Mutex::new(EntryState::new(layout)) }
     }
 
     /// Locks the counters. A panic while holding the lock cannot leave them torn (every update is a few plain
     /// integer writes), so a poisoned lock is simply taken over.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, BucketState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, EntryState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The locked part of a [`GroupBucket`].
+///
+/// `rules[i]` belongs to `layout.tags[i]`. After a rule swap, the first access through the new layout moves the
+/// entry to it (counters of kept rules move to their new position; counters of rules no longer in the group are
+/// kept as orphans while they hold reservations or undrained spend). An admission made under an older layout finds
+/// its counters by tag instead (and counts in an orphan if its rule has left the group), so a swap never moves,
+/// loses or doubles a reservation or a settlement.
+#[derive(Debug)]
+pub(crate) struct EntryState {
+    /// Admissions holding this entry (reserving or not); an evicted entry must have none.
+    pub(crate) inflight: u32,
+    /// Set by the sweep when it removes the entry from its table.
+    pub(crate) evicted: bool,
+    layout: Arc<GroupLayout>,
+    rules: Vec<BucketState>,
+    /// Counters of rules that left this entry's layout and still hold reservations or undrained spend.
+    orphans: Vec<(Arc<RuleTag>, BucketState)>,
+}
+
+impl EntryState {
+    fn new(layout: Arc<GroupLayout>) -> Self {
+        // Exactly one slot per rule (`resize_with` on an empty `Vec` would round up to four).
+        let mut rules = Vec::with_capacity(layout.tags.len());
+        rules.resize_with(layout.tags.len(), BucketState::default);
+        Self { inflight: 0, evicted: false, layout, rules, orphans: Vec::new() }
+    }
+
+    /// The counters of rule `pos` of `layout` (created if this entry has none for it yet).
+    #[inline]
+    pub(crate) fn counters(&mut self, layout: &Arc<GroupLayout>, pos: usize) -> &mut BucketState {
+        if Arc::ptr_eq(&self.layout, layout) {
+            return &mut self.rules[pos];
+        }
+        self.counters_slow(layout, pos)
+    }
+
+    fn counters_slow(&mut self, layout: &Arc<GroupLayout>, pos: usize) -> &mut BucketState {
+        if layout.generation > self.layout.generation {
+            self.relayout(layout);
+            return &mut self.rules[pos];
+        }
+        let tag = &layout.tags[pos];
+        if let Some(i) = self.layout.tags.iter().position(|t| Arc::ptr_eq(t, tag)) {
+            return &mut self.rules[i];
+        }
+        let i = if let Some(i) = self.orphans.iter().position(|(t, _)| Arc::ptr_eq(t, tag)) {
+            i
+        } else {
+            self.orphans.push((Arc::clone(tag), BucketState::default()));
+            self.orphans.len() - 1
+        };
+        &mut self.orphans[i].1
+    }
+
+    /// The counters of rule `pos` of `layout`, if this entry has any (read only: never moves the entry).
+    pub(crate) fn find(&self, layout: &Arc<GroupLayout>, pos: usize) -> Option<&BucketState> {
+        if Arc::ptr_eq(&self.layout, layout) {
+            return self.rules.get(pos);
+        }
+        let tag = layout.tags.get(pos)?;
+        match self.layout.tags.iter().position(|t| Arc::ptr_eq(t, tag)) {
+            Some(i) => self.rules.get(i),
+            None => self.orphans.iter().find(|(t, _)| Arc::ptr_eq(t, tag)).map(|(_, s)| s),
+        }
+    }
+
+    /// Moves the entry to `layout` (a newer one): kept rules' counters move to their new position, new rules start
+    /// empty, and departed rules' counters become orphans if anything in them is unfinished.
+    fn relayout(&mut self, layout: &Arc<GroupLayout>) {
+        let old_layout = std::mem::replace(&mut self.layout, Arc::clone(layout));
+        let mut old_rules = std::mem::take(&mut self.rules);
+        let mut rules = Vec::with_capacity(layout.tags.len());
+        for tag in &layout.tags {
+            let state = match old_layout.tags.iter().position(|t| Arc::ptr_eq(t, tag)) {
+                Some(i) => std::mem::take(&mut old_rules[i]),
+                None => BucketState::default(),
+            };
+            rules.push(state);
+        }
+        self.rules = rules;
+        for (tag, state) in old_layout.tags.iter().zip(old_rules) {
+            if state.unfinished() {
+                self.orphans.push((Arc::clone(tag), state));
+            }
+        }
+    }
+
+    /// Every rule's counters with its tag: the layout's, then the orphans.
+    pub(crate) fn all_mut(&mut self) -> impl Iterator<Item = (&Arc<RuleTag>, &mut BucketState)> {
+        self.layout.tags.iter().zip(self.rules.iter_mut()).chain(self.orphans.iter_mut().map(|(t, s)| (&*t, s)))
+    }
+
+    /// Rolls every rule's counters to `now`, drops finished orphans and forgets rules with nothing counted; returns
+    /// whether the entry must stay: something in flight or unfinished, or (unless `only_unfinished`) spend still
+    /// counted in some rule's window.
+    pub(crate) fn sweep(&mut self, now: i64, only_unfinished: bool) -> bool {
+        let mut keep = self.inflight > 0;
+        for (tag, state) in self.layout.tags.iter().zip(self.rules.iter_mut()) {
+            state.roll(&tag.window, now);
+            if state.must_keep(&tag.window, now, only_unfinished) {
+                keep = true;
+            } else {
+                // Listed again (usage, live buckets) only once the rule counts something here.
+                state.touched = false;
+            }
+        }
+        self.orphans.retain_mut(|(tag, state)| {
+            state.roll(&tag.window, now);
+            state.unfinished()
+        });
+        keep || !self.orphans.is_empty()
     }
 }
 
@@ -225,10 +357,9 @@ pub(crate) struct BucketState {
     /// Sum of the worst-case reservations of admitted, unsettled requests. Reservations belong to no window: they
     /// count against whichever window is current until they are settled or refunded.
     pub(crate) reserved: u64,
-    /// Admissions holding this bucket (reserving or not); an evicted bucket must have none.
-    pub(crate) inflight: u32,
-    /// Set by the sweep when it removes the bucket from its table.
-    pub(crate) evicted: bool,
+    /// Set when the rule counts anything here (an admission, a settlement, a database total); an entry holds
+    /// counters for every rule of its group, and only touched ones are listed.
+    pub(crate) touched: bool,
     /// Fixed windows: end of the newest window (so admission does calendar math once per window, not per request).
     current_end: i64,
     /// Oldest first. Fixed: the current window last, older ones only while they hold undrained spend. Rolling:
@@ -386,13 +517,15 @@ impl BucketState {
         }
     }
 
-    /// Whether the sweep must keep this bucket: something in flight, undrained, or (unless `only_unfinished`)
-    /// spend still counted in the window.
+    /// Whether these counters must be kept: reserved, undrained, or (unless `only_unfinished`) spend still counted
+    /// in the window.
     pub(crate) fn must_keep(&self, window: &Window, now: i64, only_unfinished: bool) -> bool {
-        self.inflight > 0
-            || self.reserved > 0
-            || self.slots.iter().any(|s| s.pending > 0)
-            || (!only_unfinished && self.spent(window, now) > 0)
+        self.unfinished() || (!only_unfinished && self.spent(window, now) > 0)
+    }
+
+    /// Reservations or undrained spend.
+    pub(crate) fn unfinished(&self) -> bool {
+        self.reserved > 0 || self.slots.iter().any(|s| s.pending > 0)
     }
 
     pub(crate) fn current_end(&self) -> i64 {
@@ -412,10 +545,13 @@ mod tests {
 
     #[test]
     fn lookups_compare_the_key_not_only_its_hash() {
-        let table = BucketTable::new(Arc::from("r"), Window::fixed_utc(crate::window::parse_window("1d").unwrap()));
+        let window = Window::fixed_utc(crate::window::parse_window("1d").unwrap());
+        let layout =
+            Arc::new(GroupLayout { generation: 0, tags: vec![Arc::new(RuleTag { rule_id: Arc::from("r"), window })] });
+        let table = GroupTable::new();
         // Two different keys forced onto one hash: a lookup must still tell them apart.
         let stored = StoredKey { hash: 7, key: Arc::from("a") };
-        table.buckets.insert(stored, Arc::new(Bucket::new(Arc::from("a"))));
+        table.buckets.insert(stored, Arc::new(GroupBucket::new(Arc::from("a"), Arc::clone(&layout))));
         let hit = KeyProbe { hash: 7, key: "a" };
         let miss = KeyProbe { hash: 7, key: "b" };
         assert!(table.buckets.get(&hit as &dyn KeyLike).is_some());
@@ -423,8 +559,8 @@ mod tests {
         // The same key hashes the same everywhere (tables share one seed).
         assert_eq!(hash_key("user_id=u1"), hash_key(&String::from("user_id=u1")));
         let probe = KeyProbe { hash: hash_key("x"), key: "x" };
-        let ((), first) = table.with_bucket(probe, |_, _| ());
-        let ((), second) = table.with_bucket(probe, |_, _| ());
+        let ((), first) = table.with_entry(probe, &layout, |_, _| ());
+        let ((), second) = table.with_entry(probe, &layout, |_, _| ());
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(table.buckets.len(), 2);
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::SpendEngine;
-use super::bucket::{BucketTable, KeyProbe, hash_key};
+use super::bucket::{GroupTable, KeyProbe, hash_key};
 use crate::clock::{nanos_timestamp, timestamp_nanos};
 use crate::window::WindowKind;
 
@@ -86,21 +86,24 @@ impl SpendEngine {
     /// either in this drain or in the next, never in both and never in neither.
     pub fn drain_deltas(&self) -> Vec<BucketDelta> {
         let mut out = Vec::new();
-        let mut drain_table = |table: &BucketTable| {
+        let mut drain_table = |table: &GroupTable| {
             for entry in &table.buckets {
                 let bucket = entry.value();
-                bucket.lock().drain(|start, delta| {
-                    out.push(BucketDelta {
-                        rule_id: Arc::clone(&table.rule_id),
-                        bucket_key: Arc::clone(&bucket.key),
-                        window_start: nanos_timestamp(start),
-                        delta_nanos: delta,
+                let mut state = bucket.lock();
+                for (tag, counters) in state.all_mut() {
+                    counters.drain(|start, delta| {
+                        out.push(BucketDelta {
+                            rule_id: Arc::clone(&tag.rule_id),
+                            bucket_key: Arc::clone(&bucket.key),
+                            window_start: nanos_timestamp(start),
+                            delta_nanos: delta,
+                        });
                     });
-                });
+                }
             }
         };
-        for state in &self.snapshot().rules {
-            drain_table(&state.table);
+        for group in &self.snapshot().groups {
+            drain_table(&group.table);
         }
         for table in self.retired_tables() {
             drain_table(&table);
@@ -137,9 +140,13 @@ impl SpendEngine {
             if window.kind() == WindowKind::Fixed && window.bounds_nanos(now).0 != start {
                 continue;
             }
-            let ((), _bucket) = state.table.with_bucket(
+            let group = &set.groups[state.group];
+            let ((), _bucket) = group.table.with_entry(
                 KeyProbe { hash: hash_key(&total.bucket_key), key: &total.bucket_key },
-                |_, counters| {
+                &group.layout,
+                |_, entry| {
+                    let counters = entry.counters(&group.layout, state.pos);
+                    counters.touched = true;
                     counters.roll(window, now);
                     if replace {
                         counters.replace_total(window, now, start, total.total_nanos);
@@ -154,18 +161,27 @@ impl SpendEngine {
     /// Every bucket of the current rules, with the span of window starts the store should read back.
     pub fn live_buckets(&self) -> Vec<LiveBucket> {
         let now = self.clock().now();
+        let set = self.snapshot();
         let mut out = Vec::new();
-        for state in &self.snapshot().rules {
-            let window = &state.rule.window;
-            let (start, end) = window.bounds(now);
-            for entry in &state.table.buckets {
-                out.push(LiveBucket {
-                    rule_id: Arc::clone(&state.rule.id),
-                    bucket_key: Arc::clone(&entry.value().key),
-                    window_kind: window.kind(),
-                    window_start: start,
-                    window_end: end,
-                });
+        for group in &set.groups {
+            for entry in &group.table.buckets {
+                let bucket = entry.value();
+                let state = bucket.lock();
+                for &index in &group.members {
+                    let rule = &set.rules[index];
+                    if !state.find(&group.layout, rule.pos).is_some_and(|c| c.touched) {
+                        continue;
+                    }
+                    let window = &rule.rule.window;
+                    let (start, end) = window.bounds(now);
+                    out.push(LiveBucket {
+                        rule_id: Arc::clone(&rule.rule.id),
+                        bucket_key: Arc::clone(&bucket.key),
+                        window_kind: window.kind(),
+                        window_start: start,
+                        window_end: end,
+                    });
+                }
             }
         }
         out
@@ -173,7 +189,7 @@ impl SpendEngine {
 
     /// Evicts buckets whose windows have expired (fixed) or whose slots have all expired (rolling), once
     /// nothing is in flight or undrained in them; retired tables go once empty. Run it periodically (e.g. after
-    /// each store sync). Returns the number of buckets left.
+    /// each store sync). Returns the number of bucket entries left (one per key group and key).
     pub fn sweep(&self) -> usize {
         self.sweep_at(self.clock().now())
     }
@@ -182,8 +198,8 @@ impl SpendEngine {
     pub fn sweep_at(&self, now: Timestamp) -> usize {
         let now = timestamp_nanos(now);
         let mut left = 0;
-        for state in &self.snapshot().rules {
-            left += state.table.sweep(now, false);
+        for group in &self.snapshot().groups {
+            left += group.table.sweep(now, false);
         }
         let mut retired = self.inner.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         retired.retain(|table| {
@@ -200,11 +216,16 @@ impl SpendEngine {
         let now_ns = timestamp_nanos(now);
         let set = self.snapshot();
         let state = set.rules.iter().find(|s| &*s.rule.id == rule_id)?;
+        let group = &set.groups[state.group];
         let window = &state.rule.window;
         let mut out = Vec::new();
-        for entry in &state.table.buckets {
+        for entry in &group.table.buckets {
             let bucket = entry.value();
-            let mut counters = bucket.lock();
+            let mut locked = bucket.lock();
+            if !locked.find(&group.layout, state.pos).is_some_and(|c| c.touched) {
+                continue;
+            }
+            let counters = locked.counters(&group.layout, state.pos);
             counters.roll(window, now_ns);
             let (start, end) = match window.kind() {
                 WindowKind::Fixed => {

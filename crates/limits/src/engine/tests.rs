@@ -496,3 +496,115 @@ fn cached_window_bounds_follow_boundaries_and_dst() {
     engine.admit(&req, Some(4 * USD)).unwrap().settle(USD);
     assert_eq!(bounds(&engine), (ts("2026-03-29T22:00:00Z"), ts("2026-03-30T22:00:00Z"), USD));
 }
+
+#[test]
+fn a_swap_that_reorders_a_group_keeps_each_rules_counters_and_old_admissions_settle_into_them() {
+    let with_user = |id: &str, budget: f64| {
+        let mut s = spec(id, budget, "1d");
+        s.dimensions = vec![split("metadata.user")];
+        s
+    };
+    let (engine, _) = engine(&[with_user("a", 10.0), with_user("b", 10.0)], "2026-05-01T12:00:00Z");
+    let m = meta(r#"{"user":"u1"}"#);
+    let req = RequestDims::new("openai", "gpt").with_metadata(&m);
+    engine.admit(&req, Some(USD)).unwrap().settle(USD);
+    let in_flight = engine.admit(&req, Some(2 * USD)).unwrap();
+    // A new rule first in the same key group: every kept rule moves to a new position in the entry.
+    engine.replace_rules(
+        [with_user("c", 10.0), with_user("b", 10.0), with_user("a", 10.0)]
+            .iter()
+            .map(|s| s.validate().unwrap())
+            .collect(),
+    );
+    assert_eq!(usage(&engine, "a"), [("metadata.user=u1".into(), USD, 2 * USD)]);
+    assert_eq!(usage(&engine, "b"), [("metadata.user=u1".into(), USD, 2 * USD)]);
+    assert_eq!(usage(&engine, "c"), []);
+    // Admitted under the old layout, settled after the entry moved to the new one: found by rule, not position.
+    in_flight.settle(3 * USD);
+    assert_eq!(usage(&engine, "a"), [("metadata.user=u1".into(), 4 * USD, 0)]);
+    assert_eq!(usage(&engine, "b"), [("metadata.user=u1".into(), 4 * USD, 0)]);
+    assert_eq!(usage(&engine, "c"), []);
+    let admission = engine.admit(&req, Some(USD)).unwrap();
+    assert_eq!(decisions(&admission).into_iter().map(|(rule, _, _)| rule).collect::<Vec<_>>(), ["c", "b", "a"]);
+    admission.settle(USD);
+    let mut deltas: Vec<_> =
+        engine.drain_deltas().into_iter().map(|d| (d.rule_id.to_string(), d.delta_nanos)).collect();
+    deltas.sort();
+    assert_eq!(deltas, [("a".into(), 5 * USD), ("b".into(), 5 * USD), ("c".into(), USD)]);
+}
+
+#[test]
+fn a_removed_rule_keeps_its_in_flight_reservation_until_settled_then_drains_and_goes() {
+    let mut by_user = spec("by-user", 10.0, "1d");
+    by_user.dimensions = vec![split("metadata.user")];
+    let mut also_by_user = spec("also-by-user", 10.0, "1d");
+    also_by_user.dimensions = vec![split("metadata.user")];
+    let mut by_team = spec("by-team", 10.0, "1d");
+    by_team.dimensions = vec![split("metadata.team")];
+    let (engine, _) = engine(&[by_user.clone(), also_by_user, by_team], "2026-05-01T12:00:00Z");
+    let m = meta(r#"{"user":"u1","team":"t1"}"#);
+    let req = RequestDims::new("openai", "gpt").with_metadata(&m);
+    let in_flight = engine.admit(&req, Some(2 * USD)).unwrap();
+    // "also-by-user" leaves the group that stays; "by-team" leaves with its whole group (its table is retired).
+    engine.replace_rules(vec![by_user.validate().unwrap()]);
+    // The next admission moves the entry to the new layout; the departed rule's reservation stays (orphaned).
+    engine.admit(&req, Some(USD)).unwrap().settle(USD);
+    assert_eq!(usage(&engine, "by-user"), [("metadata.user=u1".into(), USD, 2 * USD)]);
+    in_flight.settle(2 * USD);
+    assert_eq!(usage(&engine, "by-user"), [("metadata.user=u1".into(), 3 * USD, 0)]);
+    let mut deltas: Vec<_> = engine
+        .drain_deltas()
+        .into_iter()
+        .map(|d| (d.rule_id.to_string(), d.bucket_key.to_string(), d.delta_nanos))
+        .collect();
+    deltas.sort();
+    assert_eq!(
+        deltas,
+        [
+            ("also-by-user".into(), "metadata.user=u1".into(), 2 * USD),
+            ("by-team".into(), "metadata.team=t1".into(), 2 * USD),
+            ("by-user".into(), "metadata.user=u1".into(), 3 * USD),
+        ]
+    );
+    // Drained and settled: the orphan and the retired table go; the live entry stays (it has spend).
+    assert_eq!(engine.sweep(), 1);
+    assert_eq!(engine.drain_deltas(), []);
+}
+
+#[test]
+fn the_refusal_reported_is_the_first_rule_in_order_whatever_its_key_group() {
+    let mut user_wide = spec("user-wide", 100.0, "1d");
+    user_wide.dimensions = vec![split("metadata.user")];
+    let mut team_tight = spec("team-tight", 1.0, "1d");
+    team_tight.dimensions = vec![split("metadata.team")];
+    let mut user_tight = spec("user-tight", 1.0, "1d");
+    user_tight.dimensions = vec![split("metadata.user")];
+    let mut watch = spec("watch", 0.5, "1d");
+    watch.action = Action::Monitor;
+    watch.dimensions = vec![split("metadata.user")];
+    let (engine, _) = engine(&[user_wide, watch, team_tight, user_tight], "2026-05-01T12:00:00Z");
+    let m = meta(r#"{"user":"u1","team":"t1"}"#);
+    let req = RequestDims::new("openai", "gpt").with_metadata(&m);
+    // Both tight rules refuse; the user group (rules 0, 1, 3) is checked before the team group (rule 2), but
+    // rule 2 comes first in rule order.
+    let blocked = engine.admit(&req, Some(2 * USD)).unwrap_err();
+    assert_eq!(&*blocked.rule_id, "team-tight");
+    assert_eq!(&*blocked.bucket_key, "metadata.team=t1");
+    // Only the monitor decision before the refusing rule counts, as in a rule-by-rule check.
+    assert_eq!(engine.counters(), EngineCounters { blocked: 1, would_block: 1 });
+    // Nothing stays reserved anywhere.
+    for rule in ["user-wide", "watch", "team-tight", "user-tight"] {
+        assert!(usage(&engine, rule).iter().all(|(_, spent, reserved)| *spent == 0 && *reserved == 0), "{rule}");
+    }
+    // Within budget of every block rule: admitted, with the decisions in rule order.
+    let admission = engine.admit(&req, Some(USD / 2 + 1)).unwrap();
+    assert_eq!(
+        decisions(&admission),
+        [
+            ("user-wide".into(), "metadata.user=u1".into(), Decision::Allowed),
+            ("watch".into(), "metadata.user=u1".into(), Decision::WouldBlock),
+            ("team-tight".into(), "metadata.team=t1".into(), Decision::Allowed),
+            ("user-tight".into(), "metadata.user=u1".into(), Decision::Allowed),
+        ]
+    );
+}
