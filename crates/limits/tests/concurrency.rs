@@ -103,3 +103,96 @@ fn concurrent_drains_see_every_delta_exactly_once() {
     let rest: u64 = engine.drain_deltas().iter().map(|d| d.delta_nanos).sum();
     assert_eq!(drained.load(Ordering::Relaxed) + rest, (THREADS as u64 - 1) * 5_000 * 3);
 }
+
+#[test]
+fn rule_swaps_during_admissions_lose_and_double_nothing() {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    let rule = |id: &str, window: &str| {
+        let spec: SpendRuleSpec = serde_json::from_value(serde_json::json!({
+            "id": id, "budget_usd": 1e6, "window": window,
+            "dimensions": [{ "key": "metadata.user", "mode": "split" }]
+        }))
+        .unwrap();
+        spec.validate().unwrap()
+    };
+    let clock = Arc::new(ManualClock::new("2026-05-01T12:00:00Z".parse().unwrap()));
+    let engine = SpendEngine::new(vec![rule("kept", "1d")], clock);
+    // Per rule: what settled admissions counted in it (each admission says which rules it held), and what drains
+    // reported.
+    let settled: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let drained: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let add = |map: &Mutex<BTreeMap<String, u64>>, rule: &str, amount: u64| {
+        *map.lock().unwrap().entry(rule.to_owned()).or_default() += amount;
+    };
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        for t in 0..THREADS - 2 {
+            let (engine, settled) = (engine.clone(), Arc::clone(&settled));
+            workers.push(scope.spawn(move || {
+                for i in 0..4_000u64 {
+                    // Half the requests share one user (one entry, contended), half spread over a few.
+                    let user = if i % 2 == 0 { "shared".to_owned() } else { format!("u{}", (i as usize + t) % 5) };
+                    let metadata = tollgate_limits::Metadata::parse(&format!(r#"{{"user":"{user}"}}"#), 20).unwrap();
+                    let request = RequestDims::new("openai", "gpt-4o").with_metadata(&metadata);
+                    let admission = engine.admit(&request, Some(10)).unwrap();
+                    if i % 5 == 0 {
+                        drop(admission);
+                    } else {
+                        let rules: Vec<String> = admission.rule_decisions().map(|d| d.rule.to_owned()).collect();
+                        admission.settle(3);
+                        for rule in rules {
+                            add(&settled, &rule, 3);
+                        }
+                    }
+                }
+            }));
+        }
+        // Swaps: "kept" moves between positions in its key group as other rules come and go (and one changes
+        // window), so entries are re-laid out under admissions made with every older layout, and departed rules
+        // leave orphaned reservations behind.
+        let swapper_engine = engine.clone();
+        let swapper_done = Arc::clone(&done);
+        scope.spawn(move || {
+            let sets = [
+                vec![rule("kept", "1d")],
+                vec![rule("other", "1d"), rule("kept", "1d")],
+                vec![rule("other", "2d"), rule("third", "1h"), rule("kept", "1d")],
+                vec![rule("kept", "1d"), rule("third", "1h")],
+            ];
+            let mut n = 0;
+            while !swapper_done.load(Ordering::Relaxed) {
+                swapper_engine.replace_rules(sets[n % sets.len()].clone());
+                n += 1;
+                std::thread::yield_now();
+            }
+        });
+        let (drain_engine, drain_totals, drain_done) = (engine.clone(), Arc::clone(&drained), Arc::clone(&done));
+        scope.spawn(move || {
+            while !drain_done.load(Ordering::Relaxed) {
+                for delta in drain_engine.drain_deltas() {
+                    add(&drain_totals, &delta.rule_id, delta.delta_nanos);
+                }
+                drain_engine.sweep();
+            }
+        });
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    for delta in engine.drain_deltas() {
+        add(&drained, &delta.rule_id, delta.delta_nanos);
+    }
+    let settled = settled.lock().unwrap().clone();
+    assert_eq!(*drained.lock().unwrap(), settled);
+    assert!(settled.len() >= 2, "the swaps happened during admissions: {settled:?}");
+    let usage = engine.usage("kept").unwrap();
+    assert_eq!(usage.iter().map(|u| u.spent_nanos).sum::<u64>(), settled["kept"]);
+    for rule in engine.rules() {
+        assert!(engine.usage(rule.id()).unwrap().iter().all(|u| u.reserved_nanos == 0), "{}", rule.id());
+    }
+    assert_eq!(engine.drain_deltas(), []);
+}
