@@ -144,6 +144,14 @@ pub(crate) struct GroupLayout {
     pub(crate) tags: Vec<Arc<RuleTag>>,
 }
 
+/// Shards per table: dashmap's default (four per core) but at least 64. Readers of one shard share its lock word, so
+/// two cores admitting on different keys slow each other when the keys land in one shard; with 3 tables of 8 shards
+/// (a 2-core default) that happened in a third of the bench runs. 64 makes it rare, for 8 KiB per table.
+static SHARDS: LazyLock<usize> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cores * 4).next_power_of_two().max(64)
+});
+
 /// The buckets of one key group (rules whose split dimensions write the same key), keyed by bucket key: one entry
 /// per key holds the counters of every rule of the group, so an admission looks up and locks each distinct key
 /// once, whatever the number of rules sharing it. Sharded (dashmap) so admissions on different keys never contend.
@@ -155,7 +163,7 @@ pub(crate) struct GroupTable {
 
 impl GroupTable {
     pub(crate) fn new() -> Self {
-        Self { buckets: DashMap::with_hasher(PassThroughState) }
+        Self { buckets: DashMap::with_hasher_and_shard_amount(PassThroughState, *SHARDS) }
     }
 
     /// Runs `f` on the entry for `probe` (created with `layout` if absent) with its counters locked, and hands
