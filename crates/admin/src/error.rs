@@ -32,6 +32,7 @@ impl From<tollgate_store::QueryError> for AdminError {
     fn from(error: tollgate_store::QueryError) -> Self {
         match error {
             tollgate_store::QueryError::Invalid { parameter, message } => Self::bad(parameter, message),
+            error @ tollgate_store::QueryError::NotRolledUp { .. } => Self::bad("group_by", error.to_string()),
             tollgate_store::QueryError::Store(error) => error.into(),
         }
     }

@@ -10,6 +10,7 @@ mod openapi;
 mod params;
 mod prometheus;
 mod recompute;
+mod rollup_keys;
 mod rule_sync;
 mod spend;
 mod stats;
@@ -28,6 +29,7 @@ use tollgate_proxy::Gateway;
 use tollgate_proxy::metrics::Metrics;
 
 pub use error::AdminError;
+pub use rollup_keys::run_rollup_key_sync;
 pub use rule_sync::{POLL_INTERVAL, load_rules, run_rule_sync};
 pub use status::DatabaseStatus;
 

@@ -1,5 +1,5 @@
 //! `POST /admin/recompute`: reprices the request log with the current prices, rebuilds the spend rollups from it,
-//! and rebuilds the current fixed-window spend buckets.
+//! and rebuilds every spend rule's current buckets: the window of a fixed-window rule, the slots of a rolling one.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use tollgate_accounting::{CostSource, PriceCatalog, Usage};
-use tollgate_limits::{BucketTotal, LiveBucket, Metadata, RequestDims, SpendRule, WindowKind, bucket_key};
+use tollgate_limits::{LiveBucket, Metadata, ROLLING_SLOTS, RequestDims, SpendRule, WindowKind, bucket_key};
 use tollgate_store::{LogRecord, RepriceInput};
 
 use crate::{AdminError, AdminState, params};
@@ -21,22 +21,28 @@ pub struct RecomputeView {
     pub rows: u64,
     /// Request log rows whose cost was rewritten.
     pub repriced_rows: u64,
-    /// Rollup rows written (hourly and metadata).
+    /// Rollup rows written (hourly, and per metadata value hourly and daily).
     pub rollup_rows: u64,
-    /// Spend buckets rewritten (current windows of fixed-window rules).
+    /// Spend bucket rows written: one per bucket of a fixed-window rule's current window, one per bucket and
+    /// non-empty slot of a rolling rule's current span.
     pub buckets: u64,
 }
 
 /// Reprices every retained log row that is not `custom` with the current catalog (an `estimated` row stays an
 /// estimate; an `unpriced` row whose model now has a price becomes `catalog`; a row whose model has no price
-/// keeps its cost), rebuilds `spend_rollup_hourly` and
-/// `spend_rollup_metadata_hourly` from the repriced rows (one transaction), then replaces each fixed-window spend
-/// rule's buckets for its current window with the sums of the repriced rows in that window, and sets this
-/// replica's engine to them.
+/// keeps its cost), rebuilds the rollups from the repriced rows (one transaction), then rebuilds every spend rule's
+/// buckets over its current span and sets this replica's engine to them:
 ///
-/// Limits: rolling-window rules keep their buckets (their 60 slots are not rebuilt); other replicas only raise
-/// their local totals from the database, so a lowered total reaches them at their next window; spend settled but
-/// not yet in the log when the log is read is missing from the rebuilt buckets until it is next drained.
+/// 1. While the log is read, each repriced row is added to every rule whose current span holds it and whose
+///    filters match it (the same test as admission), under its bucket key and its window start: the rule's one
+///    window start when fixed, the start of the row's slot (window / 60) when rolling.
+/// 2. Per rule, the rows of `spend_buckets` in its span are replaced by those sums (a fixed rule's live buckets
+///    with no row in the window get a zero row), and the engine adopts them with `replace_totals`, lowered as well
+///    as raised; a slot or window whose row was deleted and not rewritten is set to zero.
+///
+/// Limits: other replicas only raise their local totals from the database, so a lowered total reaches them at
+/// their next window (fixed) or as slots expire (rolling); spend settled but not yet in the log when the log is
+/// read is missing from the rebuilt buckets until it is next drained.
 #[utoipa::path(post, path = "/admin/recompute",
     responses((status = 200, description = "rebuilt", body = RecomputeView),
         (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
@@ -46,22 +52,16 @@ pub async fn recompute(State(state): State<AdminState>) -> Result<Json<Recompute
     let catalog = &state.gateway.catalog;
     let engine = &state.gateway.spend;
     let now = engine.clock().now();
-    let mut sums = WindowSums::new(engine.rules().into_iter().filter(|r| r.window().kind() == WindowKind::Fixed), now);
+    let mut sums = SpanSums::new(engine.rules(), now);
     let report = store.recompute(&|row| reprice(catalog, row), &mut |record| sums.add(record)).await?;
-    // A bucket this replica counts that no longer has a row in the window drops to zero.
+    // A fixed-window bucket this replica counts that no longer has a row in the window drops to zero.
     sums.keep_live(&engine.live_buckets());
     let mut totals = Vec::new();
-    for (rule, start, buckets) in sums.finish() {
-        let rows: Vec<(String, u64)> = buckets.into_iter().collect();
-        store.replace_spend_window(rule.id(), start, &rows).await?;
-        totals.extend(rows.into_iter().map(|(bucket_key, total_nanos)| BucketTotal {
-            rule_id: rule.id().to_owned(),
-            bucket_key,
-            window_start: start,
-            total_nanos,
-        }));
+    let mut buckets = 0;
+    for rebuilt in sums.finish() {
+        buckets += rebuilt.rows.len() as u64;
+        totals.extend(store.replace_spend_span(rebuilt.rule.id(), rebuilt.span, &rebuilt.rows).await?);
     }
-    let buckets = totals.len() as u64;
     engine.replace_totals(totals);
     tracing::info!(
         rows = report.log_rows,
@@ -102,28 +102,53 @@ fn reprice(catalog: &PriceCatalog, row: &RepriceInput<'_>) -> Option<(u64, &'sta
     Some((priced.cost_nanos, priced.source.as_str()))
 }
 
-/// Per fixed-window rule, the cost of the log rows in its current window, by bucket key.
-struct WindowSums {
-    rules: Vec<(SpendRule, Timestamp, Timestamp, BTreeMap<String, u64>)>,
+/// Per spend rule, the cost of the log rows in its current span, by bucket key and window or slot start.
+struct SpanSums {
+    rules: Vec<RuleSums>,
 }
 
-impl WindowSums {
-    fn new(rules: impl Iterator<Item = SpendRule>, now: Timestamp) -> Self {
+struct RuleSums {
+    rule: SpendRule,
+    /// `Window::bounds` now: the current window (fixed), or the span of the slots still counted (rolling).
+    start: Timestamp,
+    end: Timestamp,
+    /// Rolling rules: the slot length in nanoseconds (the span is exactly [`ROLLING_SLOTS`] of them).
+    slot_nanos: Option<i128>,
+    sums: BTreeMap<(String, Timestamp), u64>,
+}
+
+impl RuleSums {
+    /// The window or slot start that `at` counts under, if the span holds it.
+    fn start_of(&self, at: Timestamp) -> Option<Timestamp> {
+        if at < self.start || at >= self.end {
+            return None;
+        }
+        let Some(slot) = self.slot_nanos else { return Some(self.start) };
+        let offset = (at.as_nanosecond() - self.start.as_nanosecond()) / slot * slot;
+        Timestamp::from_nanosecond(self.start.as_nanosecond() + offset).ok()
+    }
+}
+
+impl SpanSums {
+    fn new(rules: impl IntoIterator<Item = SpendRule>, now: Timestamp) -> Self {
         Self {
             rules: rules
+                .into_iter()
                 .map(|rule| {
                     let (start, end) = rule.window().bounds(now);
-                    (rule, start, end, BTreeMap::new())
+                    let slot_nanos = (rule.window().kind() == WindowKind::Rolling)
+                        .then(|| (end.as_nanosecond() - start.as_nanosecond()) / i128::from(ROLLING_SLOTS))
+                        .filter(|slot| *slot > 0);
+                    RuleSums { rule, start, end, slot_nanos, sums: BTreeMap::new() }
                 })
                 .collect(),
         }
     }
 
-    /// Adds a repriced row to the bucket of every rule whose window holds it and whose filters match it.
+    /// Adds a repriced row to the bucket and window or slot of every rule whose span holds it and whose filters
+    /// match it.
     fn add(&mut self, record: &LogRecord) {
-        let in_some_window =
-            self.rules.iter().any(|(_, start, end, _)| *start <= record.created_at && record.created_at < *end);
-        if !in_some_window {
+        if !self.rules.iter().any(|r| r.start <= record.created_at && record.created_at < r.end) {
             return;
         }
         // Stored metadata passed the header's checks when logged; a row that no longer parses counts without it.
@@ -132,27 +157,45 @@ impl WindowSums {
         let dims = RequestDims::new(&record.provider, &record.model)
             .with_gateway(record.gateway.as_deref())
             .with_metadata(&metadata);
-        for (rule, start, end, buckets) in &mut self.rules {
-            if record.created_at < *start || record.created_at >= *end || !rule.applies_to(&dims) {
+        for rule in &mut self.rules {
+            let Some(start) = rule.start_of(record.created_at) else { continue };
+            if !rule.rule.applies_to(&dims) {
                 continue;
             }
-            let sum = buckets.entry(bucket_key(rule.dimensions(), &dims)).or_default();
+            let sum = rule.sums.entry((bucket_key(rule.rule.dimensions(), &dims), start)).or_default();
             *sum = sum.saturating_add(record.cost_nanos);
         }
     }
 
-    /// Gives every live engine bucket of a rebuilt rule a sum (zero when no row fell into it).
+    /// Gives every live engine bucket of a fixed-window rule a sum for the current window (zero when no row fell
+    /// into it). Rolling buckets get none (a zero per slot would make 60 slots per bucket): a slot the database had
+    /// and the rebuild does not is zeroed by `replace_spend_span` instead.
     fn keep_live(&mut self, live: &[LiveBucket]) {
-        for bucket in live {
-            for (rule, start, _, buckets) in &mut self.rules {
-                if *rule.id() == *bucket.rule_id && *start == bucket.window_start {
-                    buckets.entry(bucket.bucket_key.to_string()).or_insert(0);
+        for bucket in live.iter().filter(|b| b.window_kind == WindowKind::Fixed) {
+            for rule in &mut self.rules {
+                if rule.slot_nanos.is_none() && *rule.rule.id() == *bucket.rule_id && rule.start == bucket.window_start
+                {
+                    rule.sums.entry((bucket.bucket_key.to_string(), rule.start)).or_insert(0);
                 }
             }
         }
     }
 
-    fn finish(self) -> impl Iterator<Item = (SpendRule, Timestamp, BTreeMap<String, u64>)> {
-        self.rules.into_iter().map(|(rule, start, _, buckets)| (rule, start, buckets))
+    /// Per rule: its span and its rows.
+    fn finish(self) -> impl Iterator<Item = RebuiltRule> {
+        self.rules.into_iter().map(|r| RebuiltRule {
+            rows: r.sums.into_iter().map(|((key, start), total)| (key, start, total)).collect(),
+            span: (r.start, r.end),
+            rule: r.rule,
+        })
     }
+}
+
+/// A rule's rebuilt `spend_buckets` rows over its current span.
+struct RebuiltRule {
+    rule: SpendRule,
+    /// `[start, end)`: the rule's current window or rolling span.
+    span: (Timestamp, Timestamp),
+    /// (bucket key, window or slot start, nano-dollars).
+    rows: Vec<(String, Timestamp, u64)>,
 }

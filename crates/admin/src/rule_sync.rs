@@ -7,7 +7,9 @@
 //! 2. Every replica's [`run_rule_sync`] reads the version every [`POLL_INTERVAL`] (one row: cheap on both
 //!    backends) and, when it moved, reloads: file rules first, then the API rules, swapped in with
 //!    `SpendEngine::replace_rules` (buckets of unchanged rules are kept). A change is in force everywhere
-//!    within one interval plus one query.
+//!    within one interval plus one query. (A rule on a metadata key the rollups do not count yet also gets the
+//!    key added, history included, by `rollup_keys`: a separate task, because counting a long history takes
+//!    a while and must hold up neither this poll nor the API call.)
 //! 3. A reload that raced with a newer change can install the older set; the version it recorded is the older
 //!    one, so the next poll reloads again.
 
@@ -15,6 +17,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tollgate_limits::SpendRule;
 use tollgate_store::StoreError;
 
 use crate::AdminState;
@@ -24,11 +27,11 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Loads the API rules from the database into the gateway's engine, after the file rules. Returns the version
 /// read (0 without a store). API rules whose id a file rule uses, or which no longer validate, are skipped
-/// with a warning.
+/// with a warning. (The metadata keys of the new rules reach the rollups through `run_rollup_key_sync`.)
 pub async fn load_rules(state: &AdminState) -> Result<i64, StoreError> {
     let Some(store) = &state.store else { return Ok(0) };
     let api = store.api_spend_rules().await?;
-    let file_ids: HashSet<&str> = state.config.spend_rules.iter().map(tollgate_limits::SpendRule::id).collect();
+    let file_ids: HashSet<&str> = state.config.spend_rules.iter().map(SpendRule::id).collect();
     let mut rules = state.config.spend_rules.clone();
     for spec in api.specs {
         if file_ids.contains(spec.id.as_str()) {

@@ -1,15 +1,17 @@
 //! `GET /spend`: spend grouped by provider, model, gateway, day, hour or one metadata key, from the rollups.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+use serde::ser::SerializeMap;
 use tollgate_limits::nanos_to_usd;
-use tollgate_store::GroupBy;
+use tollgate_store::{GroupBy, QueryError};
 
 use crate::params::{self, DateEnd};
+use crate::rollup_keys::rule_metadata_keys;
 use crate::{AdminError, AdminState};
 
 /// Default span when `from` is absent: the 30 days before `to`.
@@ -24,20 +26,39 @@ pub struct SpendParams {
     from: Option<String>,
     /// End: RFC 3339 (exclusive) or `YYYY-MM-DD` (inclusive of that day). Default: now.
     to: Option<String>,
-    /// Comma-separated: `provider`, `model`, `gateway`, `day`, `hour`, `metadata.<key>` (one metadata key at most).
+    /// Comma-separated: `provider`, `model`, `gateway`, `day`, `hour`, `metadata.<key>` (one metadata key at most,
+    /// one that a spend rule splits or filters on, or once did; 400 for any other).
     group_by: Option<String>,
 }
 
 /// One group.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SpendRowView {
-    /// Grouping name → value (`gateway` is null for requests without one).
+    /// Grouping name → value (`gateway` is null for requests without one), in `group_by` order.
     #[schema(value_type = BTreeMap<String, Option<String>>)]
-    pub groups: BTreeMap<String, Option<String>>,
+    pub groups: Groups,
     pub requests: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub cost_usd: f64,
+}
+
+/// A row's groups, serialised as the object `{name: value}` straight from the names (shared by every row) and the
+/// row's values: a report of tens of thousands of rows builds no map per row.
+#[derive(Debug)]
+pub struct Groups {
+    names: Arc<[String]>,
+    values: Vec<Option<String>>,
+}
+
+impl Serialize for Groups {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.values.len()))?;
+        for (name, value) in self.names.iter().zip(&self.values) {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// `GET /spend`.
@@ -54,7 +75,8 @@ pub struct SpendView {
     responses((status = 200, description = "spend per group", body = SpendView),
         (status = 400, description = "bad parameter", body = crate::openapi::ErrorBody),
         (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 503, description = "no database, or the metadata key of a new spend rule is still being added to \
+            the rollups", body = crate::openapi::ErrorBody)))]
 pub async fn spend(
     State(state): State<AdminState>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
@@ -75,12 +97,22 @@ pub async fn spend(
     if from >= to {
         return Err(AdminError::bad("from", format!("must be before to ({from} is not before {to})")));
     }
-    let rows = store.spend(from, to, &group_by).await?;
+    let rows = match store.spend(from, to, &group_by).await {
+        // A rule in force uses the key: it is being added to the rollups (`rollup_keys`), so this is temporary.
+        Err(QueryError::NotRolledUp { key, .. }) if rule_metadata_keys(&state.gateway.spend.rules()).contains(&key) => {
+            return Err(AdminError::Unavailable(format!(
+                "metadata.{key} is used by a spend rule and its history is being added to the rollups; try again \
+                 in a moment"
+            )));
+        }
+        rows => rows?,
+    };
+    let names: Arc<[String]> = group_by.iter().map(ToString::to_string).collect();
     Ok(Json(SpendView {
         rows: rows
             .into_iter()
             .map(|row| SpendRowView {
-                groups: row.groups,
+                groups: Groups { names: Arc::clone(&names), values: row.values },
                 requests: row.requests,
                 tokens_in: row.tokens_in,
                 tokens_out: row.tokens_out,
@@ -89,6 +121,6 @@ pub async fn spend(
             .collect(),
         from: from.to_string(),
         to: to.to_string(),
-        group_by: group_by.iter().map(ToString::to_string).collect(),
+        group_by: names.to_vec(),
     }))
 }

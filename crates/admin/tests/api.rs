@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,6 +93,7 @@ window = "1d"
     tollgate_admin::load_rules(&state).await.unwrap();
     tokio::spawn(tollgate_admin::serve(listener, state.clone(), shutdown.clone()));
     tokio::spawn(tollgate_admin::run_rule_sync(state.clone(), shutdown.clone()));
+    tokio::spawn(tollgate_admin::run_rollup_key_sync(state.clone(), shutdown.clone()));
     Replica { admin: TestClient::new(url), state, shutdown }
 }
 
@@ -654,6 +655,190 @@ async fn recompute_reprices_the_log_and_rebuilds_the_buckets() {
             .await
             .unwrap();
     assert_eq!(buckets, [(tollgate_limits::SINGLE_BUCKET_KEY.to_owned(), start_ns, i64::try_from(in_window).unwrap())]);
+}
+
+/// (requests, cost in nano-dollars) per `metadata.team` value in a `/spend` answer.
+fn per_team(body: &Value) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for row in body["rows"].as_array().unwrap() {
+        let e: &mut (u64, u64) = out.entry(row["groups"]["metadata.team"].as_str().unwrap().to_owned()).or_default();
+        e.0 += row["requests"].as_u64().unwrap();
+        e.1 += (row["cost_usd"].as_f64().unwrap() * 1e9).round() as u64;
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_api_rule_on_a_new_metadata_key_rolls_it_up_with_its_history() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&db.url, dir.path()).await;
+    let a = replica(Some(store.clone()), "lifetime").await;
+    let b = replica(Some(open_store(&db.url, dir.path()).await), "lifetime").await;
+    let base: Timestamp = "2026-05-01T20:00:00Z".parse().unwrap();
+    let at = |n: u64| base + SignedDuration::from_mins(n as i64 * 7);
+    // Written before any rule uses `team`: /spend cannot group by it yet (400, as for any key no rule uses).
+    let before: Vec<_> = (0..40).map(|n| record(n, "openai", at(n))).collect();
+    store.insert_logs(&before).await.unwrap();
+    let span = "from=2026-05-01&to=2026-05-03";
+    let (status, body) = get(&a, &format!("/spend?{span}&group_by=metadata.team")).await;
+    assert_bad(status, &body, "group_by");
+
+    let rule = json!({"id": "per-team", "budget_usd": 50.0, "window": "1d",
+        "dimensions": [{"key": "metadata.team", "mode": "split"}]});
+    let (status, body) = send(&a, Method::POST, "/api/spend-limits", &rule).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Written while the key may be being added, and once it is: each counted once, by the backfill or the writer.
+    let during: Vec<_> = (40..55).map(|n| record(n, "local", at(n))).collect();
+    store.insert_logs(&during).await.unwrap();
+    // The key's history is added in the background: 503 until then (the rule is new), then every row once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(&a, &format!("/spend?{span}&group_by=metadata.team")).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("metadata.team"), "{body}");
+        assert!(Instant::now() < deadline, "metadata.team rolled up within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after: Vec<_> = (55..70).map(|n| record(n, "local", at(n))).collect();
+    store.insert_logs(&after).await.unwrap();
+    let mut want = BTreeMap::<String, (u64, u64)>::new();
+    for r in before.iter().chain(&during).chain(&after) {
+        let e = want.entry(r.metadata["team"].to_string()).or_default();
+        e.0 += 1;
+        e.1 += r.cost_nanos;
+    }
+    assert_eq!(want.values().map(|v| v.0).sum::<u64>(), 70);
+    for replica in [&a, &b] {
+        for group_by in ["metadata.team", "metadata.team,day", "metadata.team,hour,provider"] {
+            let (status, body) = get(replica, &format!("/spend?{span}&group_by={group_by}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(per_team(&body), want, "{group_by}: each row once, before and after the rule");
+        }
+    }
+    // A key no rule uses is still refused; a key stays rolled up once its rule is gone.
+    let (status, body) = get(&b, &format!("/spend?{span}&group_by=metadata.colour")).await;
+    assert_bad(status, &body, "group_by");
+    let (status, _) = send(&a, Method::DELETE, "/api/spend-limits/per-team", &Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = get(&a, &format!("/spend?{span}&group_by=metadata.team")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(per_team(&body), want);
+}
+
+#[tokio::test]
+async fn recompute_rebuilds_the_slots_of_rolling_windows() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&db.url, dir.path()).await;
+    let r = replica(Some(store.clone()), "lifetime").await;
+    // A rolling hour (one-minute slots), one bucket per user, openai only.
+    let rule = json!({"id": "rolling-hour", "budget_usd": 5.0, "window": "1h", "window_kind": "rolling",
+        "dimensions": [{"key": "metadata.user", "mode": "split"},
+                       {"key": "provider", "mode": "filter", "values": ["openai"]}]});
+    let (status, body) = send(&r, Method::POST, "/api/spend-limits", &rule).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let engine = &r.state.gateway.spend;
+    let now = engine.clock().now();
+    let slot = |at: Timestamp| {
+        let ns = at.as_nanosecond();
+        i64::try_from(ns - ns.rem_euclid(60_000_000_000)).unwrap()
+    };
+    let ago = |mins: i64| now - SignedDuration::from_mins(mins);
+    // gpt-4o-mini at $0.15 / $0.60 per million: 1000 in + 1000 out = 750,000 nano-dollars.
+    let priced = |n: u64, provider: &str, source: CostSource, cost: u64, at: Timestamp| LogRecord {
+        model: "gpt-4o-mini".into(),
+        tokens_in: 1000,
+        tokens_out: 1000,
+        cost_source: source,
+        cost_nanos: cost,
+        ..record(n, provider, at)
+    };
+    let rows = vec![
+        priced(0, "openai", CostSource::Catalog, 1, ago(30)), // u0, repriced to 750,000
+        priced(3, "openai", CostSource::Custom, 123, ago(20)), // u0, custom: kept
+        priced(1, "openai", CostSource::Estimated, 5, ago(10)), // u1, repriced to 750,000
+        priced(6, "local", CostSource::Catalog, 9, ago(5)),   // u0, filtered out (not openai)
+        priced(9, "openai", CostSource::Catalog, 11, ago(120)), // u0, before the span
+    ];
+    store.insert_logs(&rows).await.unwrap();
+    // Wrong slot totals, in the database and in the engine: too high for u0, and u2 with no row in the log.
+    let tollgate_store::Pool::Postgres(pool) = store.pool() else { panic!("postgres") };
+    let wrong = [("metadata.user=u0", ago(30), 9_000_000_000_i64), ("metadata.user=u2", ago(40), 7_000_000_000)];
+    for (key, at, nanos) in wrong {
+        sqlx::query(
+            "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos)
+             VALUES ('rolling-hour', $1, $2, $3)",
+        )
+        .bind(key)
+        .bind(slot(at))
+        .bind(nanos)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    engine.load_totals(wrong.map(|(key, at, nanos)| tollgate_limits::BucketTotal {
+        rule_id: "rolling-hour".into(),
+        bucket_key: key.into(),
+        window_start: Timestamp::from_nanosecond(i128::from(slot(at))).unwrap(),
+        total_nanos: u64::try_from(nanos).unwrap(),
+    }));
+    let (_, usage) = get(&r, "/api/spend-limits/rolling-hour/usage").await;
+    assert_eq!(usage["buckets"].as_array().unwrap().len(), 2, "{usage}");
+
+    let (status, body) = send(&r, Method::POST, "/admin/recompute", &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], 5);
+
+    let (status, usage) = get(&r, "/api/spend-limits/rolling-hour/usage").await;
+    assert_eq!(status, StatusCode::OK);
+    let spent: BTreeMap<String, f64> = usage["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["bucket"].as_str().unwrap().to_owned(), b["spent_usd"].as_f64().unwrap()))
+        .collect();
+    let usd = |nanos: u64| nanos as f64 / 1e9;
+    assert_eq!(
+        spent,
+        BTreeMap::from([
+            ("metadata.user=u0".to_owned(), usd(750_123)),
+            ("metadata.user=u1".to_owned(), usd(750_000)),
+            ("metadata.user=u2".to_owned(), 0.0),
+        ]),
+        "{usage}"
+    );
+    let buckets: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT bucket_key, window_start_ns, spent_nanos FROM spend_buckets WHERE rule_id = 'rolling-hour'
+         ORDER BY bucket_key, window_start_ns",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        buckets,
+        [
+            ("metadata.user=u0".to_owned(), slot(ago(30)), 750_000),
+            ("metadata.user=u0".to_owned(), slot(ago(20)), 123),
+            ("metadata.user=u1".to_owned(), slot(ago(10)), 750_000),
+        ],
+        "one row per bucket and slot; u2's slot is gone"
+    );
+    // The fixed-window rule was rebuilt in the same pass, from the same rows.
+    let daily = engine.usage("daily").unwrap();
+    let (day_start, _) = engine.rules().iter().find(|rule| rule.id() == "daily").unwrap().window().bounds(now);
+    let (in_day,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(sum(cost_nanos), 0)::int8 FROM request_logs
+         WHERE created_at >= 'epoch'::timestamptz + $1 * interval '1 microsecond'",
+    )
+    .bind(day_start.as_microsecond())
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(daily.iter().map(|b| b.spent_nanos).sum::<u64>(), u64::try_from(in_day).unwrap());
 }
 
 #[tokio::test]

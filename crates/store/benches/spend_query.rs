@@ -4,7 +4,9 @@
 //! groupings the admin API offers. `/spend` reads only the rollups, so its time depends on hours × groups, not
 //! on the number of log rows.
 //!
-//! `cargo bench -p tollgate-store --bench spend_query` (`BENCH_ROWS=1000000` for a quicker run)
+//! `cargo bench -p tollgate-store --bench spend_query` (`BENCH_ROWS=1000000` for a quicker run). `BENCH_KEEP_DB=1`
+//! keeps the filled database (its name is printed) for `EXPLAIN ANALYZE`; `BENCH_DB=<name>` times the queries on
+//! such a kept database again without filling one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, reason = "a benchmark binary")]
 
@@ -60,9 +62,12 @@ async fn main() {
     let rows: u64 = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let admin =
         std::env::var("TOLLGATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("tg_bench_spend_{}", std::process::id());
+    let reuse = std::env::var("BENCH_DB").ok();
+    let name = reuse.clone().unwrap_or_else(|| format!("tg_bench_spend_{}", std::process::id()));
     let mut conn = PgConnection::connect(&admin).await.expect("Postgres must run");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    if reuse.is_none() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    }
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     let options = StoreOptions {
         rollup_metadata_keys: BTreeSet::from(["team".to_owned(), "user".to_owned()]),
@@ -73,22 +78,24 @@ async fn main() {
     store.migrate().await.unwrap();
 
     let start = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(DAYS * 24)).unwrap();
-    let filling = Instant::now();
-    let mut n = 0;
-    while n < rows {
-        let batch: Vec<LogRecord> = (n..(n + BATCH).min(rows)).map(|i| record(i, rows, start)).collect();
-        store.insert_logs(&batch).await.unwrap();
-        n += batch.len() as u64;
-        if n.is_multiple_of(1_000_000) {
-            println!("  {n} rows in {:.0?}", filling.elapsed());
+    if reuse.is_none() {
+        let filling = Instant::now();
+        let mut n = 0;
+        while n < rows {
+            let batch: Vec<LogRecord> = (n..(n + BATCH).min(rows)).map(|i| record(i, rows, start)).collect();
+            store.insert_logs(&batch).await.unwrap();
+            n += batch.len() as u64;
+            if n.is_multiple_of(1_000_000) {
+                println!("  {n} rows in {:.0?}", filling.elapsed());
+            }
         }
+        println!(
+            "filled {rows} log rows in {:.1?} ({:.0} rows/s)",
+            filling.elapsed(),
+            rows as f64 / filling.elapsed().as_secs_f64()
+        );
+        sqlx::raw_sql("VACUUM ANALYZE").execute(&mut PgConnection::connect(&url).await.unwrap()).await.unwrap();
     }
-    println!(
-        "filled {rows} log rows in {:.1?} ({:.0} rows/s)",
-        filling.elapsed(),
-        rows as f64 / filling.elapsed().as_secs_f64()
-    );
-    sqlx::raw_sql("VACUUM ANALYZE").execute(&mut PgConnection::connect(&url).await.unwrap()).await.unwrap();
 
     let (from, to) = (start, jiff::Timestamp::now());
     println!("| group_by | rows | best of 5 | median of 5 |");
@@ -101,7 +108,9 @@ async fn main() {
         "provider,model,day",
         "gateway,hour",
         "metadata.team",
+        "metadata.user",
         "metadata.user,day",
+        "metadata.user,provider",
     ] {
         let group_by = GroupBy::parse_list(groups).unwrap();
         let mut times: Vec<Duration> = Vec::new();
@@ -120,5 +129,9 @@ async fn main() {
         );
     }
     store.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    if reuse.is_some() || std::env::var_os("BENCH_KEEP_DB").is_some() {
+        println!("database kept: {name}");
+    } else {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    }
 }

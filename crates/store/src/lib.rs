@@ -1,10 +1,12 @@
 //! Tollgate persistence: Postgres or SQLite behind one `Store` handle; request logs written in batches by a
-//! `LogWriter` (with hourly rollups in the same transaction), spend-limit buckets shared between replicas by a
-//! `SpendSync`, and a spill file that keeps every record while the database is down. Nothing here ever makes a
+//! `LogWriter` (with hourly and daily rollups in the same transaction), spend-limit buckets shared between replicas
+//! by a `SpendSync`, and a spill file that keeps every record while the database is down. Nothing here ever makes a
 //! request wait for the database.
 
 mod error;
+mod log_scan;
 mod logs;
+mod metadata_keys;
 mod query;
 mod record;
 mod replay;

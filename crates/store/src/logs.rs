@@ -1,4 +1,5 @@
-//! The `request_logs` aggregate: idempotent batch insert (with the rollups, in one transaction) and retention.
+//! The `request_logs` aggregate: idempotent batch insert (with the rollups, in one transaction) and retention
+//! (which deletes log rows only: the rollups, hourly and daily, keep the history).
 
 use std::collections::HashSet;
 
@@ -6,6 +7,7 @@ use jiff::Timestamp;
 use sqlx::Row;
 
 use crate::error::StoreError;
+use crate::metadata_keys;
 use crate::record::{LogRecord, LogRow, timestamp_micros};
 use crate::rollup::Rollups;
 use crate::store::{Pool, Store};
@@ -43,31 +45,41 @@ impl Store {
         if rows.is_empty() {
             return Ok(0);
         }
-        let options = self.options();
+        let max_per_row = self.options().max_rollup_keys_per_row;
         let mut rollups = Rollups::default();
+        // The key set is read after the rows are inserted, under a lock that excludes adding a key (see
+        // `metadata_keys`): so a key added concurrently counts these rows exactly once, here or in its backfill.
         let inserted = match self.pool() {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let ids = insert_postgres(&mut tx, &rows).await?;
-                for record in kept.iter().filter(|r| ids.contains(r.id.as_str())) {
-                    rollups.add(record, &options.rollup_metadata_keys, options.max_rollup_keys_per_row);
+                if !ids.is_empty() {
+                    let keys = metadata_keys::locked_postgres(&mut tx, max_per_row).await?;
+                    for record in kept.iter().filter(|r| ids.contains(r.id.as_str())) {
+                        rollups.add(record, &keys);
+                    }
+                    rollups.upsert_postgres(&mut tx).await?;
                 }
-                rollups.upsert_postgres(&mut tx).await?;
                 tx.commit().await?;
                 ids.len() as u64
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                let mut count = 0;
+                let mut new = Vec::with_capacity(kept.len());
                 for (row, record) in rows.iter().zip(&kept) {
                     if insert_sqlite(&mut tx, row).await? {
-                        count += 1;
-                        rollups.add(record, &options.rollup_metadata_keys, options.max_rollup_keys_per_row);
+                        new.push(*record);
                     }
                 }
-                rollups.upsert_sqlite(&mut tx).await?;
+                if !new.is_empty() {
+                    let keys = metadata_keys::read_sqlite(&mut tx, max_per_row).await?;
+                    for record in &new {
+                        rollups.add(record, &keys);
+                    }
+                    rollups.upsert_sqlite(&mut tx).await?;
+                }
                 tx.commit().await?;
-                count
+                new.len() as u64
             }
         };
         Ok(inserted)

@@ -1,5 +1,5 @@
-//! Read side for the admin API: totals and grouped spend from the hourly rollups (never the raw log), request
-//! log rows with filters and keyset pagination, API-managed spend rules, and rebuilding the rollups.
+//! Read side for the admin API: totals and grouped spend from the rollups (never the raw log), request log rows
+//! with filters and keyset pagination, API-managed spend rules, and rebuilding the rollups.
 
 mod logs;
 mod recompute;
@@ -9,7 +9,6 @@ mod spend;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::Timestamp;
@@ -31,6 +30,19 @@ pub enum QueryError {
         parameter: &'static str,
         /// What is wrong with it.
         message: String,
+    },
+    /// `group_by` names a metadata key the rollups do not count (no spend rule splits or filters on it, or the
+    /// rule is new and the key's history is still being added).
+    #[error(
+        "metadata.{key} is not rolled up, so spend cannot be grouped by it (rolled-up keys: {}); filter /api/logs \
+         by it instead",
+        if rolled_up.is_empty() { "none".to_owned() } else { rolled_up.join(", ") }
+    )]
+    NotRolledUp {
+        /// The key asked for.
+        key: String,
+        /// The keys the rollups count, sorted.
+        rolled_up: Vec<String>,
     },
     /// The database failed.
     #[error(transparent)]
@@ -71,7 +83,8 @@ pub enum GroupBy {
     Day,
     /// UTC hour, RFC 3339 (`2026-05-01T10:00:00Z`).
     Hour,
-    /// A metadata key (only keys the store rolls up: `StoreOptions::rollup_metadata_keys`).
+    /// A metadata key (only keys the rollups count, [`crate::Store::rollup_metadata_keys`]: those some spend rule
+    /// splits or filters on, or once did).
     Metadata(String),
 }
 
@@ -126,11 +139,13 @@ impl fmt::Display for GroupBy {
     }
 }
 
-/// One `/spend` row: the group's values (keyed by the grouping's name) and its sums.
+/// One `/spend` row: the group's values and its sums.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendGroupRow {
-    /// `provider`, `model`, `day`… → value; `gateway` is `None` for requests without one.
-    pub groups: BTreeMap<String, Option<String>>,
+    /// The group's values, in the order of the query's `group_by`: `day` as `YYYY-MM-DD`, `hour` as RFC 3339,
+    /// `gateway` `None` for requests without one. (A list rather than a map by name: a report can have tens of
+    /// thousands of rows, and the API serialises the names once per row without building anything.)
+    pub values: Vec<Option<String>>,
     /// Requests.
     pub requests: u64,
     /// Prompt tokens.
@@ -290,10 +305,14 @@ pub(crate) fn unsigned(value: i64) -> u64 {
 }
 
 /// What differs between the backends when a query is built at run time: how a bound time is written, how the
-/// rollups' `hour` reads as Unix microseconds, and how values are bound (so generic builders need no bounds).
+/// rollups' times read as Unix microseconds, and how values are bound (so generic builders need no bounds).
 pub(crate) trait Dialect: sqlx::Database<Arguments: Default> {
-    /// The `hour` column of a rollup as Unix microseconds.
-    const HOUR_MICROS: &'static str;
+    /// The UTC day of a rollup's `hour` column, of the `day` column's type.
+    const DAY_OF_HOUR: &'static str;
+    /// A whole hour or day (`hour`, `day`, [`Dialect::DAY_OF_HOUR`]) as Unix microseconds.
+    fn micros(time: &str) -> String;
+    /// The exact `BIGINT` sum of an integer column (an overflow is an error, never a wrong total).
+    fn sum(column: &str) -> String;
     /// Binds Unix microseconds as the column type of a time.
     fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64);
     /// Binds text.
@@ -305,7 +324,20 @@ pub(crate) trait Dialect: sqlx::Database<Arguments: Default> {
 }
 
 impl Dialect for sqlx::Postgres {
-    const HOUR_MICROS: &'static str = "(EXTRACT(EPOCH FROM hour) * 1000000)::int8";
+    // `date_trunc` with a time zone (PostgreSQL 12+): the UTC day whatever the session's `TimeZone`.
+    const DAY_OF_HOUR: &'static str = "date_trunc('day', hour, 'UTC')";
+
+    /// `date_part` is `float8` (`EXTRACT` is `numeric`, slower per group) and exact here: the times grouped on
+    /// are whole hours or days, whose seconds and microseconds since 1970 are integers far below 2^53.
+    fn micros(time: &str) -> String {
+        format!("(date_part('epoch', {time}) * 1000000)::int8")
+    }
+
+    /// `sum_int8` (migration 0005) adds in `int8`: `SUM(bigint)` would add in `numeric` and convert every group's
+    /// total back, which cost as much as the scan itself on 45,500 groups.
+    fn sum(column: &str) -> String {
+        format!("sum_int8({column})")
+    }
 
     fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {
         b.push("(").push(PG_FROM_MICROS).push_bind(micros).push(")");
@@ -322,7 +354,17 @@ impl Dialect for sqlx::Postgres {
 }
 
 impl Dialect for sqlx::Sqlite {
-    const HOUR_MICROS: &'static str = "hour";
+    // Integer division truncates: right for every hour since 1970.
+    const DAY_OF_HOUR: &'static str = "((hour / 86400000000) * 86400000000)";
+
+    fn micros(time: &str) -> String {
+        time.to_owned()
+    }
+
+    /// SQLite's `SUM` of integers is an integer (and fails on overflow).
+    fn sum(column: &str) -> String {
+        format!("CAST(SUM({column}) AS BIGINT)")
+    }
 
     fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {
         b.push_bind(micros);

@@ -1,8 +1,10 @@
-//! Hourly spend rollups, built in memory from the rows a batch actually inserted and upserted in the batch's
-//! transaction: one statement per table per batch, keys in sorted order so that replicas writing the same hour
-//! take row locks in the same order and never deadlock (peer lesson: 40P01 in spend writers).
+//! Spend rollups (hourly; per metadata value hourly and daily, and daily over all providers), built in memory from the rows a batch actually inserted
+//! and upserted in the batch's transaction: one statement per table per batch, keys in sorted order so that
+//! replicas writing the same hour take row locks in the same order and never deadlock (peer lesson: 40P01 in spend
+//! writers). Upserts add, so a set of rows may be written in several parts (recompute and key backfills flush
+//! bounded parts).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 use sqlx::{Postgres, Sqlite, Transaction};
@@ -14,6 +16,11 @@ use crate::record::LogRecord;
 mod tests;
 
 const HOUR_US: i64 = 3_600_000_000;
+/// Rollup rows a long walk of the log (recompute, key backfill) holds in memory before writing them out: about
+/// 50 MB (a row is ~250 bytes with its key strings); upserts add, so writing in parts sums the same.
+pub(crate) const FLUSH_ROWS: usize = 200_000;
+/// A UTC day in microseconds: `/spend`'s `day` and the daily rollup both floor to multiples of it.
+pub(crate) const DAY_US: i64 = 86_400_000_000;
 
 /// The summed measures of a rollup row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,49 +49,82 @@ impl Measures {
 
 /// `spend_rollup_hourly` key: (hour in Unix µs, provider, model, gateway or '').
 pub(crate) type HourlyKey = (i64, String, String, String);
-/// `spend_rollup_metadata_hourly` key, in primary-key order: (meta_key, hour, meta_value, provider, model, gateway).
+/// `spend_rollup_metadata_hourly` and `spend_rollup_metadata_daily` key, in primary-key order: (meta_key, hour or
+/// day in Unix µs, meta_value, provider, model, gateway).
 pub(crate) type MetadataKey = (String, i64, String, String, String, String);
+
+/// `spend_rollup_metadata_value_daily` key, in primary-key order: (meta_key, day in Unix µs, meta_value). The daily
+/// metadata rollup summed over providers, models and gateways: what `/spend` grouped by a key (and `day`) reads.
+pub(crate) type MetadataValueKey = (String, i64, String);
+
+/// The metadata keys the rollups count (`spend_rollup_metadata_keys`), oldest first, and how many of them one row
+/// is counted under at most.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RollupKeys {
+    /// In the order they were added.
+    pub keys: Vec<String>,
+    /// `StoreOptions::max_rollup_keys_per_row`.
+    pub max_per_row: usize,
+}
 
 /// A batch's rollup rows, sorted by key.
 #[derive(Debug, Default)]
 pub(crate) struct Rollups {
     pub hourly: BTreeMap<HourlyKey, Measures>,
     pub metadata: BTreeMap<MetadataKey, Measures>,
+    pub metadata_daily: BTreeMap<MetadataKey, Measures>,
+    pub metadata_value_daily: BTreeMap<MetadataValueKey, Measures>,
 }
 
 impl Rollups {
-    /// Adds one inserted row: to its (hour, provider, model, gateway) and to (hour, key, value, …) for at most
-    /// `max_keys` of its metadata keys that are in `keys`.
-    pub(crate) fn add(&mut self, record: &LogRecord, keys: &BTreeSet<String>, max_keys: usize) {
+    /// Adds one inserted row: to its (hour, provider, model, gateway), and to its metadata rollups (see
+    /// [`Rollups::add_metadata`]).
+    pub(crate) fn add(&mut self, record: &LogRecord, keys: &RollupKeys) {
         let hour = record.created_at.as_microsecond().div_euclid(HOUR_US) * HOUR_US;
-        let gateway = record.gateway.clone().unwrap_or_default();
         self.hourly
-            .entry((hour, record.provider.clone(), record.model.clone(), gateway.clone()))
+            .entry((hour, record.provider.clone(), record.model.clone(), record.gateway.clone().unwrap_or_default()))
             .or_default()
             .add(record);
-        if keys.is_empty() {
+        self.add_metadata(record, keys, 0);
+    }
+
+    /// Adds one row to (hour, key, value, …), (day, key, value, …) and (day, key, value) of the keys it is counted
+    /// under whose index in
+    /// `keys.keys` is `first` or more. A row is counted under the first `max_per_row` keys of `keys.keys` (oldest
+    /// first) for which it has a string, number or boolean value: so which keys count a row never depends on keys
+    /// added after them, and a backfill of new keys (`first` = the number of older keys) adds exactly what the
+    /// writer would have.
+    pub(crate) fn add_metadata(&mut self, record: &LogRecord, keys: &RollupKeys, first: usize) {
+        if keys.keys.len() <= first {
             return;
         }
-        let picked = record.metadata.iter().filter(|(k, _)| keys.contains(*k)).filter_map(|(k, v)| {
-            let value = match v {
+        let picked = keys.keys.iter().enumerate().filter_map(|(i, key)| {
+            let value = match record.metadata.get(key)? {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Null | Value::Array(_) | Value::Object(_) => return None,
             };
-            Some((k, value))
+            Some((i, key, value))
         });
-        for (key, value) in picked.take(max_keys) {
-            let key = (
-                key.clone(),
-                hour,
-                value.replace('\0', "\u{FFFD}"),
-                record.provider.clone(),
-                record.model.clone(),
-                gateway.clone(),
-            );
-            self.metadata.entry(key).or_default().add(record);
+        let micros = record.created_at.as_microsecond();
+        let hour = micros.div_euclid(HOUR_US) * HOUR_US;
+        let day = micros.div_euclid(DAY_US) * DAY_US;
+        let gateway = record.gateway.as_deref().unwrap_or_default();
+        for (_, key, value) in picked.take(keys.max_per_row).filter(|(i, _, _)| *i >= first) {
+            let value = value.replace('\0', "\u{FFFD}");
+            let at = |time| {
+                (key.clone(), time, value.clone(), record.provider.clone(), record.model.clone(), gateway.to_owned())
+            };
+            self.metadata.entry(at(hour)).or_default().add(record);
+            self.metadata_daily.entry(at(day)).or_default().add(record);
+            self.metadata_value_daily.entry((key.clone(), day, value)).or_default().add(record);
         }
+    }
+
+    /// Rows held, all tables together.
+    pub(crate) fn len(&self) -> usize {
+        self.hourly.len() + self.metadata.len() + self.metadata_daily.len() + self.metadata_value_daily.len()
     }
 
     pub(crate) async fn upsert_postgres(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), StoreError> {
@@ -128,42 +168,36 @@ impl Rollups {
             .execute(&mut **tx)
             .await?;
         }
-        if !self.metadata.is_empty() {
+        upsert_metadata_postgres(tx, METADATA_HOURLY_POSTGRES, &self.metadata).await?;
+        upsert_metadata_postgres(tx, METADATA_DAILY_POSTGRES, &self.metadata_daily).await?;
+        if !self.metadata_value_daily.is_empty() {
             let mut cols = Columns::default();
-            let (mut keys, mut hours, mut values) = (vec![], vec![], vec![]);
-            let (mut providers, mut models, mut gateways) = (vec![], vec![], vec![]);
-            for ((key, hour, value, provider, model, gateway), m) in &self.metadata {
+            let (mut keys, mut days, mut values) = (vec![], vec![], vec![]);
+            for ((key, day, value), m) in &self.metadata_value_daily {
                 keys.push(key.as_str());
-                hours.push(*hour);
+                days.push(*day);
                 values.push(value.as_str());
-                providers.push(provider.as_str());
-                models.push(model.as_str());
-                gateways.push(gateway.as_str());
                 cols.push(m);
             }
             sqlx::query(
-                "INSERT INTO spend_rollup_metadata_hourly (meta_key, hour, meta_value, provider, model, gateway,
-                     requests, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
-                 SELECT u.k, 'epoch'::timestamptz + u.h * interval '1 microsecond', u.v, u.p, u.m, u.g, u.r, u.ti,
-                     u.tout, u.tc, u.tr, u.c, u.e
-                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
-                     $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[])
-                     AS u(k, h, v, p, m, g, r, ti, tout, tc, tr, c, e)
-                 ON CONFLICT (meta_key, hour, meta_value, provider, model, gateway) DO UPDATE SET
-                     requests = spend_rollup_metadata_hourly.requests + EXCLUDED.requests,
-                     tokens_in = spend_rollup_metadata_hourly.tokens_in + EXCLUDED.tokens_in,
-                     tokens_out = spend_rollup_metadata_hourly.tokens_out + EXCLUDED.tokens_out,
-                     tokens_cached = spend_rollup_metadata_hourly.tokens_cached + EXCLUDED.tokens_cached,
-                     tokens_reasoning = spend_rollup_metadata_hourly.tokens_reasoning + EXCLUDED.tokens_reasoning,
-                     cost_nanos = spend_rollup_metadata_hourly.cost_nanos + EXCLUDED.cost_nanos,
-                     errors = spend_rollup_metadata_hourly.errors + EXCLUDED.errors",
+                "INSERT INTO spend_rollup_metadata_value_daily (meta_key, day, meta_value, requests, tokens_in,
+                     tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
+                 SELECT u.k, 'epoch'::timestamptz + u.d * interval '1 microsecond', u.v, u.r, u.ti, u.tout, u.tc,
+                     u.tr, u.c, u.e
+                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                     $8::int8[], $9::int8[], $10::int8[]) AS u(k, d, v, r, ti, tout, tc, tr, c, e)
+                 ON CONFLICT (meta_key, day, meta_value) DO UPDATE SET
+                     requests = spend_rollup_metadata_value_daily.requests + EXCLUDED.requests,
+                     tokens_in = spend_rollup_metadata_value_daily.tokens_in + EXCLUDED.tokens_in,
+                     tokens_out = spend_rollup_metadata_value_daily.tokens_out + EXCLUDED.tokens_out,
+                     tokens_cached = spend_rollup_metadata_value_daily.tokens_cached + EXCLUDED.tokens_cached,
+                     tokens_reasoning = spend_rollup_metadata_value_daily.tokens_reasoning + EXCLUDED.tokens_reasoning,
+                     cost_nanos = spend_rollup_metadata_value_daily.cost_nanos + EXCLUDED.cost_nanos,
+                     errors = spend_rollup_metadata_value_daily.errors + EXCLUDED.errors",
             )
             .bind(&keys)
-            .bind(&hours)
+            .bind(&days)
             .bind(&values)
-            .bind(&providers)
-            .bind(&models)
-            .bind(&gateways)
             .bind(&cols.requests)
             .bind(&cols.tokens_in)
             .bind(&cols.tokens_out)
@@ -204,12 +238,14 @@ impl Rollups {
             .execute(&mut **tx)
             .await?;
         }
-        for ((key, hour, value, provider, model, gateway), m) in &self.metadata {
+        upsert_metadata_sqlite(tx, METADATA_HOURLY_SQLITE, &self.metadata).await?;
+        upsert_metadata_sqlite(tx, METADATA_DAILY_SQLITE, &self.metadata_daily).await?;
+        for ((key, day, value), m) in &self.metadata_value_daily {
             sqlx::query(
-                "INSERT INTO spend_rollup_metadata_hourly (meta_key, hour, meta_value, provider, model, gateway,
-                     requests, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (meta_key, hour, meta_value, provider, model, gateway) DO UPDATE SET
+                "INSERT INTO spend_rollup_metadata_value_daily (meta_key, day, meta_value, requests, tokens_in,
+                     tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (meta_key, day, meta_value) DO UPDATE SET
                      requests = requests + excluded.requests, tokens_in = tokens_in + excluded.tokens_in,
                      tokens_out = tokens_out + excluded.tokens_out,
                      tokens_cached = tokens_cached + excluded.tokens_cached,
@@ -217,7 +253,142 @@ impl Rollups {
                      cost_nanos = cost_nanos + excluded.cost_nanos, errors = errors + excluded.errors",
             )
             .bind(key)
-            .bind(hour)
+            .bind(day)
+            .bind(value)
+            .bind(m.requests)
+            .bind(m.tokens_in)
+            .bind(m.tokens_out)
+            .bind(m.tokens_cached)
+            .bind(m.tokens_reasoning)
+            .bind(m.cost_nanos)
+            .bind(m.errors)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `INSERT … ON CONFLICT DO UPDATE` that adds a batch's sums to a metadata rollup table whose time column is
+/// `$time` (Postgres: one statement over `UNNEST`ed arrays).
+macro_rules! metadata_upsert_postgres {
+    ($table:literal, $time:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (meta_key, ",
+            $time,
+            ", meta_value, provider, model, gateway,
+                 requests, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
+             SELECT u.k, 'epoch'::timestamptz + u.h * interval '1 microsecond', u.v, u.p, u.m, u.g, u.r, u.ti,
+                 u.tout, u.tc, u.tr, u.c, u.e
+             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
+                 $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[])
+                 AS u(k, h, v, p, m, g, r, ti, tout, tc, tr, c, e)
+             ON CONFLICT (meta_key, ",
+            $time,
+            ", meta_value, provider, model, gateway) DO UPDATE SET
+                 requests = ",
+            $table,
+            ".requests + EXCLUDED.requests,
+                 tokens_in = ",
+            $table,
+            ".tokens_in + EXCLUDED.tokens_in,
+                 tokens_out = ",
+            $table,
+            ".tokens_out + EXCLUDED.tokens_out,
+                 tokens_cached = ",
+            $table,
+            ".tokens_cached + EXCLUDED.tokens_cached,
+                 tokens_reasoning = ",
+            $table,
+            ".tokens_reasoning + EXCLUDED.tokens_reasoning,
+                 cost_nanos = ",
+            $table,
+            ".cost_nanos + EXCLUDED.cost_nanos,
+                 errors = ",
+            $table,
+            ".errors + EXCLUDED.errors"
+        )
+    };
+}
+
+/// The same for SQLite, one row per statement (in-process: no round trip to save).
+macro_rules! metadata_upsert_sqlite {
+    ($table:literal, $time:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (meta_key, ",
+            $time,
+            ", meta_value, provider, model, gateway,
+                 requests, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (meta_key, ",
+            $time,
+            ", meta_value, provider, model, gateway) DO UPDATE SET
+                 requests = requests + excluded.requests, tokens_in = tokens_in + excluded.tokens_in,
+                 tokens_out = tokens_out + excluded.tokens_out,
+                 tokens_cached = tokens_cached + excluded.tokens_cached,
+                 tokens_reasoning = tokens_reasoning + excluded.tokens_reasoning,
+                 cost_nanos = cost_nanos + excluded.cost_nanos, errors = errors + excluded.errors"
+        )
+    };
+}
+
+const METADATA_HOURLY_POSTGRES: &str = metadata_upsert_postgres!("spend_rollup_metadata_hourly", "hour");
+const METADATA_DAILY_POSTGRES: &str = metadata_upsert_postgres!("spend_rollup_metadata_daily", "day");
+const METADATA_HOURLY_SQLITE: &str = metadata_upsert_sqlite!("spend_rollup_metadata_hourly", "hour");
+const METADATA_DAILY_SQLITE: &str = metadata_upsert_sqlite!("spend_rollup_metadata_daily", "day");
+
+async fn upsert_metadata_postgres(
+    tx: &mut Transaction<'_, Postgres>,
+    sql: &'static str,
+    rows: &BTreeMap<MetadataKey, Measures>,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut cols = Columns::default();
+    let (mut keys, mut times, mut values) = (vec![], vec![], vec![]);
+    let (mut providers, mut models, mut gateways) = (vec![], vec![], vec![]);
+    for ((key, time, value, provider, model, gateway), m) in rows {
+        keys.push(key.as_str());
+        times.push(*time);
+        values.push(value.as_str());
+        providers.push(provider.as_str());
+        models.push(model.as_str());
+        gateways.push(gateway.as_str());
+        cols.push(m);
+    }
+    sqlx::query(sql)
+        .bind(&keys)
+        .bind(&times)
+        .bind(&values)
+        .bind(&providers)
+        .bind(&models)
+        .bind(&gateways)
+        .bind(&cols.requests)
+        .bind(&cols.tokens_in)
+        .bind(&cols.tokens_out)
+        .bind(&cols.tokens_cached)
+        .bind(&cols.tokens_reasoning)
+        .bind(&cols.cost_nanos)
+        .bind(&cols.errors)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_metadata_sqlite(
+    tx: &mut Transaction<'_, Sqlite>,
+    sql: &'static str,
+    rows: &BTreeMap<MetadataKey, Measures>,
+) -> Result<(), StoreError> {
+    for ((key, time, value, provider, model, gateway), m) in rows {
+        sqlx::query(sql)
+            .bind(key)
+            .bind(time)
             .bind(value)
             .bind(provider)
             .bind(model)
@@ -231,9 +402,8 @@ impl Rollups {
             .bind(m.errors)
             .execute(&mut **tx)
             .await?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Measures as column arrays for `UNNEST`.

@@ -1,6 +1,6 @@
 //! The `spend_buckets` aggregate: add a batch of drained deltas exactly once, read totals back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -142,47 +142,60 @@ impl Store {
         }
     }
 
-    /// Replaces rule `rule_id`'s rows for the window starting at `window_start` with `totals` (bucket key,
-    /// nano-dollars), in one transaction: rows of buckets not in `totals` are deleted. Used by a recompute; a delta
+    /// Replaces rule `rule_id`'s rows whose window start lies in `span` (`[start, end)`: a fixed window's one
+    /// start, or every slot start of a rolling window's current span) with `totals` (bucket key, window or slot
+    /// start, nano-dollars), in one transaction: the rows not in `totals` are deleted. Returns what the engine should
+    /// adopt (`SpendEngine::replace_totals`): `totals`, plus a zero for each deleted row that `totals` does not
+    /// rewrite, so a window or slot whose spend went away drops to zero locally too. Used by a recompute; a delta
     /// batch applied concurrently lands either before (and is overwritten) or after (and is added on top).
-    pub async fn replace_spend_window(
+    pub async fn replace_spend_span(
         &self,
         rule_id: &str,
-        window_start: Timestamp,
-        totals: &[(String, u64)],
-    ) -> Result<(), StoreError> {
-        let start = timestamp_nanos(window_start);
-        let keys: Vec<&str> = totals.iter().map(|(k, _)| k.as_str()).collect();
-        let amounts = totals.iter().map(|(_, n)| to_i64(*n, "spent_nanos")).collect::<Result<Vec<_>, _>>()?;
-        match self.pool() {
+        span: (Timestamp, Timestamp),
+        totals: &[(String, Timestamp, u64)],
+    ) -> Result<Vec<BucketTotal>, StoreError> {
+        let (lo, hi) = (timestamp_nanos(span.0), timestamp_nanos(span.1));
+        let keys: Vec<&str> = totals.iter().map(|(k, _, _)| k.as_str()).collect();
+        let starts: Vec<i64> = totals.iter().map(|(_, start, _)| timestamp_nanos(*start)).collect();
+        let amounts = totals.iter().map(|(_, _, n)| to_i64(*n, "spent_nanos")).collect::<Result<Vec<_>, _>>()?;
+        let deleted: Vec<(String, i64)> = match self.pool() {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns = $2")
-                    .bind(rule_id)
-                    .bind(start)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-                     SELECT $1, u.k, $2, u.d, now() FROM UNNEST($3::text[], $4::int8[]) AS u(k, d)",
+                let deleted = sqlx::query_as(
+                    "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
+                     RETURNING bucket_key, window_start_ns",
                 )
                 .bind(rule_id)
-                .bind(start)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+                     SELECT $1, u.k, u.s, u.d, now() FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(k, s, d)",
+                )
+                .bind(rule_id)
                 .bind(&keys)
+                .bind(&starts)
                 .bind(&amounts)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                deleted
             }
             Pool::Sqlite(pool) => {
                 let now_us = Timestamp::now().as_microsecond();
                 let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM spend_buckets WHERE rule_id = ? AND window_start_ns = ?")
-                    .bind(rule_id)
-                    .bind(start)
-                    .execute(&mut *tx)
-                    .await?;
-                for (key, amount) in keys.iter().zip(&amounts) {
+                let deleted = sqlx::query_as(
+                    "DELETE FROM spend_buckets WHERE rule_id = ? AND window_start_ns >= ? AND window_start_ns < ?
+                     RETURNING bucket_key, window_start_ns",
+                )
+                .bind(rule_id)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&mut *tx)
+                .await?;
+                for ((key, start), amount) in keys.iter().zip(&starts).zip(&amounts) {
                     sqlx::query(
                         "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
                          VALUES (?, ?, ?, ?, ?)",
@@ -196,9 +209,28 @@ impl Store {
                     .await?;
                 }
                 tx.commit().await?;
+                deleted
             }
+        };
+        let written: HashSet<(&str, i64)> = keys.iter().copied().zip(starts.iter().copied()).collect();
+        let mut adopt: Vec<BucketTotal> = totals
+            .iter()
+            .map(|(bucket_key, window_start, total_nanos)| BucketTotal {
+                rule_id: rule_id.to_owned(),
+                bucket_key: bucket_key.clone(),
+                window_start: *window_start,
+                total_nanos: *total_nanos,
+            })
+            .collect();
+        for (bucket_key, start_ns) in deleted {
+            if written.contains(&(bucket_key.as_str(), start_ns)) {
+                continue;
+            }
+            let window_start = Timestamp::from_nanosecond(i128::from(start_ns))
+                .map_err(|_| StoreError::OutOfRange { field: "window_start_ns" })?;
+            adopt.push(BucketTotal { rule_id: rule_id.to_owned(), bucket_key, window_start, total_nanos: 0 });
         }
-        Ok(())
+        Ok(adopt)
     }
 
     /// Every row whose window start lies in its rule's current span (start-up, and rules new to this replica).

@@ -25,12 +25,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "spend_buckets", include_str!("../../../migrations/postgres/0002_spend_buckets.sql")),
     (3, "spend_rules", include_str!("../../../migrations/postgres/0003_spend_rules.sql")),
     (4, "cache_write_tokens", include_str!("../../../migrations/postgres/0004_cache_write_tokens.sql")),
+    (5, "rollup_metadata_daily", include_str!("../../../migrations/postgres/0005_spend_rollup_metadata_daily.sql")),
+    (6, "rollup_metadata_keys", include_str!("../../../migrations/postgres/0006_spend_rollup_metadata_keys.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
     (2, "spend_buckets", include_str!("../../../migrations/sqlite/0002_spend_buckets.sql")),
     (3, "spend_rules", include_str!("../../../migrations/sqlite/0003_spend_rules.sql")),
     (4, "cache_write_tokens", include_str!("../../../migrations/sqlite/0004_cache_write_tokens.sql")),
+    (5, "rollup_metadata_daily", include_str!("../../../migrations/sqlite/0005_spend_rollup_metadata_daily.sql")),
+    (6, "rollup_metadata_keys", include_str!("../../../migrations/sqlite/0006_spend_rollup_metadata_keys.sql")),
 ];
 
 /// Tunables of a [`Store`]. `Default` gives the production values.
@@ -45,11 +49,15 @@ pub struct StoreOptions {
     pub spill_path: PathBuf,
     /// Bound on the spill file (active + replaying), in bytes.
     pub spill_max_bytes: u64,
-    /// Metadata keys that get a row in `spend_rollup_metadata_hourly` (the gateway passes the keys its spend rules
-    /// split or filter on). Other keys stay queryable on the raw rows only: rolling up every key would let one
-    /// high-cardinality key (a request id) make the rollup as large as the log.
+    /// Metadata keys [`Store::migrate`] makes sure the rollups count (the gateway passes the keys its file spend
+    /// rules split or filter on; keys of rules created later are added with
+    /// [`Store::add_rollup_metadata_keys`]). The set counted is the database's, shared by every replica
+    /// (`spend_rollup_metadata_keys`), and keys are never removed from it. Other keys stay queryable on the raw
+    /// rows only: rolling up every key would let one high-cardinality key (a request id) make the rollup as large
+    /// as the log.
     pub rollup_metadata_keys: BTreeSet<String>,
-    /// At most this many metadata rollup entries per row (keys taken in sorted order).
+    /// At most this many metadata rollup entries per row: the oldest rolled-up keys the row has a value for, so a
+    /// key added later never takes a row out of an older key's rollup.
     pub max_rollup_keys_per_row: usize,
 }
 
@@ -176,8 +184,10 @@ impl Store {
         })
     }
 
-    /// Applies the backend's pending migrations (`migrations/postgres` or `migrations/sqlite`). Safe to run from
-    /// several replicas at once: sqlx takes an advisory lock on Postgres.
+    /// Applies the backend's pending migrations (`migrations/postgres` or `migrations/sqlite`), then adds the
+    /// [`StoreOptions::rollup_metadata_keys`] the rollups do not count yet, with their history
+    /// ([`Store::add_rollup_metadata_keys`]). Safe to run from several replicas at once: sqlx takes an advisory lock
+    /// on Postgres, and adding a key is serialised by its own lock.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrator = |list: &'static [(i64, &'static str, &'static str)]| {
             Migrator::with_migrations(
@@ -198,7 +208,9 @@ impl Store {
             Pool::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await,
             Pool::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await,
         }
-        .map_err(StoreError::Migrate)
+        .map_err(StoreError::Migrate)?;
+        self.add_rollup_metadata_keys(&self.inner.options.rollup_metadata_keys).await?;
+        Ok(())
     }
 
     /// Postgres or SQLite.

@@ -219,6 +219,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     let spend_task = spend_sync.spawn();
     let retention_task = tokio::spawn(retention(store.clone(), config.database.retention, shutdown.clone()));
     let rule_sync_task = tokio::spawn(tollgate_admin::run_rule_sync(admin.clone(), shutdown.clone()));
+    let rollup_key_task = tokio::spawn(tollgate_admin::run_rollup_key_sync(admin.clone(), shutdown.clone()));
     let admin_task = tokio::spawn(tollgate_admin::serve(admin_listener, admin, shutdown.clone()));
     tollgate_proxy::serve(listener, gateway, shutdown, grace).await;
     if let Ok(Err(error)) = admin_task.await {
@@ -228,6 +229,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     spend_task.abort();
     retention_task.abort();
     rule_sync_task.abort();
+    rollup_key_task.abort();
     if let Err(error) = spend_sync.flush_now().await {
         tracing::error!(%error, "spend could not be flushed at exit (it is in the spill file)");
     }

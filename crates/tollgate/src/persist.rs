@@ -7,8 +7,10 @@ use tollgate_config::Config;
 use tollgate_proxy::{RecordSink, UsageRecord};
 use tollgate_store::{Enqueued, LogRecord, LogWriter, StoreOptions};
 
-/// Store options from the configuration: the spill file, and the metadata keys the spend rules use (the only
-/// ones rolled up, so a high-cardinality key never makes the rollup as large as the log).
+/// Store options from the configuration: the spill file, and the metadata keys the file spend rules use, which
+/// `Store::migrate` adds to the rollups before the gateway serves (the keys of API rules follow through
+/// `tollgate_admin::run_rollup_key_sync`). Only rule keys are rolled up, so a high-cardinality key never makes the
+/// rollup as large as the log.
 pub fn store_options(config: &Config) -> StoreOptions {
     let rollup_metadata_keys: BTreeSet<String> = config
         .file

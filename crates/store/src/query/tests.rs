@@ -1,4 +1,5 @@
-//! Unit tests for `query`: cursors round-trip and refuse garbage, groupings parse.
+//! Unit tests for `query`: cursors round-trip and refuse garbage, groupings parse, spans split into whole UTC days;
+//! and, on both backends, every query, with the daily metadata rollup answering exactly as the hourly one.
 
 use super::*;
 
@@ -34,6 +35,38 @@ fn group_by_parses_lists() {
     assert_eq!(GroupBy::Metadata("team".into()).to_string(), "metadata.team");
 }
 
+#[test]
+fn spans_split_into_whole_utc_days_and_edge_hours() {
+    use super::spend::SpanSplit;
+    let us = |text: &str| text.parse::<Timestamp>().unwrap().as_microsecond();
+    let split = |from: &str, to: &str| SpanSplit::of(us(from), us(to));
+    // Hours starting in [05:13, 04:00 four days later) = [06:00, 04:00): whole days May 2nd to 4th.
+    assert_eq!(
+        split("2026-05-01T05:13:00Z", "2026-05-05T04:00:00Z"),
+        Some(SpanSplit {
+            hour_from: us("2026-05-01T06:00:00Z"),
+            day_from: us("2026-05-02T00:00:00Z"),
+            day_to: us("2026-05-05T00:00:00Z"),
+            hour_to: us("2026-05-05T04:00:00Z"),
+        })
+    );
+    // Aligned bounds: days only, no edge hours.
+    let aligned = split("2026-05-01T00:00:00Z", "2026-05-03T00:00:00Z").unwrap();
+    assert_eq!((aligned.hour_from, aligned.day_from), (us("2026-05-01T00:00:00Z"), us("2026-05-01T00:00:00Z")));
+    assert_eq!((aligned.day_to, aligned.hour_to), (us("2026-05-03T00:00:00Z"), us("2026-05-03T00:00:00Z")));
+    // An end inside the last hour of a day still counts that hour, so the day is whole.
+    let late = split("2026-05-02T00:00:00Z", "2026-05-02T23:00:01Z").unwrap();
+    assert_eq!(
+        (late.day_from, late.day_to, late.hour_to),
+        (us("2026-05-02T00:00:00Z"), us("2026-05-03T00:00:00Z"), late.day_to)
+    );
+    // A start one microsecond past midnight loses that day's first hour, hence the day.
+    assert_eq!(split("2026-05-02T00:00:00.000001Z", "2026-05-03T00:00:00Z"), None);
+    // 23 hours across midnight, and less than an hour: no whole day.
+    assert_eq!(split("2026-05-02T03:00:00Z", "2026-05-03T02:00:00Z"), None);
+    assert_eq!(split("2026-05-02T10:00:00Z", "2026-05-02T10:30:00Z"), None);
+}
+
 /// Database-backed tests: every query on a real Postgres (`TOLLGATE_TEST_PG`, default the local trust-auth
 /// server; the tests fail when it is unreachable) and on a temporary SQLite file, rows written by `insert_logs`.
 mod database {
@@ -45,7 +78,8 @@ mod database {
     use serde_json::{Map, Value, json};
     use tollgate_limits::SpendRuleSpec;
 
-    use crate::query::{Cursor, GroupBy, LogFilter, QueryError, SpendRuleChange};
+    use crate::query::spend::{Source, SpanSplit};
+    use crate::query::{Cursor, GroupBy, LogFilter, QueryError, SpendGroupRow, SpendRuleChange};
     use crate::record::{CostSource, LogRecord};
     use crate::store::{Pool, Store, StoreOptions};
 
@@ -160,7 +194,7 @@ mod database {
         let (from, to) = (ts("2026-05-01T00:00:00Z"), ts("2026-05-03T00:00:00Z"));
         let rows = store.spend(from, to, &[GroupBy::Provider, GroupBy::Day]).await.unwrap();
         let days: Vec<(Option<String>, Option<String>, u64)> =
-            rows.iter().map(|r| (r.groups["provider"].clone(), r.groups["day"].clone(), r.requests)).collect();
+            rows.iter().map(|r| (r.values[0].clone(), r.values[1].clone(), r.requests)).collect();
         let s = |v: &str| Some(v.to_owned());
         assert_eq!(
             days,
@@ -179,7 +213,7 @@ mod database {
         );
 
         let hours = store.spend(from, to, &[GroupBy::Hour]).await.unwrap();
-        let labels: Vec<_> = hours.iter().map(|r| r.groups["hour"].clone().unwrap()).collect();
+        let labels: Vec<_> = hours.iter().map(|r| r.values[0].clone().unwrap()).collect();
         assert_eq!(
             labels,
             [
@@ -194,21 +228,21 @@ mod database {
 
         let gateways = store.spend(from, to, &[GroupBy::Gateway]).await.unwrap();
         assert_eq!(gateways.len(), 2);
-        assert_eq!(gateways[0].groups["gateway"], None, "no gateway reads as null");
+        assert_eq!(gateways[0].values[0], None, "no gateway reads as null");
         assert_eq!(gateways[0].requests, 45);
-        assert_eq!(gateways[1].groups["gateway"], s("gw"));
+        assert_eq!(gateways[1].values[0], s("gw"));
 
         let users = store.spend(from, to, &[GroupBy::Metadata("user_id".into()), GroupBy::Model]).await.unwrap();
         let mut per_user = BTreeMap::new();
         for row in &users {
-            *per_user.entry(row.groups["metadata.user_id"].clone().unwrap()).or_insert(0) += row.cost_nanos;
+            *per_user.entry(row.values[0].clone().unwrap()).or_insert(0) += row.cost_nanos;
         }
         for user in ["u0", "u1", "u2"] {
             let expected: u64 = records.iter().filter(|r| r.metadata["user_id"] == user).map(|r| r.cost_nanos).sum();
             assert_eq!(per_user[user], expected, "{user}");
         }
         let teams = store.spend(from, to, &[GroupBy::Metadata("team".into())]).await.unwrap();
-        assert_eq!(teams.iter().map(|r| r.groups["metadata.team"].clone().unwrap()).collect::<Vec<_>>(), ["0", "1"]);
+        assert_eq!(teams.iter().map(|r| r.values[0].clone().unwrap()).collect::<Vec<_>>(), ["0", "1"]);
 
         let total = store.spend(from, to, &[]).await.unwrap();
         assert_eq!(total.len(), 1);
@@ -221,9 +255,9 @@ mod database {
             matches!(&error, QueryError::Invalid { parameter: "group_by", message } if message.contains("at most one"))
         );
         let error = store.spend(from, to, &[GroupBy::Metadata("vip".into())]).await.unwrap_err();
-        assert!(
-            matches!(&error, QueryError::Invalid { parameter: "group_by", message } if message.contains("metadata.vip"))
-        );
+        let QueryError::NotRolledUp { key, rolled_up } = &error else { panic!("{error:?}") };
+        assert_eq!((key.as_str(), rolled_up.as_slice()), ("vip", &["team".to_owned(), "user_id".to_owned()][..]));
+        assert!(error.to_string().contains("metadata.vip"), "{error}");
     }
     both!(postgres_spend_groups_the_rollups, sqlite_spend_groups_the_rollups, spend);
 
@@ -425,4 +459,161 @@ mod database {
         assert_eq!(store.stats(None, None).await.unwrap().requests, 60);
     }
     both!(postgres_rebuild_restores_the_rollups, sqlite_rebuild_restores_the_rollups, rebuild);
+
+    /// Rows every 37 minutes for four days from 05:13 UTC: hours with and without rows, partial days at both ends.
+    async fn seed_days(store: &Store) -> Vec<LogRecord> {
+        let base = ts("2026-05-01T05:13:00Z");
+        let records: Vec<_> = (0..160).map(|n| record(n, base + SignedDuration::from_mins(n as i64 * 37))).collect();
+        for chunk in records.chunks(45) {
+            store.insert_logs(chunk).await.unwrap();
+        }
+        records
+    }
+
+    const SPANS: [(&str, &str); 8] = [
+        ("2026-04-30T00:00:00Z", "2026-05-06T00:00:00Z"), // whole days only
+        ("2026-05-01T05:13:00Z", "2026-05-05T04:00:00Z"), // edge hours at both ends
+        ("2026-05-01T07:30:00Z", "2026-05-03T00:00:00Z"), // from mid-hour
+        ("2026-05-02T00:00:00Z", "2026-05-03T23:59:59Z"), // to mid-hour: 23:00 counts, the day is whole
+        ("2026-05-02T00:00:00Z", "2026-05-03T00:00:00Z"), // exactly one day
+        ("2026-05-02T00:00:00.000001Z", "2026-05-04T00:00:00Z"), // one microsecond past midnight
+        ("2026-05-02T03:00:00Z", "2026-05-03T02:00:00Z"), // 23 hours across midnight: no whole day
+        ("2026-05-02T10:00:00Z", "2026-05-02T10:30:00Z"), // less than an hour
+    ];
+
+    fn groupings() -> Vec<Vec<GroupBy>> {
+        let user = || GroupBy::Metadata("user_id".into());
+        let team = || GroupBy::Metadata("team".into());
+        vec![
+            vec![user()],
+            vec![user(), GroupBy::Day],
+            vec![GroupBy::Day, team(), GroupBy::Provider],
+            vec![team(), GroupBy::Provider, GroupBy::Model, GroupBy::Gateway],
+            vec![GroupBy::Gateway, user(), GroupBy::Day, GroupBy::Model],
+        ]
+    }
+
+    /// (metadata value, day) → (requests, cost) of the records whose hour starts in `[from, to)`, from the raw
+    /// records.
+    fn by_value_and_day(
+        records: &[LogRecord],
+        key: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> BTreeMap<(String, String), (u64, u64)> {
+        let hour_us = 3_600_000_000;
+        let mut out = BTreeMap::new();
+        for r in records {
+            let hour = r.created_at.as_microsecond().div_euclid(hour_us) * hour_us;
+            if hour < from.as_microsecond() || hour >= to.as_microsecond() {
+                continue;
+            }
+            let value = match &r.metadata[key] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let day = r.created_at.strftime("%Y-%m-%d").to_string();
+            let e: &mut (u64, u64) = out.entry((value, day)).or_default();
+            e.0 += 1;
+            e.1 += r.cost_nanos;
+        }
+        out
+    }
+
+    /// Rows grouped by `[metadata.<key>, day]`, as (value, day) → (requests, cost).
+    fn summed(rows: &[SpendGroupRow]) -> BTreeMap<(String, String), (u64, u64)> {
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (value, day) = (row.values[0].clone().unwrap(), row.values[1].clone().unwrap());
+            let e: &mut (u64, u64) = out.entry((value, day)).or_default();
+            e.0 += row.requests;
+            e.1 += row.cost_nanos;
+        }
+        out
+    }
+
+    /// Every span and grouping: the daily path answers exactly as the hourly one, and as the raw rows.
+    async fn daily_equals_hourly(store: &Store) {
+        let records = seed_days(store).await;
+        let mut used_days = 0;
+        for (from, to) in SPANS {
+            let (from, to) = (ts(from), ts(to));
+            if SpanSplit::of(from.as_microsecond(), to.as_microsecond()).is_some() {
+                used_days += 1;
+            }
+            for group_by in groupings() {
+                let key = group_by.iter().find_map(|g| match g {
+                    GroupBy::Metadata(key) => Some(key.clone()),
+                    _ => None,
+                });
+                let daily = store.spend(from, to, &group_by).await.unwrap();
+                let hourly = store.spend_from(from, to, &group_by, key.as_deref(), Source::Hourly).await.unwrap();
+                assert_eq!(daily, hourly, "{from}..{to} by {group_by:?}");
+            }
+            let rows = store.spend(from, to, &[GroupBy::Metadata("user_id".into()), GroupBy::Day]).await.unwrap();
+            assert_eq!(summed(&rows), by_value_and_day(&records, "user_id", from, to), "{from}..{to}");
+            let total = store.spend(from, to, &[GroupBy::Metadata("team".into())]).await.unwrap();
+            let expected = by_value_and_day(&records, "team", from, to);
+            assert_eq!(total.iter().map(|r| r.requests).sum::<u64>(), expected.values().map(|v| v.0).sum::<u64>());
+        }
+        assert_eq!(used_days, 6, "the spans holding a whole UTC day take the daily path");
+        // A rebuild writes the daily tables as the writer did.
+        let (from, to) = (ts(SPANS[1].0), ts(SPANS[1].1));
+        let per_provider = store.spend(from, to, &groupings()[4]).await.unwrap();
+        let per_value = store.spend(from, to, &groupings()[1]).await.unwrap();
+        for sql in
+            ["UPDATE spend_rollup_metadata_daily SET requests = 0", "DELETE FROM spend_rollup_metadata_value_daily"]
+        {
+            match store.pool() {
+                Pool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+                Pool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+            }
+        }
+        assert_ne!(store.spend(from, to, &groupings()[4]).await.unwrap(), per_provider);
+        assert_ne!(store.spend(from, to, &groupings()[1]).await.unwrap(), per_value);
+        store.rebuild_rollups().await.unwrap();
+        assert_eq!(store.spend(from, to, &groupings()[4]).await.unwrap(), per_provider);
+        assert_eq!(store.spend(from, to, &groupings()[1]).await.unwrap(), per_value);
+    }
+    both!(
+        postgres_daily_metadata_rollup_equals_the_hourly,
+        sqlite_daily_metadata_rollup_equals_the_hourly,
+        daily_equals_hourly
+    );
+
+    /// A database written before migrations 5 and 6: they build the daily rollup from the hourly one and keep the
+    /// keys it has rows for, without counting any row twice.
+    async fn upgrade(store: &Store) {
+        let records = seed_days(store).await;
+        let (from, to) = (ts(SPANS[1].0), ts(SPANS[1].1));
+        let expected = by_value_and_day(&records, "user_id", from, to);
+        let undo = [
+            "DROP TABLE spend_rollup_metadata_daily",
+            "DROP TABLE spend_rollup_metadata_value_daily",
+            "DROP TABLE spend_rollup_metadata_keys",
+            "DELETE FROM _sqlx_migrations WHERE version >= 5",
+        ];
+        for sql in undo {
+            match store.pool() {
+                Pool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+                Pool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+            }
+        }
+        if let Pool::Postgres(pool) = store.pool() {
+            sqlx::query("DROP AGGREGATE sum_int8(BIGINT)").execute(pool).await.unwrap();
+        }
+        store.migrate().await.unwrap();
+        assert_eq!(store.rollup_metadata_keys().await.unwrap(), ["team", "user_id"]);
+        let rows = store.spend(from, to, &[GroupBy::Metadata("user_id".into()), GroupBy::Day]).await.unwrap();
+        assert_eq!(summed(&rows), expected);
+        for group_by in groupings() {
+            let key = group_by.iter().find_map(|g| match g {
+                GroupBy::Metadata(key) => Some(key.clone()),
+                _ => None,
+            });
+            let hourly = store.spend_from(from, to, &group_by, key.as_deref(), Source::Hourly).await.unwrap();
+            assert_eq!(store.spend(from, to, &group_by).await.unwrap(), hourly, "{group_by:?}");
+        }
+    }
+    both!(postgres_upgrade_backfills_the_daily_rollup, sqlite_upgrade_backfills_the_daily_rollup, upgrade);
 }

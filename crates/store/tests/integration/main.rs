@@ -5,5 +5,6 @@
 
 mod common;
 mod logs;
+mod metadata_keys;
 mod outage;
 mod spend;
