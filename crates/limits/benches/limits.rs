@@ -37,35 +37,48 @@ fn single_thread(c: &mut Criterion) {
 /// Two threads running at once, each doing `iters` admissions + settlements; the reported time is the wall time
 /// per iteration, and the throughput counts both threads' operations (2 per iteration). With no shared lock,
 /// the distinct-bucket throughput is twice the one-thread throughput when two cores are free.
+///
+/// The two threads live for the whole bench and are handed each sample's `iters` (spawning threads per sample
+/// would time freshly started threads on cold caches, and skew their start by the spawn).
 fn two_threads(c: &mut Criterion, name: &str, same_bucket: bool) {
     let engine = engine();
-    let mut group = c.benchmark_group("admit_settle_20_rules");
-    group.throughput(Throughput::Elements(2));
-    group.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            // Both threads start timing together, after spawning, so thread start-up is not measured.
-            let barrier = Barrier::new(2);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..2)
-                    .map(|t| {
-                        let (engine, barrier) = (engine.clone(), &barrier);
-                        scope.spawn(move || {
-                            let m = metadata(if same_bucket { 0 } else { t + 1 });
-                            let request = RequestDims::new("openai", "gpt-4o-mini").with_metadata(&m);
-                            barrier.wait();
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                admit_settle(&engine, &request);
-                            }
-                            start.elapsed()
-                        })
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
-            })
+    let start = Barrier::new(3);
+    let done = Barrier::new(3);
+    let work = std::sync::Mutex::new(None::<u64>);
+    let elapsed = std::sync::Mutex::new(Vec::<Duration>::new());
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            let (engine, start, done, work, elapsed) = (engine.clone(), &start, &done, &work, &elapsed);
+            scope.spawn(move || {
+                let m = metadata(if same_bucket { 0 } else { t + 1 });
+                let request = RequestDims::new("openai", "gpt-4o-mini").with_metadata(&m);
+                loop {
+                    start.wait();
+                    let Some(iters) = *work.lock().unwrap() else { break };
+                    let began = Instant::now();
+                    for _ in 0..iters {
+                        admit_settle(&engine, &request);
+                    }
+                    elapsed.lock().unwrap().push(began.elapsed());
+                    done.wait();
+                }
+            });
+        }
+        let mut group = c.benchmark_group("admit_settle_20_rules");
+        group.throughput(Throughput::Elements(2));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                *work.lock().unwrap() = Some(iters);
+                start.wait();
+                done.wait();
+                // The slower thread's time: the sample ends when both are done.
+                elapsed.lock().unwrap().drain(..).max().unwrap()
+            });
         });
+        group.finish();
+        *work.lock().unwrap() = None;
+        start.wait();
     });
-    group.finish();
 }
 
 fn two_threads_distinct(c: &mut Criterion) {
