@@ -7,6 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::error::StoreError;
@@ -158,13 +161,7 @@ impl Rollups {
             .bind(&providers)
             .bind(&models)
             .bind(&gateways)
-            .bind(&cols.requests)
-            .bind(&cols.tokens_in)
-            .bind(&cols.tokens_out)
-            .bind(&cols.tokens_cached)
-            .bind(&cols.tokens_reasoning)
-            .bind(&cols.cost_nanos)
-            .bind(&cols.errors)
+            .bind_measures(&cols)
             .execute(&mut **tx)
             .await?;
         }
@@ -198,13 +195,7 @@ impl Rollups {
             .bind(&keys)
             .bind(&days)
             .bind(&values)
-            .bind(&cols.requests)
-            .bind(&cols.tokens_in)
-            .bind(&cols.tokens_out)
-            .bind(&cols.tokens_cached)
-            .bind(&cols.tokens_reasoning)
-            .bind(&cols.cost_nanos)
-            .bind(&cols.errors)
+            .bind_measures(&cols)
             .execute(&mut **tx)
             .await?;
         }
@@ -228,13 +219,7 @@ impl Rollups {
             .bind(provider)
             .bind(model)
             .bind(gateway)
-            .bind(m.requests)
-            .bind(m.tokens_in)
-            .bind(m.tokens_out)
-            .bind(m.tokens_cached)
-            .bind(m.tokens_reasoning)
-            .bind(m.cost_nanos)
-            .bind(m.errors)
+            .bind_measures(m)
             .execute(&mut **tx)
             .await?;
         }
@@ -255,13 +240,7 @@ impl Rollups {
             .bind(key)
             .bind(day)
             .bind(value)
-            .bind(m.requests)
-            .bind(m.tokens_in)
-            .bind(m.tokens_out)
-            .bind(m.tokens_cached)
-            .bind(m.tokens_reasoning)
-            .bind(m.cost_nanos)
-            .bind(m.errors)
+            .bind_measures(m)
             .execute(&mut **tx)
             .await?;
         }
@@ -368,13 +347,7 @@ async fn upsert_metadata_postgres(
         .bind(&providers)
         .bind(&models)
         .bind(&gateways)
-        .bind(&cols.requests)
-        .bind(&cols.tokens_in)
-        .bind(&cols.tokens_out)
-        .bind(&cols.tokens_cached)
-        .bind(&cols.tokens_reasoning)
-        .bind(&cols.cost_nanos)
-        .bind(&cols.errors)
+        .bind_measures(&cols)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -393,17 +366,43 @@ async fn upsert_metadata_sqlite(
             .bind(provider)
             .bind(model)
             .bind(gateway)
-            .bind(m.requests)
+            .bind_measures(m)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Binds a rollup row's measures, in the column order every rollup statement lists them (`requests, tokens_in,
+/// tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors`).
+trait BindMeasures<'q, M> {
+    fn bind_measures(self, measures: M) -> Self;
+}
+
+/// Postgres: the measures of a whole batch, as `UNNEST` arrays.
+impl<'q> BindMeasures<'q, &'q Columns> for Query<'q, Postgres, PgArguments> {
+    fn bind_measures(self, c: &'q Columns) -> Self {
+        self.bind(&c.requests)
+            .bind(&c.tokens_in)
+            .bind(&c.tokens_out)
+            .bind(&c.tokens_cached)
+            .bind(&c.tokens_reasoning)
+            .bind(&c.cost_nanos)
+            .bind(&c.errors)
+    }
+}
+
+/// SQLite: one row's measures.
+impl<'q> BindMeasures<'q, &Measures> for Query<'q, Sqlite, SqliteArguments> {
+    fn bind_measures(self, m: &Measures) -> Self {
+        self.bind(m.requests)
             .bind(m.tokens_in)
             .bind(m.tokens_out)
             .bind(m.tokens_cached)
             .bind(m.tokens_reasoning)
             .bind(m.cost_nanos)
             .bind(m.errors)
-            .execute(&mut **tx)
-            .await?;
     }
-    Ok(())
 }
 
 /// Measures as column arrays for `UNNEST`.
