@@ -229,6 +229,15 @@ impl GroupBucket {
     }
 }
 
+/// Where a rule's counters sit in an [`EntryState`].
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// `rules[i]`.
+    Rule(usize),
+    /// `orphans[i]`.
+    Orphan(usize),
+}
+
 /// The locked part of a [`GroupBucket`].
 ///
 /// `rules[i]` belongs to `layout.tags[i]`. After a rule swap, the first access through the new layout moves the
@@ -271,16 +280,14 @@ impl EntryState {
             return &mut self.rules[pos];
         }
         let tag = &layout.tags[pos];
-        if let Some(i) = self.layout.tags.iter().position(|t| Arc::ptr_eq(t, tag)) {
-            return &mut self.rules[i];
-        }
-        let i = if let Some(i) = self.orphans.iter().position(|(t, _)| Arc::ptr_eq(t, tag)) {
-            i
-        } else {
+        let place = self.locate(tag).unwrap_or_else(|| {
             self.orphans.push((Arc::clone(tag), BucketState::default()));
-            self.orphans.len() - 1
-        };
-        &mut self.orphans[i].1
+            Place::Orphan(self.orphans.len() - 1)
+        });
+        match place {
+            Place::Rule(i) => &mut self.rules[i],
+            Place::Orphan(i) => &mut self.orphans[i].1,
+        }
     }
 
     /// The counters of rule `pos` of `layout`, if this entry has any (read only: never moves the entry).
@@ -288,11 +295,18 @@ impl EntryState {
         if Arc::ptr_eq(&self.layout, layout) {
             return self.rules.get(pos);
         }
-        let tag = layout.tags.get(pos)?;
-        match self.layout.tags.iter().position(|t| Arc::ptr_eq(t, tag)) {
-            Some(i) => self.rules.get(i),
-            None => self.orphans.iter().find(|(t, _)| Arc::ptr_eq(t, tag)).map(|(_, s)| s),
+        match self.locate(layout.tags.get(pos)?)? {
+            Place::Rule(i) => self.rules.get(i),
+            Place::Orphan(i) => self.orphans.get(i).map(|(_, s)| s),
         }
+    }
+
+    /// Where the counters of `tag` are in this entry (under its own layout, or orphaned), if anywhere.
+    fn locate(&self, tag: &Arc<RuleTag>) -> Option<Place> {
+        if let Some(i) = self.layout.tags.iter().position(|t| Arc::ptr_eq(t, tag)) {
+            return Some(Place::Rule(i));
+        }
+        self.orphans.iter().position(|(t, _)| Arc::ptr_eq(t, tag)).map(Place::Orphan)
     }
 
     /// Moves the entry to `layout` (a newer one): kept rules' counters move to their new position, new rules start
