@@ -24,7 +24,7 @@ mod tests;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::json_scan::string_end;
+use crate::json_scan::{self, string_end};
 use crate::sse::{SseItem, SseParser};
 
 /// The outcome of [`ensure_include_usage`].
@@ -43,12 +43,14 @@ pub enum IncludeUsage {
 /// Returns `None` when the body is not a JSON object or its `stream_options` is neither an object nor
 /// `null` (forward it unchanged: the upstream will refuse it). Call it for streaming requests only.
 ///
-/// Memory: the body is validated without building a document (serde's `IgnoredAny`), then only the byte
+/// Memory: the body is validated as a full parse would (but without building a document), then only the byte
 /// ranges of its top-level members (and of `stream_options`' members) are collected and the result is spliced
 /// from the original bytes: extra memory is O(top-level members) plus the output. As in a JSON object read
 /// into a map, the last of duplicate keys wins.
 pub fn ensure_include_usage(body: &[u8]) -> Option<IncludeUsage> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+    if !json_scan::is_valid_document(body) {
+        return None;
+    }
     let members = object_members(body, 0)?;
     let stream_options = members.members.iter().rev().find(|member| member.key_is(body, "stream_options"));
     let mut rewritten = Vec::with_capacity(body.len() + 40);

@@ -152,3 +152,72 @@ pub(crate) fn text_size(raw: &[u8]) -> (u64, u64) {
     }
     (bytes, chars)
 }
+
+/// Whether `text` is one JSON document exactly as a full parse into `serde_json::Value` would accept it
+/// (valid UTF-8 and escapes in strings, numbers in range, the decoder's nesting limit), without building it:
+/// strings are decoded one at a time and dropped, so the only buffer is the decoder's scratch space for the
+/// longest string with escapes. (serde's `IgnoredAny` is lighter but skips string and number checks.)
+pub(crate) fn is_valid_document(text: &[u8]) -> bool {
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    Validate.deserialize(&mut deserializer).and_then(|()| deserializer.end()).is_ok()
+}
+
+/// Visits any JSON value, checking it as `serde_json::Value` would, and keeps nothing.
+struct Validate;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Validate {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Validate {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        while items.next_element_seed(Validate)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
+        while members.next_key_seed(Validate)?.is_some() {
+            members.next_value_seed(Validate)?;
+        }
+        Ok(())
+    }
+}

@@ -79,6 +79,10 @@ fn bodies_that_cannot_be_rewritten() {
     assert_eq!(ensure_include_usage(b"[1,2]"), None);
     assert_eq!(ensure_include_usage(br#"{"stream_options":"yes"}"#), None);
     assert_eq!(ensure_include_usage(br#"{"a":1"#), None);
+    // What a full parse refuses is refused too: invalid UTF-8, a lone surrogate, a number out of range.
+    assert_eq!(ensure_include_usage(b"{\"a\":\"\xff\"}"), None);
+    assert_eq!(ensure_include_usage(br#"{"a":"\ud800"}"#), None);
+    assert_eq!(ensure_include_usage(br#"{"a":1e400}"#), None);
 }
 
 #[test]
