@@ -32,7 +32,9 @@ use crate::usage::{ApiFormat, RawUsage, Usage, UsageSnapshot};
 pub struct Observation {
     /// Normalised usage, when the body reported any.
     pub usage: Option<Usage>,
-    /// The model the provider says answered (first non-empty `model`/`modelVersion`).
+    /// The model the provider says answered: the first non-empty `model`/`modelVersion` at its documented
+    /// position (see [`UsageTap`]'s module documentation). Price with
+    /// [`PriceCatalog::billing_model`](crate::PriceCatalog::billing_model), which prefers the request's model.
     pub model: Option<String>,
     /// The format's normal end was seen: `[DONE]` (OpenAI chat/completions), `response.completed`,
     /// `response.incomplete` or `response.failed` (Responses), `message_stop` (Anthropic), a `finishReason`
