@@ -1,12 +1,15 @@
 //! Criterion benches of the accounting hot paths: SSE framing, the usage tap and the usage filter per streamed
-//! chunk, and pricing.
+//! chunk, pricing, and the request-body scans (prompt estimate, include_usage rewrite) at 1 KiB, 1 MiB and 24 MiB.
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jiff::civil::date;
-use tollgate_accounting::{ApiFormat, InjectedUsageFilter, PriceCatalog, SseItem, SseParser, Usage, UsageTap};
+use tollgate_accounting::{
+    ApiFormat, InjectedUsageFilter, PriceCatalog, SseItem, SseParser, Usage, UsageTap, ensure_include_usage,
+    estimate_prompt,
+};
 
 /// Content events per synthetic stream: a medium-length answer.
 const CONTENT_EVENTS: usize = 400;
@@ -145,5 +148,35 @@ fn pricing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sse_parser, usage_tap, injected_usage_filter, pricing);
+/// A chat request body of about `size` bytes: a few text messages, then a long array of numbers (the shape that
+/// used to cost 15× its size as a document tree).
+fn request_body(size: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(size + 64);
+    body.extend_from_slice(
+        br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the numbers below, please."}],"a":[0"#,
+    );
+    while body.len() < size {
+        body.extend_from_slice(b",0");
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+fn request_scan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request_scan");
+    group.sample_size(10);
+    for (label, size) in [("1KiB", 1024), ("1MiB", 1024 * 1024), ("24MiB", 24 * 1024 * 1024)] {
+        let body = request_body(size);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("estimate_prompt", label), &body, |b, body| {
+            b.iter(|| black_box(estimate_prompt(black_box(body))));
+        });
+        group.bench_with_input(BenchmarkId::new("ensure_include_usage", label), &body, |b, body| {
+            b.iter(|| black_box(ensure_include_usage(black_box(body))));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sse_parser, usage_tap, injected_usage_filter, pricing, request_scan);
 criterion_main!(benches);

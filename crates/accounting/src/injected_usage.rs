@@ -24,7 +24,7 @@ mod tests;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::json_scan::string_end;
+use crate::json_scan::{self, string_end};
 use crate::sse::{SseItem, SseParser};
 
 /// The outcome of [`ensure_include_usage`].
@@ -42,29 +42,29 @@ pub enum IncludeUsage {
 ///
 /// Returns `None` when the body is not a JSON object or its `stream_options` is neither an object nor
 /// `null` (forward it unchanged: the upstream will refuse it). Call it for streaming requests only.
+///
+/// Memory: the body is validated as a full parse would (but without building a document), then only the byte
+/// ranges of its top-level members (and of `stream_options`' members) are collected and the result is spliced
+/// from the original bytes: extra memory is O(top-level members) plus the output. As in a JSON object read
+/// into a map, the last of duplicate keys wins.
 pub fn ensure_include_usage(body: &[u8]) -> Option<IncludeUsage> {
-    let serde_json::Value::Object(request) = serde_json::from_slice::<serde_json::Value>(body).ok()? else {
+    if !json_scan::is_valid_document(body) {
         return None;
-    };
+    }
     let members = object_members(body, 0)?;
     let stream_options = members.members.iter().rev().find(|member| member.key_is(body, "stream_options"));
     let mut rewritten = Vec::with_capacity(body.len() + 40);
-    match request.get("stream_options") {
-        Some(serde_json::Value::Object(options)) => {
-            if options.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
-                return Some(IncludeUsage::ClientAsked);
-            }
-            let options_value = stream_options?.value.clone();
+    match stream_options.map(|member| (member.value.clone(), body.get(member.value.start))) {
+        Some((options_value, Some(b'{'))) => {
             let inner = object_members(body, options_value.start)?;
-            match inner.members.iter().rev().find(|member| member.key_is(body, "include_usage")) {
+            let include = inner.members.iter().rev().find(|member| member.key_is(body, "include_usage"));
+            match include {
+                Some(include) if &body[include.value.clone()] == b"true" => return Some(IncludeUsage::ClientAsked),
                 Some(include) => splice(&mut rewritten, body, include.value.clone(), b"true"),
                 None => insert_member(&mut rewritten, body, &inner, b"\"include_usage\":true"),
             }
         }
-        Some(serde_json::Value::Null) => {
-            let value = stream_options?.value.clone();
-            splice(&mut rewritten, body, value, b"{\"include_usage\":true}");
-        }
+        Some((value, Some(b'n'))) => splice(&mut rewritten, body, value, b"{\"include_usage\":true}"),
         Some(_) => return None,
         None => insert_member(&mut rewritten, body, &members, b"\"stream_options\":{\"include_usage\":true}"),
     }

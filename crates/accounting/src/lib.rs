@@ -9,8 +9,9 @@ pub mod usage;
 
 pub use injected_usage::{IncludeUsage, InjectedUsageFilter, ensure_include_usage};
 pub use pricing::{
-    CatalogError, CostSource, CustomCost, CustomCostError, DecimalError, PriceCatalog, Priced, UnpricedSet,
-    estimate_output_tokens, estimate_prompt_tokens,
+    CatalogError, CostSource, CustomCost, CustomCostError, DecimalError, PriceCatalog, Priced, PromptEstimate,
+    UnpricedSet, canonical_model, estimate_output_tokens, estimate_prompt, estimate_prompt_tokens,
+    prompt_held_by_provider,
 };
 pub use sse::{SseEvent, SseItem, SseParser};
 pub use tap::{Observation, UsageTap};

@@ -35,7 +35,10 @@ use thiserror::Error;
 
 pub use custom_cost::{CustomCost, CustomCostError};
 pub use decimal::DecimalError;
-pub use estimate::{estimate_output_tokens, estimate_prompt_tokens};
+pub use estimate::{
+    PromptEstimate, estimate_output_tokens, estimate_prompt, estimate_prompt_tokens, prompt_held_by_provider,
+};
+pub use model_name::canonical_model;
 
 use crate::usage::Usage;
 
@@ -175,6 +178,8 @@ struct PriceEntry {
     priority: Option<PriceSet>,
     flex: Option<PriceSet>,
     max_output_tokens: Option<u64>,
+    /// The model's context window (prompt + output), for reservations when the prompt is not in the body.
+    context_window: Option<u64>,
 }
 
 impl PriceEntry {
@@ -303,6 +308,38 @@ impl PriceCatalog {
         self.entry(provider, model, date)?.max_output_tokens
     }
 
+    /// The model's context window in tokens (`context_window` in the catalog), if known.
+    pub fn context_window(&self, provider: &str, model: &str, date: Date) -> Option<u64> {
+        self.entry(provider, model, date)?.context_window
+    }
+
+    /// The model name to price a response with, given the model the request asked for and the one the response
+    /// reports (the tap's [`Observation::model`](crate::Observation::model)):
+    /// 1. no (or an empty) response model: the request's;
+    /// 2. the response's model is a variant of the request's (the same [`canonical_model`], e.g. a dated
+    ///    snapshot `gpt-4o-2024-08-06` of `gpt-4o`): the response's, the most specific name;
+    /// 3. the catalog cannot price the request's model (an alias such as `openrouter/auto`) but knows the
+    ///    response's: the response's, so the request is priced rather than free;
+    /// 4. otherwise the request's: a response naming an unrelated model (cheaper or not) never moves the price.
+    pub fn billing_model<'a>(
+        &self,
+        provider: &str,
+        request_model: &'a str,
+        response_model: Option<&'a str>,
+        date: Date,
+    ) -> &'a str {
+        let Some(response) = response_model.filter(|model| !model.trim().is_empty()) else {
+            return request_model;
+        };
+        if canonical_model(response) == canonical_model(request_model)
+            || (!self.knows(provider, request_model, date) && self.knows(provider, response, date))
+        {
+            response
+        } else {
+            request_model
+        }
+    }
+
     /// The most a request can cost, in nano-dollars, for budget reservation: `prompt_estimate` uncached input
     /// tokens plus `max_tokens` output tokens (or the model's `max_output_tokens` when the request sets none),
     /// at the dearest price set that could apply (standard, long-context when the prompt is over the
@@ -315,10 +352,33 @@ impl PriceCatalog {
         max_tokens: Option<u64>,
         date: Date,
     ) -> Option<u64> {
+        let prompt = PromptEstimate { tokens: prompt_estimate, held_by_provider: false };
+        self.worst_case_cost_for(provider, model, &prompt, max_tokens, date)
+    }
+
+    /// [`PriceCatalog::worst_case_cost`] for a [`PromptEstimate`]: when part of the prompt is held by the provider
+    /// or given as files or media ([`PromptEstimate::held_by_provider`]), the input reserved is the model's whole
+    /// context window (or the text estimate if larger, or alone when the catalog has no window for the model).
+    /// `max_tokens` above the model's output cap is reserved at the cap (the provider refuses more).
+    pub fn worst_case_cost_for(
+        &self,
+        provider: &str,
+        model: &str,
+        prompt: &PromptEstimate,
+        max_tokens: Option<u64>,
+        date: Date,
+    ) -> Option<u64> {
         let entry = self.entry(provider, model, date)?;
-        let output = max_tokens.or(entry.max_output_tokens)?;
-        let usage = Usage { input: prompt_estimate, output, ..Usage::default() };
-        entry.possible_prices(prompt_estimate).map(|prices| nanos_from(prices.cost_femto(&usage), FEMTO_PER_NANO)).max()
+        let output = match (max_tokens, entry.max_output_tokens) {
+            (Some(asked), Some(cap)) => asked.min(cap),
+            (asked, cap) => asked.or(cap)?,
+        };
+        let input = match (prompt.held_by_provider, entry.context_window) {
+            (true, Some(window)) => prompt.tokens.max(window),
+            _ => prompt.tokens,
+        };
+        let usage = Usage { input, output, ..Usage::default() };
+        entry.possible_prices(input).map(|prices| nanos_from(prices.cost_femto(&usage), FEMTO_PER_NANO)).max()
     }
 }
 

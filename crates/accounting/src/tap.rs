@@ -5,8 +5,10 @@
 //!    (non-streaming, [`UsageTap::MAX_BODY_BYTES`]).
 //! 2. One pass over the event's JSON keys (`json_scan::KeyWalk`) skips string contents whole and looks only at
 //!    the keys that matter: usage objects (`usage`, `usageMetadata`), generated text (for estimation), the
-//!    model, the service tier, error objects and terminal markers. No event is fully deserialised; a usage
-//!    object found on the walk is deserialised alone, in place.
+//!    model, the service tier, error objects and terminal markers. Usage, model and tier count only at their
+//!    documented positions (top-level members, Responses `response.*`, Anthropic `message_start.message.*`,
+//!    Groq `x_groq.usage`), never inside model-written JSON such as Gemini `functionCall.args`. No event is
+//!    fully deserialised; a usage object found on the walk is deserialised alone, in place.
 //! 3. Every usage object is layered over a per-field snapshot: the last non-null value of each field wins and
 //!    nothing is summed across chunks (Anthropic `message_start` + cumulative `message_delta`, Gemini running
 //!    totals, Groq `x_groq.usage` beside `usage`, usage on xAI's second-to-last or DeepSeek's last content chunk).
@@ -30,7 +32,9 @@ use crate::usage::{ApiFormat, RawUsage, Usage, UsageSnapshot};
 pub struct Observation {
     /// Normalised usage, when the body reported any.
     pub usage: Option<Usage>,
-    /// The model the provider says answered (first non-empty `model`/`modelVersion`).
+    /// The model the provider says answered: the first non-empty `model`/`modelVersion` at its documented
+    /// position (see [`UsageTap`]'s module documentation). Price with
+    /// [`PriceCatalog::billing_model`](crate::PriceCatalog::billing_model), which prefers the request's model.
     pub model: Option<String>,
     /// The format's normal end was seen: `[DONE]` (OpenAI chat/completions), `response.completed`,
     /// `response.incomplete` or `response.failed` (Responses), `message_stop` (Anthropic), a `finishReason`
@@ -182,6 +186,34 @@ fn text_keys(format: ApiFormat, streaming: bool) -> &'static [&'static [u8]] {
     }
 }
 
+/// Whether the key just found by a walk sits where its format documents usage (`usage`), or the model and
+/// service tier (`model`):
+/// - every format: members of the body or event object itself (depth 1);
+/// - Responses stream events: members of the event's `response` object (`response.completed`, `.incomplete`,
+///   `.failed`, `.created`);
+/// - Anthropic stream: members of `message_start`'s `message` (`message_delta` carries its usage at the top);
+/// - OpenAI chat (Groq): `x_groq.usage`, usage only.
+#[derive(Debug, Clone, Copy, Default)]
+struct Home {
+    usage: bool,
+    model: bool,
+}
+
+impl Home {
+    fn of(format: ApiFormat, streaming: bool, walk: &KeyWalk<'_>) -> Self {
+        match walk.depth() {
+            1 => Self { usage: true, model: true },
+            2 => match (format, streaming, walk.label(2)) {
+                (ApiFormat::OpenAiResponses, true, Some(b"response"))
+                | (ApiFormat::AnthropicMessages, true, Some(b"message")) => Self { usage: true, model: true },
+                (ApiFormat::OpenAiChat, _, Some(b"x_groq")) => Self { usage: true, model: false },
+                _ => Self::default(),
+            },
+            _ => Self::default(),
+        }
+    }
+}
+
 /// What one walk over an event found beyond usage and text, resolved after the walk.
 #[derive(Default)]
 struct EventFacts<'a> {
@@ -265,6 +297,11 @@ impl EventReader {
     }
 
     /// The single walk over an event or body: usage, text, model, tier, and facts for the caller.
+    ///
+    /// Usage, model and service tier are read only at their documented positions ([`Home`]), never deeper:
+    /// model-written JSON (Gemini `functionCall.args`, tool schemas echoed by the Responses API) can hold keys
+    /// named `usage`, `modelVersion` or `service_tier`, and must not steer the price. Generated text is counted
+    /// at any depth (it only feeds estimates).
     fn inspect<'a>(&mut self, data: &'a [u8], streaming: bool) -> EventFacts<'a> {
         let text_keys = text_keys(self.format, streaming);
         let usage_key: &[u8] = if self.format == ApiFormat::GeminiGenerate { b"usageMetadata" } else { b"usage" };
@@ -272,7 +309,17 @@ impl EventReader {
         let mut facts = EventFacts::default();
         let mut walk = KeyWalk::new(data);
         while let Some((key, value)) = walk.next_key() {
-            if key == usage_key {
+            if text_keys.contains(&key) {
+                if let Some(raw) = scan::string_at(data, value) {
+                    let (bytes, chars) = scan::text_size(raw);
+                    self.output_bytes = self.output_bytes.saturating_add(bytes);
+                    self.output_chars = self.output_chars.saturating_add(chars);
+                    walk.resume_at(value + raw.len() + 2);
+                }
+                continue;
+            }
+            let home = Home::of(self.format, streaming, &walk);
+            if key == usage_key && home.usage {
                 if scan::is_object_at(data, value) {
                     let mut stream = serde_json::Deserializer::from_slice(&data[value..]).into_iter::<RawUsage>();
                     if let Some(Ok(raw)) = stream.next() {
@@ -280,28 +327,23 @@ impl EventReader {
                         walk.resume_at(value + stream.byte_offset());
                     }
                 }
-            } else if text_keys.contains(&key) {
-                if let Some(raw) = scan::string_at(data, value) {
-                    let (bytes, chars) = scan::text_size(raw);
-                    self.output_bytes += bytes;
-                    self.output_chars += chars;
-                    walk.resume_at(value + raw.len() + 2);
-                }
-            } else if key == model_key {
+            } else if key == model_key && home.model {
                 if self.model.is_none() {
                     self.model = scan::decoded_string_at(data, value).filter(|model| !model.is_empty());
                 }
-            } else if key == b"type" {
-                if facts.first_type.is_none() {
-                    facts.first_type = scan::string_at(data, value);
-                }
-            } else if key == b"error" {
-                facts.has_error_object |= scan::is_object_at(data, value);
-            } else if key == b"service_tier" {
+            } else if key == b"service_tier" && home.model {
                 if let Some(tier) = scan::string_at(data, value).and_then(|tier| std::str::from_utf8(tier).ok()) {
                     self.snapshot.set_service_tier(tier);
                 }
-            } else if key == b"finishReason" {
+            } else if walk.depth() == 1 {
+                if key == b"type" {
+                    if facts.first_type.is_none() {
+                        facts.first_type = scan::string_at(data, value);
+                    }
+                } else if key == b"error" {
+                    facts.has_error_object |= scan::is_object_at(data, value);
+                }
+            } else if key == b"finishReason" && walk.depth() == 3 && walk.label(2) == Some(b"candidates") {
                 facts.finish_reason |= scan::string_at(data, value).is_some();
             }
         }

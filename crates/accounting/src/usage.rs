@@ -41,6 +41,11 @@ impl Usage {
             .saturating_add(self.cache_write_5m)
             .saturating_add(self.cache_write_1h)
     }
+
+    /// Every token of the request, prompt (cached or not) and output, saturating: what token rate limits count.
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_total().saturating_add(self.output)
+    }
 }
 
 /// The wire format of a request/response pair, which decides where usage lives and what it means.

@@ -25,7 +25,7 @@ pub const MISSING_VALUE: &str = "(none)";
 pub enum DimensionKey {
     /// The provider name (`openai`).
     Provider,
-    /// The model name without the provider prefix (`gpt-4o-mini`).
+    /// The model name without the provider prefix, canonical (`gpt-4o-mini`; see [`crate::canonical_model`]).
     Model,
     /// The gateway from the Cloudflare-style URL.
     Gateway,
@@ -72,7 +72,9 @@ pub struct RequestDims<'a> {
 static NO_METADATA: Metadata = Metadata::EMPTY;
 
 impl<'a> RequestDims<'a> {
-    /// A request to `model` at `provider`, without gateway or metadata.
+    /// A request to `model` at `provider`, without gateway or metadata. `model` should be the canonical model
+    /// name ([`crate::canonical_model`] of what the client sent): rule filters on `model` hold canonical names, and
+    /// `model` splits then keep one bucket per model rather than one per alias or spelling.
     pub fn new(provider: &'a str, model: &'a str) -> Self {
         Self { provider, model, gateway: None, metadata: &NO_METADATA }
     }

@@ -275,6 +275,8 @@ impl SpendEngine {
         now: Timestamp,
     ) -> Result<Admission, Blocked> {
         let now_ns = timestamp_nanos(now);
+        // A worst case beyond what the store can hold is the largest storable amount (it is refused anyway).
+        let worst_case_nanos = worst_case_nanos.map(crate::money::clamp_nanos);
         let local = self.local_set();
         let set: &RuleSet = &local.set;
         let mut held: Vec<Held> = Vec::with_capacity(set.rules.len().min(32));
@@ -377,7 +379,7 @@ impl SpendEngine {
     }
 
     /// Admits a `dynamic/<route>` request: tries each candidate in order (with `base`'s gateway and metadata and
-    /// the candidate's provider and model, and the worst case `worst_case` gives for it) and returns the index and
+    /// the candidate's provider and canonical model name, and the worst case `worst_case` gives for it) and returns the index and
     /// admission of the first one every rule allows. When all are blocked, returns the [`Blocked`] with the
     /// smallest `retry_after_secs` (the first such candidate on ties): `Retry-After` is then the soonest moment
     /// any candidate could pass.
@@ -390,7 +392,9 @@ impl SpendEngine {
         let now = self.inner.clock.now();
         let mut soonest: Option<Blocked> = None;
         for (index, candidate) in route.candidates().iter().enumerate() {
-            let request = base.with_target(&candidate.provider, &candidate.model);
+            // Rules see the canonical model name, as for a request that names the model itself.
+            let model = crate::canonical_model(&candidate.model);
+            let request = base.with_target(&candidate.provider, &model);
             match self.admit_at(&request, worst_case(index, candidate), now) {
                 Ok(admission) => return Ok((index, admission)),
                 Err(blocked) => {

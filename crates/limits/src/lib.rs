@@ -22,7 +22,7 @@ pub use engine::{
 pub use metadata::{
     DEFAULT_MAX_ENTRIES, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Metadata, MetadataError, MetadataValue,
 };
-pub use money::{NANOS_PER_USD, nanos_to_usd, usd_to_nanos};
+pub use money::{MAX_NANOS, NANOS_PER_USD, clamp_nanos, nanos_to_i64, nanos_to_usd, usd_to_nanos};
 pub use rate::{RateLimited, RateLimiter};
 pub use spec::{
     Action, DimensionModeSpec, DimensionSpec, FieldError, MAX_ID_BYTES, RatePer, RateRule, RateRuleSpec, Reserve,
@@ -30,3 +30,6 @@ pub use spec::{
     validate_spend_rules,
 };
 pub use window::{ROLLING_SLOTS, Window, WindowError, WindowKind, WindowLength, parse_window};
+
+/// The canonical model name of the `model` dimension (the catalog's normalisation, from the accounting crate).
+pub use tollgate_accounting::canonical_model;

@@ -203,21 +203,53 @@ impl RateLimiter {
         }
     }
 
-    /// Forgets keys whose state equals a fresh one (governor) and token windows that have ended. Run it
-    /// periodically.
-    pub fn sweep(&self) {
+    /// Forgets idle buckets: request keys whose state equals a fresh one (fully replenished: governor's
+    /// `retain_recent`) and token counts whose window has ended. Dropping them changes no decision, since a key
+    /// seen again starts exactly where a forgotten one would be. Returns the number of buckets left.
+    ///
+    /// Cost: one pass over every key, under each shard's lock in turn (admissions on other shards go on); maps
+    /// are shrunk only when the sweep removed more than half of their keys. Every distinct split value (a
+    /// client-chosen metadata value or model name) makes a key, so call it periodically: every 60 s (e.g. after
+    /// each spend sync) bounds the memory to the keys seen in about one window plus a minute.
+    pub fn sweep(&self) -> usize {
         let now = timestamp_nanos(self.inner.clock.now());
+        let mut left = 0;
         for state in self.inner.rules.load().iter() {
             match &state.counter {
                 Counter::Requests(limiter) => {
+                    let before = limiter.len();
                     limiter.retain_recent();
-                    limiter.shrink_to_fit();
+                    let after = limiter.len();
+                    if after.saturating_mul(2) < before {
+                        limiter.shrink_to_fit();
+                    }
+                    left += after;
                 }
                 Counter::Tokens(table) => {
+                    let before = table.buckets.len();
                     table.buckets.retain(|_, cell| cell.get_mut().unwrap_or_else(PoisonError::into_inner).end > now);
+                    let after = table.buckets.len();
+                    if after.saturating_mul(2) < before {
+                        table.buckets.shrink_to_fit();
+                    }
+                    left += after;
                 }
             }
         }
+        left
+    }
+
+    /// Buckets currently held over all rules (request keys plus token counts), e.g. for a gauge.
+    pub fn tracked_buckets(&self) -> usize {
+        self.inner
+            .rules
+            .load()
+            .iter()
+            .map(|state| match &state.counter {
+                Counter::Requests(limiter) => limiter.len(),
+                Counter::Tokens(table) => table.buckets.len(),
+            })
+            .sum()
     }
 }
 

@@ -273,7 +273,7 @@ fn validate_dimensions(specs: &[DimensionSpec], errors: &mut Vec<FieldError>) ->
                 None
             }
             (DimensionModeSpec::Filter, Some(values)) if !values.is_empty() => {
-                Some(DimensionMode::Filter(values.clone()))
+                Some(DimensionMode::Filter(filter_values(key.as_ref(), values)))
             }
             (DimensionModeSpec::Filter, _) => {
                 errors.push(FieldError::new(
@@ -288,6 +288,23 @@ fn validate_dimensions(specs: &[DimensionSpec], errors: &mut Vec<FieldError>) ->
         }
     }
     dims
+}
+
+/// The runtime values of a filter: as written, except that `model` values are canonical model names
+/// ([`tollgate_accounting::canonical_model`], the catalog's normalisation), so a filter on `gpt-4o-mini` matches the
+/// request models `GPT-4o-mini` and `gpt-4o-mini-2024-07-18` once the proxy has normalised them the same way.
+fn filter_values(key: Option<&DimensionKey>, values: &[String]) -> Vec<String> {
+    if key != Some(&DimensionKey::Model) {
+        return values.to_vec();
+    }
+    let mut canonical: Vec<String> = Vec::with_capacity(values.len());
+    for value in values {
+        let name = crate::canonical_model(value);
+        if !canonical.contains(&name) {
+            canonical.push(name);
+        }
+    }
+    canonical
 }
 
 /// `per` of a rate limit.

@@ -196,7 +196,11 @@ impl Window {
             WindowKind::Rolling => {
                 let slot = self.slot_nanos();
                 let current = now.div_euclid(slot);
-                ((current - ROLLING_SLOTS + 1) * slot, (current + 1) * slot)
+                // Saturating: a clock at the edge of the i64 range (a saturated timestamp) must not overflow.
+                (
+                    current.saturating_sub(ROLLING_SLOTS - 1).saturating_mul(slot),
+                    current.saturating_add(1).saturating_mul(slot),
+                )
             }
         }
     }
@@ -216,7 +220,7 @@ impl Window {
         calendar.unwrap_or_else(|| {
             // Epoch-aligned; also the fallback for instants outside jiff's calendar range (never in practice).
             let len = self.length.nominal_nanos();
-            let start = now.div_euclid(len) * len;
+            let start = now.div_euclid(len).saturating_mul(len);
             (start, start.saturating_add(len))
         })
     }

@@ -79,6 +79,10 @@ fn bodies_that_cannot_be_rewritten() {
     assert_eq!(ensure_include_usage(b"[1,2]"), None);
     assert_eq!(ensure_include_usage(br#"{"stream_options":"yes"}"#), None);
     assert_eq!(ensure_include_usage(br#"{"a":1"#), None);
+    // What a full parse refuses is refused too: invalid UTF-8, a lone surrogate, a number out of range.
+    assert_eq!(ensure_include_usage(b"{\"a\":\"\xff\"}"), None);
+    assert_eq!(ensure_include_usage(br#"{"a":"\ud800"}"#), None);
+    assert_eq!(ensure_include_usage(br#"{"a":1e400}"#), None);
 }
 
 #[test]
@@ -240,5 +244,81 @@ proptest! {
         chunks.push(bytes.slice(start..));
         let (out, _) = filter_chunks(&chunks);
         prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+}
+
+#[test]
+fn s14_a_24_mib_body_is_rewritten_by_splicing() {
+    let mut body = Vec::with_capacity(24 * 1024 * 1024 + 64);
+    body.extend_from_slice(br#"{"model":"x","stream":true,"a":[0"#);
+    while body.len() < 24 * 1024 * 1024 {
+        body.extend_from_slice(b",0");
+    }
+    body.extend_from_slice(b"]}");
+    let Some(IncludeUsage::Injected(rewritten)) = ensure_include_usage(&body) else {
+        panic!("expected a rewrite");
+    };
+    let prefix = br#"{"stream_options":{"include_usage":true},"#;
+    assert_eq!(rewritten.len(), body.len() + prefix.len() - 1);
+    assert!(rewritten.starts_with(prefix));
+    assert_eq!(&rewritten[prefix.len()..], &body[1..]);
+}
+
+#[test]
+fn duplicate_keys_follow_the_last_one_as_a_map_would() {
+    assert_eq!(
+        ensure_include_usage(br#"{"stream_options":{"include_usage":false},"stream_options":{"include_usage":true}}"#),
+        Some(IncludeUsage::ClientAsked)
+    );
+    assert_eq!(
+        injected_text(r#"{"stream_options":{"include_usage":true,"include_usage":1}}"#),
+        r#"{"stream_options":{"include_usage":true,"include_usage":true}}"#
+    );
+    assert_eq!(ensure_include_usage(br#"{"stream_options":null,"stream_options":7}"#), None);
+}
+
+proptest! {
+    /// Whatever the body, the rewrite never panics, and a rewritten body is valid JSON with the option set and
+    /// every other top-level member unchanged.
+    #[test]
+    fn rewritten_bodies_are_valid_json(
+        members in proptest::collection::vec(
+            (
+                prop_oneof![Just("stream_options".to_owned()), Just("stream".to_owned()), "[a-z_]{1,8}"],
+                prop_oneof![
+                    Just("null".to_owned()),
+                    Just("true".to_owned()),
+                    Just(r#"{"include_usage":false}"#.to_owned()),
+                    Just(r#"{ "x" : [1, {"include_usage": true}] }"#.to_owned()),
+                    Just(r#""a \"quoted\" {string}""#.to_owned()),
+                    (0u32..1000).prop_map(|n| n.to_string()),
+                ],
+            ),
+            0..6,
+        ),
+        spaces in "[ \n]{0,2}",
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<_> = members.into_iter().filter(|(key, _)| seen.insert(key.clone())).collect();
+        let body = format!(
+            "{spaces}{{{}}}{spaces}",
+            unique.iter().map(|(key, value)| format!("\"{key}\":{spaces}{value}")).collect::<Vec<_>>().join(",")
+        );
+        let original: Value = serde_json::from_str(&body).unwrap();
+        match ensure_include_usage(body.as_bytes()) {
+            Some(IncludeUsage::Injected(rewritten)) => {
+                let value: Value = serde_json::from_slice(&rewritten).unwrap();
+                prop_assert_eq!(&value["stream_options"]["include_usage"], &json!(true));
+                for (key, original_value) in original.as_object().unwrap() {
+                    if key != "stream_options" {
+                        prop_assert_eq!(&value[key], original_value);
+                    }
+                }
+            }
+            Some(IncludeUsage::ClientAsked) => {
+                prop_assert_eq!(&original["stream_options"]["include_usage"], &json!(true));
+            }
+            None => prop_assert!(!matches!(original.get("stream_options"), None | Some(Value::Null | Value::Object(_)))),
+        }
     }
 }

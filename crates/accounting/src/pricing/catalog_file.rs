@@ -52,6 +52,7 @@ struct EntryFile {
     cache_write_5m: Option<PriceText>,
     cache_write_1h: Option<PriceText>,
     max_output_tokens: Option<u64>,
+    context_window: Option<u64>,
     long_context: Option<TierFile>,
     priority: Option<TierFile>,
     flex: Option<TierFile>,
@@ -156,6 +157,7 @@ pub(crate) fn entry(index: usize, table: toml::Table) -> Result<(String, String,
             priority,
             flex,
             max_output_tokens: file.max_output_tokens,
+            context_window: file.context_window,
         },
     ))
 }

@@ -6,10 +6,16 @@
 //! exactly. Per-token prices are kept in atto-dollars (1e-18 USD, 18 decimals) and totals in nano-dollars;
 //! finer digits round up. Numeric strings (`"0.000003"`) are accepted too; unknown members are refused so a
 //! typo is not silently ignored.
+//!
+//! Bounds: the caller passes the per-request maximum (`gateway.max_custom_cost_usd`, in nano-dollars). A
+//! `total_cost`, or a per-token price, above it is refused with an error naming the field; the cost of a
+//! per-token price is clamped at the maximum, so no custom cost can ever charge more than it, and the worst
+//! case used for admission ([`CustomCost::worst_case_nanos`]) is always known.
 
 use thiserror::Error;
 
 use super::decimal::{DecimalError, parse_scaled};
+use super::estimate::PromptEstimate;
 use super::{CostSource, Priced, nanos_from};
 use crate::json_scan::{self, KeyWalk};
 use crate::usage::Usage;
@@ -20,6 +26,8 @@ const ATTO_DECIMALS: u32 = 18;
 const NANO_DECIMALS: u32 = 9;
 /// Atto-dollars per nano-dollar.
 const ATTO_PER_NANO: u128 = 1_000_000_000;
+/// Nano-dollars per USD, for messages.
+const NANOS_PER_USD: u64 = 1_000_000_000;
 
 /// A per-request price from `cf-aig-custom-cost`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +38,8 @@ pub enum CustomCost {
         input_atto: u128,
         /// Atto-dollars per output token.
         output_atto: u128,
+        /// The per-request maximum the cost is clamped at, in nano-dollars.
+        max_nanos: u64,
     },
     /// A fixed total for the request, in nano-dollars (rounded up).
     Total {
@@ -62,11 +72,24 @@ pub enum CustomCostError {
     /// Both a total and per-token prices, or nothing at all.
     #[error("cf-aig-custom-cost: give either total_cost or per_token_in + per_token_out")]
     Ambiguous,
+    /// An amount above the per-request maximum.
+    #[error(
+        "cf-aig-custom-cost: {field} {amount} is above the maximum of {max_usd} USD per request \
+         (gateway.max_custom_cost_usd)"
+    )]
+    AboveMaximum {
+        /// The offending member.
+        field: &'static str,
+        /// Its value as written.
+        amount: String,
+        /// The maximum, in USD, as a decimal.
+        max_usd: String,
+    },
 }
 
 impl CustomCost {
-    /// Parses the header value.
-    pub fn parse(header: &str) -> Result<Self, CustomCostError> {
+    /// Parses the header value; `max_nanos` is the most one request may cost (`gateway.max_custom_cost_usd`).
+    pub fn parse(header: &str, max_nanos: u64) -> Result<Self, CustomCostError> {
         let members: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(header).map_err(|error| CustomCostError::NotAnObject(error.to_string()))?;
         let mut input = None;
@@ -87,39 +110,86 @@ impl CustomCost {
                 b"total_cost" => ("total_cost", NANO_DECIMALS, &mut total),
                 _ => continue,
             };
-            let amount = amount_text(text, value)
+            let written = amount_text(text, value)
                 .ok_or(DecimalError::Syntax(String::from_utf8_lossy(&text[value..]).into_owned()))
-                .and_then(|amount| parse_scaled(amount, scale))
                 .map_err(|source| CustomCostError::Amount { field, source })?;
+            let above =
+                || CustomCostError::AboveMaximum { field, amount: written.to_owned(), max_usd: usd_text(max_nanos) };
+            let amount = match parse_scaled(written, scale) {
+                Ok(amount) => amount,
+                // Too large for the exact representation is, a fortiori, above the maximum.
+                Err(DecimalError::Overflow(_)) => return Err(above()),
+                Err(source) => return Err(CustomCostError::Amount { field, source }),
+            };
+            // The limit in this field's unit: nano-dollars for the total, atto-dollars for a per-token price.
+            let limit = if scale == NANO_DECIMALS {
+                u128::from(max_nanos)
+            } else {
+                u128::from(max_nanos).saturating_mul(ATTO_PER_NANO)
+            };
+            if amount > limit {
+                return Err(above());
+            }
             *slot = Some(amount);
         }
         match (input, output, total) {
-            (Some(input_atto), Some(output_atto), None) => Ok(Self::PerToken { input_atto, output_atto }),
-            (None, None, Some(nanos)) => Ok(Self::Total {
-                nanos: u64::try_from(nanos).map_err(|_| CustomCostError::Amount {
-                    field: "total_cost",
-                    source: DecimalError::Overflow(nanos.to_string()),
-                })?,
-            }),
+            (Some(input_atto), Some(output_atto), None) => Ok(Self::PerToken { input_atto, output_atto, max_nanos }),
+            // At most `max_nanos`, checked above.
+            (None, None, Some(nanos)) => Ok(Self::Total { nanos: u64::try_from(nanos).unwrap_or(max_nanos) }),
             (Some(_), None, None) => Err(CustomCostError::MissingField("per_token_out")),
             (None, Some(_), None) => Err(CustomCostError::MissingField("per_token_in")),
             _ => Err(CustomCostError::Ambiguous),
         }
     }
 
-    /// The cost of `usage` at this price (source [`CostSource::Custom`]).
+    /// The cost of `usage` at this price (source [`CostSource::Custom`]); a per-token cost is clamped at the
+    /// maximum given to [`CustomCost::parse`].
     pub fn price(&self, usage: &Usage) -> Priced {
         let cost_nanos = match *self {
             Self::Total { nanos } => nanos,
-            Self::PerToken { input_atto, output_atto } => {
-                let atto = u128::from(usage.prompt_total())
-                    .saturating_mul(input_atto)
-                    .saturating_add(u128::from(usage.output).saturating_mul(output_atto));
-                nanos_from(atto, ATTO_PER_NANO)
-            }
+            Self::PerToken { .. } => self.per_token_nanos(usage.prompt_total(), usage.output),
         };
         Priced { cost_nanos, source: CostSource::Custom }
     }
+
+    /// The most this request can cost, for admission (never unknown, so a custom cost always reserves):
+    /// - `total_cost`: that amount, with or without `max_tokens`;
+    /// - per-token, with a known output bound (`max_output`): prompt estimate × input price + `max_output` ×
+    ///   output price, clamped at the maximum;
+    /// - per-token without an output bound, or when the prompt is partly held by the provider (so its size is
+    ///   not in the body): the maximum itself.
+    pub fn worst_case_nanos(&self, prompt: &PromptEstimate, max_output: Option<u64>) -> u64 {
+        match *self {
+            Self::Total { nanos } => nanos,
+            Self::PerToken { max_nanos, .. } => match max_output {
+                Some(output) if !prompt.held_by_provider => self.per_token_nanos(prompt.tokens, output),
+                _ => max_nanos,
+            },
+        }
+    }
+
+    fn per_token_nanos(&self, prompt_tokens: u64, output_tokens: u64) -> u64 {
+        match *self {
+            Self::Total { nanos } => nanos,
+            Self::PerToken { input_atto, output_atto, max_nanos } => {
+                let atto = u128::from(prompt_tokens)
+                    .saturating_mul(input_atto)
+                    .saturating_add(u128::from(output_tokens).saturating_mul(output_atto));
+                nanos_from(atto, ATTO_PER_NANO).min(max_nanos)
+            }
+        }
+    }
+}
+
+/// Nano-dollars as a plain USD decimal for messages (`100`, `0.5`, `0.000000001`).
+fn usd_text(nanos: u64) -> String {
+    let whole = nanos / NANOS_PER_USD;
+    let fraction = nanos % NANOS_PER_USD;
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:09}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 /// The text of the number (or numeric string) at `pos`.

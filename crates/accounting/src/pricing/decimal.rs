@@ -28,10 +28,7 @@ pub(crate) fn parse_scaled(text: &str, scale: u32) -> Result<u128, DecimalError>
         None => (false, trimmed),
     };
     let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(at) => {
-            let exponent: i64 = unsigned[at + 1..].parse().map_err(|_| syntax())?;
-            (&unsigned[..at], exponent)
-        }
+        Some(at) => (&unsigned[..at], parse_exponent(&unsigned[at + 1..]).ok_or_else(syntax)?),
         None => (unsigned, 0),
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
@@ -50,10 +47,13 @@ pub(crate) fn parse_scaled(text: &str, scale: u32) -> Result<u128, DecimalError>
     if negative && digits != 0 {
         return Err(DecimalError::Negative(text.to_owned()));
     }
-    let shift = i64::from(scale) + exponent - fraction.len() as i64;
     if digits == 0 {
-        Ok(0)
-    } else if shift >= 0 {
+        return Ok(0);
+    }
+    // Saturating: an exponent near i64::MAX must overflow (an error), never wrap round to a tiny value; one
+    // near i64::MIN is simply far below one unit.
+    let shift = i64::from(scale).saturating_add(exponent).saturating_sub(fraction.len() as i64);
+    if shift >= 0 {
         u32::try_from(shift)
             .ok()
             .and_then(|shift| 10u128.checked_pow(shift))
@@ -61,11 +61,27 @@ pub(crate) fn parse_scaled(text: &str, scale: u32) -> Result<u128, DecimalError>
             .ok_or_else(overflow)
     } else {
         // A divisor beyond u128 means the value is below one unit: it rounds up to 1.
-        Ok(u32::try_from(-shift)
+        Ok(u32::try_from(shift.unsigned_abs())
             .ok()
             .and_then(|shift| 10u128.checked_pow(shift))
             .map_or(1, |divisor| digits.div_ceil(divisor)))
     }
+}
+
+/// The exponent after `e`: an optional sign and at least one digit. Out-of-range exponents saturate to
+/// `i64::MIN`/`i64::MAX` (they mean "far below one unit" / "too large" either way); `None` is a syntax error.
+fn parse_exponent(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let magnitude =
+        digits.bytes().fold(0i64, |value, byte| value.saturating_mul(10).saturating_add(i64::from(byte - b'0')));
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// `numerator / divisor`, rounded up.

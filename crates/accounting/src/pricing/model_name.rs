@@ -7,58 +7,88 @@
 //!    `mistralai` → `mistral`; for `openrouter` the model's vendor prefix picks the provider
 //!    (`anthropic/claude-sonnet-4.5` → `anthropic`, `google/…` → `google-ai-studio`, `x-ai/…` → `xai`, …), so
 //!    OpenRouter traffic is priced at the base provider's list price.
-//! 3. The model with, cumulatively: a `models/` or provider/vendor prefix removed; Anthropic dotted versions
-//!    as dashes (`claude-sonnet-4.5` → `claude-sonnet-4-5`); a date snapshot removed (`-2025-04-14`,
-//!    `-20250929`, `@20250929`); `-latest` removed; a 3–4 digit version suffix removed (`-001`, `-2411`) and
-//!    then tried with `-latest` (`mistral-large-2411` → `mistral-large-latest`).
+//! 3. The model through every step of [`canonical_model`] (the one normalisation shared with rule filters):
+//!    a `models/` or provider/vendor prefix removed; Claude dotted versions as dashes (`claude-sonnet-4.5` →
+//!    `claude-sonnet-4-5`); a date snapshot removed (`-2025-04-14`, `-20250929`, `@20250929`); `-latest`
+//!    removed; a 3–4 digit version suffix removed (`-001`, `-2411`); and then the canonical name tried with
+//!    `-latest` (`mistral-large-2411` → `mistral-large-latest`).
 
-/// Lookup candidates `(provider, model)`, most specific first, without duplicates.
+/// The canonical name of a model: the one name under which the catalog finds it after every alias step, and the
+/// value of the `model` dimension of spend and rate rules (both sides of a rule filter are normalised with it,
+/// so a rule listing `gpt-4o-mini` matches `GPT-4o-mini` and `gpt-4o-mini-2024-07-18`).
+///
+/// Steps, cumulatively: trim and lowercase; remove a `models/` prefix, then any vendor prefix up to the last `/`
+/// (`openai/gpt-4o` → `gpt-4o`); for Claude models, dotted versions as dashes (`claude-sonnet-4.5` →
+/// `claude-sonnet-4-5`); remove a date snapshot (`-2025-04-14`, `-20250929`, `@20250929`); remove `-latest`;
+/// remove a 3–4 digit version suffix (`-001`, `-2411`). Examples: `gpt-4o-mini-2024-07-18` → `gpt-4o-mini`,
+/// `mistral-large-latest` and `mistral-large-2411` → `mistral-large`, `models/gemini-2.0-flash-001` →
+/// `gemini-2.0-flash`. Provider names are not part of it (rules have their own `provider` dimension).
+pub fn canonical_model(model: &str) -> String {
+    alias_steps(model).pop().unwrap_or_default()
+}
+
+/// The names a model goes through on its way to [`canonical_model`], first the lowercased name itself, last the
+/// canonical name (consecutive duplicates removed).
+fn alias_steps(model: &str) -> Vec<String> {
+    let mut name = model.trim().to_ascii_lowercase();
+    let mut steps: Vec<String> = Vec::with_capacity(6);
+    let push = |steps: &mut Vec<String>, name: &str| {
+        if steps.last().is_none_or(|last| last != name) {
+            steps.push(name.to_owned());
+        }
+    };
+    push(&mut steps, &name);
+    if let Some(rest) = name.strip_prefix("models/") {
+        name = rest.to_owned();
+        push(&mut steps, &name);
+    }
+    if let Some((_, rest)) = name.rsplit_once('/') {
+        name = rest.to_owned();
+        push(&mut steps, &name);
+    }
+    if name.starts_with("claude") && name.contains('.') {
+        name = name.replace('.', "-");
+        push(&mut steps, &name);
+    }
+    if let Some(base) = strip_date(&name) {
+        name = base.to_owned();
+        push(&mut steps, &name);
+    }
+    if let Some(base) = name.strip_suffix("-latest") {
+        name = base.to_owned();
+        push(&mut steps, &name);
+    }
+    if let Some(base) = strip_version_number(&name) {
+        name = base.to_owned();
+        push(&mut steps, &name);
+    }
+    steps
+}
+
+/// Lookup candidates `(provider, model)`, most specific first, without duplicates: the pair as given
+/// (lowercased), then under the catalog's provider every step of [`canonical_model`], then the canonical name
+/// with `-latest`.
 pub(crate) fn candidates(provider: &str, model: &str) -> Vec<(String, String)> {
     let provider = provider.trim().to_ascii_lowercase();
-    let model = model.trim().to_ascii_lowercase();
-    let mut out: Vec<(String, String)> = Vec::with_capacity(8);
+    let steps = alias_steps(model);
+    let mut out: Vec<(String, String)> = Vec::with_capacity(steps.len() + 3);
     let mut push = |provider: &str, model: &str| {
         if !model.is_empty() && !out.iter().any(|(p, m)| p == provider && m == model) {
             out.push((provider.to_owned(), model.to_owned()));
         }
     };
-    push(&provider, &model);
-
-    let (canonical, mut name) = match provider.as_str() {
-        "openrouter" => match model.split_once('/') {
-            Some((vendor, rest)) => (vendor_provider(vendor).unwrap_or("openrouter").to_owned(), rest.to_owned()),
-            None => (provider.clone(), model.clone()),
-        },
-        other => (canonical_provider(other).to_owned(), model.clone()),
+    let lowered = steps.first().map_or("", String::as_str);
+    push(&provider, lowered);
+    let canonical = match provider.as_str() {
+        "openrouter" => lowered.split_once('/').and_then(|(vendor, _)| vendor_provider(vendor)).unwrap_or("openrouter"),
+        other => canonical_provider(other),
     };
-    push(&canonical, &name);
-    push(&canonical, &model);
-
-    if let Some(rest) = name.strip_prefix("models/") {
-        name = rest.to_owned();
-        push(&canonical, &name);
+    for step in &steps {
+        push(canonical, step);
     }
-    if let Some((_, rest)) = name.rsplit_once('/') {
-        name = rest.to_owned();
-        push(&canonical, &name);
+    if let Some(last) = steps.last() {
+        push(canonical, &format!("{last}-latest"));
     }
-    if canonical == "anthropic" && name.contains('.') {
-        name = name.replace('.', "-");
-        push(&canonical, &name);
-    }
-    if let Some(base) = strip_date(&name) {
-        name = base.to_owned();
-        push(&canonical, &name);
-    }
-    if let Some(base) = name.strip_suffix("-latest") {
-        name = base.to_owned();
-        push(&canonical, &name);
-    }
-    if let Some(base) = strip_version_number(&name) {
-        name = base.to_owned();
-        push(&canonical, &name);
-    }
-    push(&canonical, &format!("{name}-latest"));
     out
 }
 

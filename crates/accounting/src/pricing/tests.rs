@@ -5,13 +5,21 @@ use proptest::prelude::*;
 
 use super::decimal::parse_scaled;
 use super::{
-    CatalogError, CostSource, CustomCost, CustomCostError, DecimalError, PriceCatalog, Priced, UnpricedSet,
-    estimate_output_tokens, estimate_prompt_tokens,
+    CatalogError, CostSource, CustomCost, CustomCostError, DecimalError, PriceCatalog, Priced, PromptEstimate,
+    UnpricedSet, canonical_model, estimate_output_tokens, estimate_prompt, estimate_prompt_tokens,
+    prompt_held_by_provider,
 };
 use crate::tap::UsageTap;
 use crate::usage::{ApiFormat, Usage};
 
 const TODAY: Date = date(2026, 11, 25);
+
+/// The default `gateway.max_custom_cost_usd` ($100) in nano-dollars.
+const MAX_CUSTOM: u64 = 100_000_000_000;
+
+fn custom(header: &str) -> Result<CustomCost, CustomCostError> {
+    CustomCost::parse(header, MAX_CUSTOM)
+}
 
 fn catalog() -> PriceCatalog {
     PriceCatalog::bundled().unwrap()
@@ -327,46 +335,46 @@ fn worst_case_uses_max_tokens_or_the_model_cap() {
 
 #[test]
 fn custom_cost_per_token_and_total() {
-    let per_token = CustomCost::parse(r#"{"per_token_in":0.000003,"per_token_out":1.5e-5}"#).unwrap();
-    assert_eq!(per_token, CustomCost::PerToken { input_atto: 3_000_000_000_000, output_atto: 15_000_000_000_000 });
+    let per_token = custom(r#"{"per_token_in":0.000003,"per_token_out":1.5e-5}"#).unwrap();
+    assert_eq!(
+        per_token,
+        CustomCost::PerToken { input_atto: 3_000_000_000_000, output_atto: 15_000_000_000_000, max_nanos: MAX_CUSTOM }
+    );
     let request = Usage { cache_read: 100, ..usage(1_000, 0, 10) };
     // (1000 + 100) × 3 µ$ + 10 × 15 µ$ = 3450 µ$
     assert_eq!(per_token.price(&request), Priced { cost_nanos: 3_450_000, source: CostSource::Custom });
-    let total = CustomCost::parse(r#" { "total_cost" : 0.0123 } "#).unwrap();
+    let total = custom(r#" { "total_cost" : 0.0123 } "#).unwrap();
     assert_eq!(total, CustomCost::Total { nanos: 12_300_000 });
     assert_eq!(total.price(&request).cost_nanos, 12_300_000);
     // any number of decimals: sub-nano totals round up
-    assert_eq!(CustomCost::parse(r#"{"total_cost":0.0000000001}"#).unwrap(), CustomCost::Total { nanos: 1 });
-    assert_eq!(CustomCost::parse(r#"{"total_cost":"0.5"}"#).unwrap(), CustomCost::Total { nanos: 500_000_000 });
-    let tiny = CustomCost::parse(r#"{"per_token_in":0.0000000000000000001,"per_token_out":0}"#).unwrap();
+    assert_eq!(custom(r#"{"total_cost":0.0000000001}"#).unwrap(), CustomCost::Total { nanos: 1 });
+    assert_eq!(custom(r#"{"total_cost":"0.5"}"#).unwrap(), CustomCost::Total { nanos: 500_000_000 });
+    let tiny = custom(r#"{"per_token_in":0.0000000000000000001,"per_token_out":0}"#).unwrap();
     assert_eq!(tiny.price(&usage(1, 0, 0)).cost_nanos, 1);
 }
 
 #[test]
 fn custom_cost_errors_name_the_field() {
-    assert!(matches!(CustomCost::parse("nope"), Err(CustomCostError::NotAnObject(_))));
-    assert!(matches!(CustomCost::parse("[1]"), Err(CustomCostError::NotAnObject(_))));
+    assert!(matches!(custom("nope"), Err(CustomCostError::NotAnObject(_))));
+    assert!(matches!(custom("[1]"), Err(CustomCostError::NotAnObject(_))));
     assert_eq!(
-        CustomCost::parse(r#"{"per_token_inn":1,"per_token_out":1}"#),
+        custom(r#"{"per_token_inn":1,"per_token_out":1}"#),
         Err(CustomCostError::UnknownField("per_token_inn".into()))
     );
-    let error = CustomCost::parse(r#"{"total_cost":-1}"#).unwrap_err();
+    let error = custom(r#"{"total_cost":-1}"#).unwrap_err();
     assert!(matches!(error, CustomCostError::Amount { field: "total_cost", source: DecimalError::Negative(_) }));
     assert!(error.to_string().contains("`total_cost`"));
     assert!(matches!(
-        CustomCost::parse(r#"{"per_token_in":true,"per_token_out":1}"#),
+        custom(r#"{"per_token_in":true,"per_token_out":1}"#),
         Err(CustomCostError::Amount { field: "per_token_in", .. })
     ));
     assert!(matches!(
-        CustomCost::parse(r#"{"per_token_in":"abc","per_token_out":1}"#),
+        custom(r#"{"per_token_in":"abc","per_token_out":1}"#),
         Err(CustomCostError::Amount { field: "per_token_in", .. })
     ));
-    assert_eq!(CustomCost::parse(r#"{"per_token_in":1}"#), Err(CustomCostError::MissingField("per_token_out")));
-    assert_eq!(CustomCost::parse("{}"), Err(CustomCostError::Ambiguous));
-    assert_eq!(
-        CustomCost::parse(r#"{"total_cost":1,"per_token_in":1,"per_token_out":1}"#),
-        Err(CustomCostError::Ambiguous)
-    );
+    assert_eq!(custom(r#"{"per_token_in":1}"#), Err(CustomCostError::MissingField("per_token_out")));
+    assert_eq!(custom("{}"), Err(CustomCostError::Ambiguous));
+    assert_eq!(custom(r#"{"total_cost":1,"per_token_in":1,"per_token_out":1}"#), Err(CustomCostError::Ambiguous));
 }
 
 #[test]
@@ -412,4 +420,292 @@ proptest! {
         let more = catalog.price("anthropic", "claude-haiku-4-5", &usage(input + extra, 0, output), TODAY).cost_nanos;
         prop_assert!(more > base);
     }
+}
+
+#[test]
+fn s23_huge_exponents_are_errors_never_tiny_prices() {
+    assert!(matches!(parse_scaled("1e9223372036854775807", 18), Err(DecimalError::Overflow(_))));
+    assert!(matches!(parse_scaled("1e99999999999999999999999", 9), Err(DecimalError::Overflow(_))));
+    assert!(matches!(parse_scaled("123.456e9223372036854775807", 0), Err(DecimalError::Overflow(_))));
+    assert_eq!(parse_scaled("1e-9223372036854775808", 18), Ok(1), "far below one unit rounds up");
+    assert_eq!(parse_scaled("1e-99999999999999999999999", 18), Ok(1));
+    assert_eq!(parse_scaled("0e9223372036854775807", 18), Ok(0));
+    assert!(matches!(parse_scaled("1e+", 9), Err(DecimalError::Syntax(_))));
+    assert!(matches!(parse_scaled("1e--1", 9), Err(DecimalError::Syntax(_))));
+    let error = custom(r#"{"per_token_in":"1e9223372036854775807","per_token_out":0}"#).unwrap_err();
+    assert!(matches!(error, CustomCostError::AboveMaximum { field: "per_token_in", .. }), "{error}");
+}
+
+#[test]
+fn s23_costs_and_token_sums_saturate() {
+    let huge = Usage {
+        input: u64::MAX,
+        cache_read: u64::MAX,
+        cache_write_5m: u64::MAX,
+        cache_write_1h: u64::MAX,
+        output: u64::MAX,
+        ..Usage::default()
+    };
+    assert_eq!(huge.prompt_total(), u64::MAX);
+    assert_eq!(huge.total_tokens(), u64::MAX);
+    assert_eq!(catalog_cost("openai", "o1-pro", &huge), u64::MAX);
+    assert_eq!(catalog().worst_case_cost("openai", "o1-pro", u64::MAX, Some(u64::MAX), TODAY), Some(u64::MAX));
+    let held = PromptEstimate { tokens: u64::MAX, held_by_provider: true };
+    assert_eq!(catalog().worst_case_cost_for("openai", "o1-pro", &held, None, TODAY), Some(u64::MAX));
+    let per_token = custom(r#"{"per_token_in":100,"per_token_out":100}"#).unwrap();
+    assert_eq!(per_token.price(&huge).cost_nanos, MAX_CUSTOM);
+}
+
+#[test]
+fn s2_custom_cost_above_the_maximum_is_refused_naming_the_field() {
+    let error = custom(r#"{"total_cost":10000000000}"#).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cf-aig-custom-cost: total_cost 10000000000 is above the maximum of 100 USD per request \
+         (gateway.max_custom_cost_usd)"
+    );
+    assert!(matches!(custom(r#"{"total_cost":100.000000001}"#), Err(CustomCostError::AboveMaximum { .. })));
+    assert_eq!(custom(r#"{"total_cost":100}"#), Ok(CustomCost::Total { nanos: MAX_CUSTOM }));
+    let error = custom(r#"{"per_token_in":0.000003,"per_token_out":"150"}"#).unwrap_err();
+    assert!(matches!(&error, CustomCostError::AboveMaximum { field: "per_token_out", amount, .. } if amount == "150"));
+    // The maximum is the caller's: a cheaper one refuses more, and is printed as written in USD.
+    let error = CustomCost::parse(r#"{"total_cost":0.75}"#, 500_000_000).unwrap_err();
+    assert!(error.to_string().contains("total_cost 0.75 is above the maximum of 0.5 USD per request"), "{error}");
+    // Negative, non-numeric and non-finite amounts are refused with their field.
+    for (header, field) in [
+        (r#"{"total_cost":-0.01}"#, "total_cost"),
+        (r#"{"total_cost":"NaN"}"#, "total_cost"),
+        (r#"{"total_cost":"inf"}"#, "total_cost"),
+        (r#"{"total_cost":null}"#, "total_cost"),
+        (r#"{"per_token_in":"-1","per_token_out":0}"#, "per_token_in"),
+        (r#"{"per_token_in":0,"per_token_out":[1]}"#, "per_token_out"),
+    ] {
+        assert!(
+            matches!(custom(header), Err(CustomCostError::Amount { field: f, .. }) if f == field),
+            "{header}: {:?}",
+            custom(header)
+        );
+    }
+}
+
+#[test]
+fn s1_per_token_custom_cost_is_clamped_at_the_maximum() {
+    let dear = custom(r#"{"per_token_in":1,"per_token_out":1}"#).unwrap();
+    // 1 USD per token × 1,000 tokens would be $1,000: clamped at $100.
+    assert_eq!(dear.price(&usage(500, 0, 500)).cost_nanos, MAX_CUSTOM);
+    assert_eq!(dear.price(&usage(3, 0, 4)).cost_nanos, 7_000_000_000);
+}
+
+#[test]
+fn s16_custom_cost_worst_case_is_known_without_max_tokens() {
+    let text = PromptEstimate { tokens: 1_000, held_by_provider: false };
+    let held = PromptEstimate { held_by_provider: true, ..text };
+    let total = custom(r#"{"total_cost":0.004}"#).unwrap();
+    assert_eq!(total.worst_case_nanos(&text, None), 4_000_000);
+    assert_eq!(total.worst_case_nanos(&held, Some(10)), 4_000_000);
+    let per_token = custom(r#"{"per_token_in":0.000001,"per_token_out":0.000002}"#).unwrap();
+    // 1000 × 1 µ$ + 500 × 2 µ$
+    assert_eq!(per_token.worst_case_nanos(&text, Some(500)), 2_000_000);
+    assert_eq!(per_token.worst_case_nanos(&text, None), MAX_CUSTOM, "no output bound: the maximum");
+    assert_eq!(per_token.worst_case_nanos(&held, Some(500)), MAX_CUSTOM, "prompt not in the body: the maximum");
+    let dear = custom(r#"{"per_token_in":50,"per_token_out":50}"#).unwrap();
+    assert_eq!(dear.worst_case_nanos(&text, Some(10)), MAX_CUSTOM, "clamped like the price");
+}
+
+#[test]
+fn s5_missing_billed_models_are_priced_at_list_prices() {
+    // 100k in + 100k out: below every long-context threshold.
+    let hundred_k = usage(100_000, 0, 100_000);
+    let cases: [(&str, &str, u64); 10] = [
+        ("openai", "o1-pro", 750),
+        ("openai", "o1-pro-2025-03-19", 750),
+        ("openai", "o1", 75),
+        ("openai", "o1-2024-12-17", 75),
+        ("openai", "gpt-4-turbo", 40),
+        ("openai", "gpt-4-turbo-2024-04-09", 40),
+        ("anthropic", "claude-sonnet-4", 18),
+        ("anthropic", "claude-sonnet-4-20250514", 18),
+        ("anthropic", "claude-opus-4-20250514", 90),
+        ("anthropic", "claude-3-7-sonnet-20250219", 18),
+    ];
+    for (provider, model, usd) in cases {
+        // (input + output price) per 1M × 0.1M
+        assert_eq!(catalog_cost(provider, model, &hundred_k), usd * 100_000_000, "{provider}/{model}");
+    }
+    // $0.10 + $0.40 per 1M
+    assert_eq!(catalog_cost("google-ai-studio", "gemini-2.0-flash-001", &hundred_k), 50_000_000);
+    assert_eq!(catalog_cost("anthropic", "claude-opus-4-1-20250805", &hundred_k), 9_000_000_000);
+    // Sonnet 4 above 200k prompt tokens: $6 / $22.50 for every token.
+    assert_eq!(catalog_cost("anthropic", "claude-sonnet-4-20250514", &usage(1_000_000, 0, 1_000_000)), 28_500_000_000);
+    // Cache prices of the new Claude entries (100k read + 100k 5-minute write).
+    let cached = Usage { cache_read: 100_000, cache_write_5m: 100_000, ..Usage::default() };
+    assert_eq!(catalog_cost("anthropic", "claude-sonnet-4", &cached), 405_000_000);
+    assert_eq!(catalog_cost("anthropic", "claude-opus-4", &cached), 2_025_000_000);
+    assert_eq!(catalog_cost("anthropic", "claude-3-7-sonnet", &cached), 405_000_000);
+    // Still unknown: a model nobody sells.
+    assert!(!catalog().knows("openai", "o1-ultra", TODAY));
+}
+
+#[test]
+fn every_bundled_entry_has_a_context_window_and_an_output_cap() {
+    let catalog = catalog();
+    for (provider, models) in &catalog.providers {
+        for (model, entries) in models {
+            for entry in entries {
+                let window = entry.context_window.unwrap_or(0);
+                assert!(window > 0, "{provider}/{model} has no context_window");
+                let cap = entry.max_output_tokens.unwrap_or(u64::MAX);
+                assert!(cap <= window, "{provider}/{model}: max_output_tokens above the context window");
+            }
+        }
+    }
+    assert_eq!(catalog.context_window("openai", "gpt-4o-2024-08-06", TODAY), Some(128_000));
+    assert_eq!(catalog.context_window("nobody", "x", TODAY), None);
+}
+
+#[test]
+fn s15_held_prompts_are_detected_in_the_body() {
+    let held = [
+        r#"{"model":"o3","previous_response_id":"resp_1","input":"and then?"}"#,
+        r#"{"model":"o3","conversation":"conv_1","input":"hi"}"#,
+        r#"{"model":"o3","conversation":{"id":"conv_1"},"input":"hi"}"#,
+        r#"{"cachedContent":"cachedContents/abc","contents":[{"parts":[{"text":"hi"}]}]}"#,
+        r#"{"contents":[{"parts":[{"fileData":{"mimeType":"application/pdf","fileUri":"gs://x"}}]}]}"#,
+        r#"{"contents":[{"parts":[{"inlineData":{"mimeType":"image/png","data":"AAAA"}}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AA","format":"wav"}}]}]}"#,
+        r#"{"input":[{"role":"user","content":[{"type":"input_file","file_id":"file-1"}]}]}"#,
+        r#"{"input":[{"role":"user","content":[{"type":"input_image","image_url":"https://x/y.png"}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://x/a.pdf"}}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"previous_\u0072esponse_id":"resp_1"}"#,
+    ];
+    for body in held {
+        assert!(prompt_held_by_provider(body.as_bytes()), "{body}");
+    }
+    let text_only = [
+        r#"{"model":"o3","input":"hello","previous_response_id":null}"#,
+        r#"{"messages":[{"role":"user","content":"please read file_id and image_url"}]}"#,
+        // A provider-held member below the top level is client data, not the request's.
+        r#"{"metadata":{"previous_response_id":"x"},"input":"hi"}"#,
+        r#"{"input":[{"role":"user","content":"hi","conversation":"c"}]}"#,
+        // Tool schemas and formats describe shapes, not inputs.
+        r#"{"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"file":{"type":"string"},"image_url":{"type":"string"}}}}}],"messages":[]}"#,
+        r#"{"text":{"format":{"type":"json_schema","schema":{"properties":{"file_id":{"type":"string"}}}}},"input":"x"}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"text","text":"image"}]}]}"#,
+        "not json {\"file_id\":\"x\"}",
+    ];
+    for body in text_only {
+        assert!(!prompt_held_by_provider(body.as_bytes()), "{body}");
+    }
+}
+
+#[test]
+fn s15_worst_case_reserves_the_context_window_when_the_prompt_is_held() {
+    let catalog = catalog();
+    let body = br#"{"model":"gpt-4o","previous_response_id":"resp_1","input":"abcd","max_output_tokens":100}"#;
+    let prompt = estimate_prompt(body);
+    // The text: "resp_1" and "abcd", 10 bytes.
+    assert_eq!(prompt, PromptEstimate { tokens: 3, held_by_provider: true });
+    // 128,000 input tokens at the dearest gpt-4o tier (priority: $4.25 / $17 per 1M) + 100 output.
+    assert_eq!(catalog.worst_case_cost_for("openai", "gpt-4o", &prompt, Some(100), TODAY), Some(545_700_000));
+    let text = PromptEstimate { held_by_provider: false, ..prompt };
+    assert_eq!(catalog.worst_case_cost_for("openai", "gpt-4o", &text, Some(100), TODAY), Some(1_712_750));
+    // Crossing a long-context threshold by reserving the window prices the whole request at the higher tier.
+    let sonnet = catalog.worst_case_cost_for("anthropic", "claude-sonnet-4-5", &prompt, Some(0), TODAY).unwrap();
+    assert_eq!(sonnet, 6_000_000_000, "1M tokens at $6 per 1M");
+    // A user entry without a context window reserves the text estimate.
+    let user =
+        PriceCatalog::from_toml("[[model]]\nprovider = \"a\"\nmodel = \"m\"\ninput = \"1\"\noutput = \"1\"\n").unwrap();
+    assert_eq!(user.worst_case_cost_for("a", "m", &prompt, Some(0), TODAY), Some(3_000), "3 tokens at $1 per 1M");
+    // max_tokens above the model's cap is reserved at the cap.
+    assert_eq!(
+        catalog.worst_case_cost("openai", "gpt-4.1-mini", 0, Some(u64::MAX), TODAY),
+        catalog.worst_case_cost("openai", "gpt-4.1-mini", 0, None, TODAY)
+    );
+}
+
+#[test]
+fn s17_canonical_model_names() {
+    let cases = [
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("GPT-4o-mini", "gpt-4o-mini"),
+        ("  gpt-4o-mini-2024-07-18 ", "gpt-4o-mini"),
+        ("openai/gpt-4o-mini", "gpt-4o-mini"),
+        ("models/gemini-2.0-flash-001", "gemini-2.0-flash"),
+        ("claude-sonnet-4.5", "claude-sonnet-4-5"),
+        ("anthropic/claude-sonnet-4.5", "claude-sonnet-4-5"),
+        ("claude-haiku-4-5@20251001", "claude-haiku-4-5"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("mistral-large-latest", "mistral-large"),
+        ("mistral-large-2411", "mistral-large"),
+        ("gpt-4.1", "gpt-4.1"),
+        ("o1-pro", "o1-pro"),
+        ("", ""),
+    ];
+    for (name, canonical) in cases {
+        assert_eq!(canonical_model(name), canonical, "{name:?}");
+        assert_eq!(canonical_model(&canonical_model(name)), canonical, "idempotent for {name:?}");
+    }
+    // The canonical name is always found where the name itself is (the catalog's own last step).
+    let catalog = catalog();
+    for (provider, name) in [
+        ("openai", "GPT-4o-mini-2024-07-18"),
+        ("google-ai-studio", "models/gemini-2.5-flash-001"),
+        ("anthropic", "claude-sonnet-4.5"),
+        ("mistral", "mistral-large-2411"),
+        ("groq", "llama-3.3-70b-versatile"),
+    ] {
+        assert!(catalog.knows(provider, name, TODAY), "{provider}/{name}");
+        assert!(catalog.knows(provider, &canonical_model(name), TODAY), "{provider}/{}", canonical_model(name));
+    }
+}
+
+#[test]
+fn s9_billing_prefers_the_request_model_unless_the_response_names_a_variant() {
+    let catalog = catalog();
+    let pick = |request: &'static str, response: Option<&'static str>| {
+        catalog.billing_model("google-ai-studio", request, response, TODAY)
+    };
+    assert_eq!(pick("gemini-2.5-pro", None), "gemini-2.5-pro");
+    assert_eq!(pick("gemini-2.5-pro", Some("")), "gemini-2.5-pro");
+    assert_eq!(pick("gemini-2.5-pro", Some("gemini-2.5-pro-001")), "gemini-2.5-pro-001");
+    // A cheaper or unknown model named by the response never moves the price.
+    assert_eq!(pick("gemini-2.5-pro", Some("gemini-2.5-flash-lite")), "gemini-2.5-pro");
+    assert_eq!(pick("gemini-2.5-pro", Some("free")), "gemini-2.5-pro");
+    // An alias the catalog cannot price is priced as the model that answered.
+    assert_eq!(pick("my-default", Some("gemini-2.5-flash")), "gemini-2.5-flash");
+    assert_eq!(pick("my-default", Some("also-unknown")), "my-default");
+    let openai = catalog.billing_model("openai", "gpt-4o", Some("gpt-4o-2024-08-06"), TODAY);
+    assert_eq!(openai, "gpt-4o-2024-08-06");
+    assert_eq!(catalog.billing_model("openai", "gpt-4o", Some("gpt-4o-mini-2024-07-18"), TODAY), "gpt-4o");
+}
+
+#[test]
+fn s14_a_24_mib_number_array_body_is_estimated_in_one_pass() {
+    let mut body = Vec::with_capacity(24 * 1024 * 1024 + 64);
+    body.extend_from_slice(br#"{"model":"x","messages":[{"role":"user","content":"abcdefgh"}],"a":[0"#);
+    while body.len() < 24 * 1024 * 1024 {
+        body.extend_from_slice(b",0");
+    }
+    body.extend_from_slice(b"]}");
+    assert_eq!(estimate_prompt(&body), PromptEstimate { tokens: 2, held_by_provider: false });
+    // Cut short, it is not JSON: measured whole.
+    assert_eq!(estimate_prompt_tokens(&body[..body.len() - 1]), ((body.len() - 1) as u64).div_ceil(4));
+}
+
+#[test]
+fn s14_streaming_estimate_matches_the_old_rules() {
+    // Escaped strings count their decoded bytes; `data:` URLs and non-prompt keys (at any depth, with their
+    // whole subtree) do not count; numbers and booleans do not count.
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"a\"b\\c\u00e9"},
+        {"role":"tool","tool_call_id":"call_123456","content":[{"type":"text","text":"xyz"}]}],
+        "data":{"nested":"not counted"},"n":1,"stream":true,"stop":["\n\n"],
+        "image":"data:image/png;base64,AAAAAAAA"}"#;
+    // "a\"b\\c\u00e9" → 7 bytes (é is two), "xyz" → 3, "\n\n" → 2: 12 bytes → 3 tokens
+    assert_eq!(estimate_prompt_tokens(body.as_bytes()), 3);
+    // Nesting beyond the JSON decoder's limit is "not JSON", as with a full parse.
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    assert_eq!(estimate_prompt_tokens(deep.as_bytes()), 100);
 }

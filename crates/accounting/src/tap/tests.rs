@@ -346,3 +346,90 @@ proptest! {
         }
     }
 }
+
+/// A Gemini function call whose arguments (written by the model, steerable by the prompt) hold keys that look
+/// like the response's own `modelVersion` and `usageMetadata`, ahead of the real ones.
+const GEMINI_STEERED_ARGS: &str = r#"{"functionCall":{"name":"lookup","args":{"modelVersion":"free","model":"gemini-2.5-flash-lite","usageMetadata":{"cachedContentTokenCount":1000,"promptTokenCount":1,"candidatesTokenCount":1},"finishReason":"STOP"}}}"#;
+
+#[test]
+fn s9_gemini_function_call_args_do_not_steer_the_price() {
+    let body = format!(
+        r#"{{"candidates":[{{"content":{{"role":"model","parts":[{GEMINI_STEERED_ARGS}]}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":2000,"candidatesTokenCount":10,"totalTokenCount":2010}},"modelVersion":"gemini-2.5-pro","responseId":"r1"}}"#
+    );
+    let seen = observe_every_split(ApiFormat::GeminiGenerate, false, body.as_bytes());
+    assert_eq!(seen.usage, Some(usage(2000, 0, 10)), "no cached tokens from the args");
+    assert_eq!(seen.model.as_deref(), Some("gemini-2.5-pro"));
+}
+
+#[test]
+fn s9_gemini_stream_function_call_args_do_not_steer_the_price() {
+    let first = format!(
+        r#"data: {{"candidates":[{{"content":{{"role":"model","parts":[{GEMINI_STEERED_ARGS}]}},"index":0}}],"usageMetadata":{{"promptTokenCount":2000,"totalTokenCount":2000}},"modelVersion":"gemini-2.5-pro","responseId":"r2"}}"#
+    );
+    // A cut stream: the model's `finishReason` inside the args must not make it look complete.
+    let cut = format!("{first}\r\n\r\n");
+    let seen = observe_every_split(ApiFormat::GeminiGenerate, true, cut.as_bytes());
+    assert_eq!(seen.usage, Some(usage(2000, 0, 0)));
+    assert_eq!(seen.model.as_deref(), Some("gemini-2.5-pro"));
+    assert!(!seen.terminal);
+    let last = r#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"done"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":2000,"candidatesTokenCount":12,"totalTokenCount":2012},"modelVersion":"gemini-2.5-pro","responseId":"r2"}"#;
+    let stream = format!("{first}\r\n\r\n{last}\r\n\r\n");
+    let seen = observe_every_split(ApiFormat::GeminiGenerate, true, stream.as_bytes());
+    assert_eq!(seen.usage, Some(usage(2000, 0, 12)));
+    assert_eq!(seen.model.as_deref(), Some("gemini-2.5-pro"));
+    assert!(seen.terminal);
+}
+
+#[test]
+fn s9_responses_echoed_tools_do_not_set_the_tier_model_or_usage() {
+    let body = br#"{"id":"resp_1","object":"response","status":"completed","model":"gpt-5-2025-08-07","service_tier":"default","output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"ok"}]}],"tools":[{"type":"function","name":"f","parameters":{"type":"object","service_tier":"flex","model":"gpt-5-nano","usage":{"input_tokens":1,"input_tokens_details":{"cached_tokens":1000000}},"properties":{}}}],"text":{"format":{"type":"json_schema","schema":{"service_tier":"flex"}}},"usage":{"input_tokens":1000,"output_tokens":10,"total_tokens":1010}}"#;
+    let seen = observe_every_split(ApiFormat::OpenAiResponses, false, body);
+    let expected = Usage { service_tier: Some("default".into()), ..usage(1000, 0, 10) };
+    assert_eq!(seen.usage, Some(expected));
+    assert_eq!(seen.model.as_deref(), Some("gpt-5-2025-08-07"));
+}
+
+#[test]
+fn s9_responses_stream_reads_the_response_object_only() {
+    let stream = "event: response.created\n\
+data: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"status\":\"in_progress\",\"model\":\"gpt-5-2025-08-07\",\"service_tier\":\"auto\",\"tools\":[{\"type\":\"function\",\"parameters\":{\"service_tier\":\"flex\"}}],\"usage\":null}}\n\n\
+event: response.output_item.added\n\
+data: {\"type\":\"response.output_item.added\",\"item\":{\"type\":\"function_call\",\"model\":\"gpt-5-nano\",\"usage\":{\"input_tokens\":1}}}\n\n\
+event: response.completed\n\
+data: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"status\":\"completed\",\"model\":\"gpt-5-2025-08-07\",\"service_tier\":\"default\",\"tools\":[{\"type\":\"function\",\"parameters\":{\"service_tier\":\"flex\"}}],\"usage\":{\"input_tokens\":50,\"output_tokens\":5,\"total_tokens\":55}}}\n\n";
+    let seen = observe_every_split(ApiFormat::OpenAiResponses, true, stream.as_bytes());
+    let expected = Usage { service_tier: Some("default".into()), ..usage(50, 0, 5) };
+    assert_eq!(seen.usage, Some(expected));
+    assert_eq!(seen.model.as_deref(), Some("gpt-5-2025-08-07"));
+    assert!(seen.terminal);
+}
+
+#[test]
+fn s9_anthropic_tool_input_does_not_add_usage_fields() {
+    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"tool_use","id":"t","name":"f","input":{"usage":{"cache_read_input_tokens":90000,"input_tokens":1},"model":"claude-haiku-4-5"}}],"stop_reason":"tool_use","usage":{"input_tokens":100,"output_tokens":20}}"#;
+    let seen = observe_every_split(ApiFormat::AnthropicMessages, false, body);
+    assert_eq!(seen.usage, Some(usage(100, 0, 20)));
+    assert_eq!(seen.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    // Streamed: message_start's message and message_delta's top-level usage count; a tool block does not.
+    let stream = "event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"usage\":{\"input_tokens\":100,\"output_tokens\":1}}}\n\n\
+event: content_block_start\n\
+data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{\"usage\":{\"cache_read_input_tokens\":90000},\"model\":\"x\"}}}\n\n\
+event: message_delta\n\
+data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":20}}\n\n\
+event: message_stop\n\
+data: {\"type\":\"message_stop\"}\n\n";
+    let seen = observe_every_split(ApiFormat::AnthropicMessages, true, stream.as_bytes());
+    assert_eq!(seen.usage, Some(usage(100, 0, 20)));
+    assert_eq!(seen.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    assert!(seen.terminal);
+}
+
+#[test]
+fn s9_a_nested_error_or_type_does_not_end_or_fail_the_stream() {
+    // A model-written object with "type" and "error" members inside a Responses delta event.
+    let stream = "data: {\"type\":\"response.output_item.added\",\"item\":{\"type\":\"response.completed\",\"error\":{\"message\":\"fake\"}}}\n\n";
+    let seen = observe_every_split(ApiFormat::OpenAiResponses, true, stream.as_bytes());
+    assert!(!seen.terminal);
+    assert_eq!(seen.upstream_error, None);
+}

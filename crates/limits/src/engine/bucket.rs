@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use dashmap::DashMap;
 
+use crate::money::{add_nanos, clamp_nanos};
 use crate::window::{ROLLING_SLOTS, Window, WindowKind};
 
 /// The seed of every bucket-key hash. One per process (random, as foldhash's per-map seeds are), so the hash of a
@@ -370,7 +371,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     fn total(self) -> u64 {
-        self.settled.saturating_add(self.pending)
+        add_nanos(self.settled, self.pending)
     }
 }
 
@@ -442,7 +443,7 @@ impl BucketState {
             WindowKind::Fixed => self.slots.last().map_or(0, |s| s.total()),
             WindowKind::Rolling => {
                 let horizon = rolling_horizon(window, now);
-                self.slots.iter().filter(|s| s.start >= horizon).map(|s| s.total()).fold(0, u64::saturating_add)
+                self.slots.iter().filter(|s| s.start >= horizon).map(|s| s.total()).fold(0, add_nanos)
             }
         }
     }
@@ -456,13 +457,13 @@ impl BucketState {
             WindowKind::Fixed => self.slots.last().map_or(now, |s| s.start),
             WindowKind::Rolling => {
                 let slot = window.slot_nanos();
-                now.div_euclid(slot) * slot
+                now.div_euclid(slot).saturating_mul(slot)
             }
         };
         match self.slots.last_mut() {
             // `<=`: a clock stepping back adds to the newest slot rather than reopening an old one.
-            Some(last) if start <= last.start => last.pending = last.pending.saturating_add(amount),
-            _ => self.push_slot(Slot { start, settled: 0, pending: amount }),
+            Some(last) if start <= last.start => last.pending = add_nanos(last.pending, amount),
+            _ => self.push_slot(Slot { start, settled: 0, pending: clamp_nanos(amount) }),
         }
     }
 
@@ -473,18 +474,18 @@ impl BucketState {
         match window.kind() {
             WindowKind::Fixed => self.current_end,
             WindowKind::Rolling => {
-                let span = window.slot_nanos() * ROLLING_SLOTS;
+                let span = window.slot_nanos().saturating_mul(ROLLING_SLOTS);
                 let horizon = rolling_horizon(window, now);
                 let mut freed = 0u64;
                 let mut last_expiry = None;
                 for slot in self.slots.iter().filter(|s| s.start >= horizon) {
                     freed = freed.saturating_add(slot.total());
-                    last_expiry = Some(slot.start + span);
+                    last_expiry = Some(slot.start.saturating_add(span));
                     if freed >= need {
-                        return slot.start + span;
+                        return slot.start.saturating_add(span);
                     }
                 }
-                last_expiry.unwrap_or_else(|| now + window.slot_nanos())
+                last_expiry.unwrap_or_else(|| now.saturating_add(window.slot_nanos()))
             }
         }
     }
@@ -492,6 +493,7 @@ impl BucketState {
     /// Merges a database total for the window or slot starting at `start`: the local view only ever rises
     /// (`max`), because the total includes every delta drained before it was read.
     pub(crate) fn load_total(&mut self, window: &Window, now: i64, start: i64, total: u64) {
+        let total = clamp_nanos(total);
         let live = match window.kind() {
             WindowKind::Fixed => self.slots.last().is_some_and(|s| s.start == start),
             WindowKind::Rolling => {
@@ -514,6 +516,7 @@ impl BucketState {
     /// Sets the settled spend of the window or slot starting at `start` to `total` (a recompute's result); pending
     /// (undrained) spend stays on top.
     pub(crate) fn replace_total(&mut self, window: &Window, now: i64, start: i64, total: u64) {
+        let total = clamp_nanos(total);
         if let Ok(i) = self.slots.binary_search_by_key(&start, |s| s.start) {
             self.slots[i].settled = total;
         } else {
@@ -533,7 +536,7 @@ impl BucketState {
         for slot in &mut self.slots {
             if slot.pending > 0 {
                 emit(slot.start, slot.pending);
-                slot.settled = slot.settled.saturating_add(slot.pending);
+                slot.settled = add_nanos(slot.settled, slot.pending);
                 slot.pending = 0;
             }
         }
@@ -558,7 +561,7 @@ impl BucketState {
 /// Start of the oldest slot still inside a rolling window at `now`.
 pub(crate) fn rolling_horizon(window: &Window, now: i64) -> i64 {
     let slot = window.slot_nanos();
-    (now.div_euclid(slot) - ROLLING_SLOTS + 1) * slot
+    now.div_euclid(slot).saturating_sub(ROLLING_SLOTS - 1).saturating_mul(slot)
 }
 
 #[cfg(test)]

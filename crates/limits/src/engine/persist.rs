@@ -31,7 +31,7 @@ pub struct BucketDelta {
     pub bucket_key: Arc<str>,
     /// Start of the fixed window, or of the rolling slot.
     pub window_start: Timestamp,
-    /// Nano-dollars to add.
+    /// Nano-dollars to add; at most [`MAX_NANOS`](crate::money::MAX_NANOS), so it always fits the store's `i64`.
     pub delta_nanos: u64,
 }
 

@@ -608,3 +608,157 @@ fn the_refusal_reported_is_the_first_rule_in_order_whatever_its_key_group() {
         ]
     );
 }
+
+#[test]
+fn s17_a_model_filter_applies_to_dated_and_upper_case_aliases() {
+    let mut mini = spec("mini", 1.0, "1d");
+    mini.dimensions = vec![filter("model", &["GPT-4o-Mini"])];
+    let mut per_model = spec("per-model", 100.0, "1d");
+    per_model.dimensions = vec![split("model")];
+    let (engine, _) = engine(&[mini, per_model], "2026-05-01T12:00:00Z");
+    // The proxy hands the engine the canonical name of what the client sent.
+    for alias in ["gpt-4o-mini", "GPT-4o-mini", "gpt-4o-mini-2024-07-18", "openai/gpt-4o-mini"] {
+        let model = crate::canonical_model(alias);
+        let admission = engine.admit(&RequestDims::new("openai", &model), Some(USD / 4)).unwrap();
+        assert_eq!(
+            decisions(&admission),
+            vec![
+                ("mini".into(), "*".into(), Decision::Allowed),
+                ("per-model".into(), "model=gpt-4o-mini".into(), Decision::Allowed)
+            ],
+            "{alias}"
+        );
+        admission.settle(USD / 4);
+    }
+    // Every alias counted against the filter's budget and in one split bucket; the budget is now spent.
+    assert_eq!(usage(&engine, "mini"), vec![("*".to_owned(), USD, 0)]);
+    assert_eq!(usage(&engine, "per-model"), vec![("model=gpt-4o-mini".to_owned(), USD, 0)]);
+    let model = crate::canonical_model("GPT-4O-MINI-2024-07-18");
+    assert_eq!(&*engine.admit(&RequestDims::new("openai", &model), Some(1)).unwrap_err().rule_id, "mini");
+    // Another model is not filtered in.
+    let other = crate::canonical_model("gpt-4o");
+    let admission = engine.admit(&RequestDims::new("openai", &other), Some(USD)).unwrap();
+    assert_eq!(decisions(&admission), vec![("per-model".into(), "model=gpt-4o".into(), Decision::Allowed)]);
+}
+
+#[test]
+fn s17_route_candidates_are_matched_by_canonical_name() {
+    let mut rule = spec("mini", 1.0, "1d");
+    rule.dimensions = vec![filter("model", &["gpt-4o-mini"])];
+    let (engine, _) = engine(&[rule], "2026-05-01T12:00:00Z");
+    let route = RouteSpec { name: "cheap".into(), candidates: vec!["openai/GPT-4o-mini-2024-07-18".into()] }
+        .validate()
+        .unwrap();
+    let (index, admission) =
+        engine.admit_route(&route, &RequestDims::new("dynamic", "cheap"), |_, _| Some(USD)).unwrap();
+    assert_eq!(index, 0);
+    assert_eq!(admission.rule_decisions().count(), 1, "the filter applies to the dated candidate");
+}
+
+#[test]
+fn s23_absurd_costs_saturate_at_the_storable_maximum() {
+    // A monitor rule keeps admitting past its budget, so spend keeps being added to a saturated counter.
+    let mut all = spec("all", 1e9, "1d");
+    all.action = Action::Monitor;
+    let (engine, _) = engine(&[all], "2026-05-01T12:00:00Z");
+    let request = RequestDims::new("openai", "gpt-4o");
+    for cost in [u64::MAX, u64::MAX, crate::MAX_NANOS, 1] {
+        engine.admit(&request, None).unwrap().settle(cost);
+    }
+    let deltas = engine.drain_deltas();
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].delta_nanos, crate::MAX_NANOS, "clamped to what the store's i64 holds");
+    assert_eq!(crate::nanos_to_i64(deltas[0].delta_nanos), i64::MAX);
+    // More spend after the drain stays at the maximum too.
+    engine.admit(&request, None).unwrap().settle(u64::MAX);
+    assert_eq!(engine.drain_deltas()[0].delta_nanos, crate::MAX_NANOS);
+    assert_eq!(usage(&engine, "all"), vec![("*".to_owned(), crate::MAX_NANOS, 0)]);
+    // A database total beyond the maximum is clamped as well.
+    engine.load_totals([BucketTotal {
+        rule_id: "all".into(),
+        bucket_key: "*".into(),
+        window_start: ts("2026-05-01T00:00:00Z"),
+        total_nanos: u64::MAX,
+    }]);
+    assert_eq!(usage(&engine, "all"), vec![("*".to_owned(), crate::MAX_NANOS, 0)]);
+    // A worst case beyond every budget would block, and reserves nothing (never a wrapped, small reservation).
+    let admission = engine.admit(&request, Some(u64::MAX)).unwrap();
+    assert!(admission.would_block());
+    assert_eq!(admission.reserved_nanos(), 0);
+    let (blocking, _) = self::engine(&[spec("block", 1e9, "1d")], "2026-05-01T12:00:00Z");
+    let blocked = blocking.admit(&request, Some(u64::MAX)).unwrap_err();
+    assert_eq!(blocked.requested_nanos, Some(crate::MAX_NANOS));
+}
+
+#[test]
+fn s23_a_clock_at_the_edge_of_time_does_not_overflow_window_arithmetic() {
+    let mut rolling = spec("rolling", 1.0, "1h");
+    rolling.window_kind = WindowKind::Rolling;
+    for at in [Timestamp::MAX, Timestamp::MIN] {
+        let clock = Arc::new(ManualClock::new(at));
+        let rules = vec![rolling.validate().unwrap(), spec("fixed", 1.0, "15m").validate().unwrap()];
+        let engine = SpendEngine::new(rules, clock.clone());
+        let request = RequestDims::new("openai", "gpt-4o");
+        engine.admit(&request, Some(USD / 2)).unwrap().settle(USD / 2);
+        let blocked = engine.admit(&request, Some(USD)).unwrap_err();
+        assert!(blocked.retry_after_secs >= 1);
+        let _ = engine.drain_deltas();
+        let _ = engine.live_buckets();
+        let _ = engine.sweep();
+    }
+}
+
+mod saturation {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Settlement and reservation with amounts near `u64::MAX` / `i64::MAX` never wrap: the counted spend is
+        /// the saturated sum (so it never decreases), every drained delta fits the store's `i64`, reservations
+        /// never exceed the budget, and refunds bring them back to zero.
+        #[test]
+        fn s23_spend_and_reservations_never_wrap(
+            costs in proptest::collection::vec(
+                prop_oneof![
+                    any::<u64>(),
+                    (0u64..1024).prop_map(|d| u64::MAX - d),
+                    (0u64..1024).prop_map(|d| crate::MAX_NANOS - d),
+                    0u64..10 * USD,
+                ],
+                1..24,
+            ),
+            worst in prop_oneof![Just(None), any::<u64>().prop_map(Some), (0u64..2 * USD).prop_map(Some)],
+            drain_every in 1usize..6,
+        ) {
+            let mut rolling = spec("rolling", 1e9, "1h");
+            rolling.window_kind = WindowKind::Rolling;
+            let (engine, clock) = engine(&[spec("fixed", 1e9, "1d"), rolling], "2026-05-01T12:00:00Z");
+            let request = RequestDims::new("openai", "gpt-4o");
+            let mut expected: u64 = 0;
+            let mut last_spent = 0;
+            for (i, cost) in costs.iter().enumerate() {
+                if let Ok(admission) = engine.admit(&request, worst) {
+                    prop_assert!(admission.reserved_nanos() <= 2 * 1_000_000_000 * USD);
+                    admission.settle(*cost);
+                    expected = expected.saturating_add(*cost).min(crate::MAX_NANOS);
+                }
+                clock.advance(SignedDuration::from_secs(1));
+                if i % drain_every == 0 {
+                    for delta in engine.drain_deltas() {
+                        prop_assert!(delta.delta_nanos <= crate::MAX_NANOS);
+                        prop_assert!(i64::try_from(delta.delta_nanos).is_ok());
+                    }
+                }
+                for rule in ["fixed", "rolling"] {
+                    let buckets = engine.usage(rule).unwrap();
+                    let spent = buckets.first().map_or(0, |b| b.spent_nanos);
+                    prop_assert_eq!(spent, expected, "{}", rule);
+                    prop_assert!(spent >= last_spent);
+                    prop_assert!(buckets.iter().all(|b| b.reserved_nanos == 0));
+                }
+                last_spent = expected;
+            }
+        }
+    }
+}

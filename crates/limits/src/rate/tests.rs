@@ -65,3 +65,56 @@ fn swap_keeps_counts_of_unchanged_rules() {
     limiter.record_tokens(&req, 10);
     assert!(limiter.check(&req).is_err());
 }
+
+fn model_split(per: &str, limit: u64, window: &str) -> String {
+    format!(
+        r#"{{"id":"r","limit":{limit},"per":"{per}","window":"{window}","dimensions":[{{"key":"model","mode":"split"}}]}}"#
+    )
+}
+
+#[test]
+fn s13_sweep_drops_idle_request_buckets_and_keeps_busy_ones() {
+    let (limiter, clock) = limiter(&[&model_split("requests", 3, "1m")]);
+    let names: Vec<String> = (0..500).map(|i| format!("model-{i}")).collect();
+    for name in &names {
+        limiter.check(&RequestDims::new("openai", name)).unwrap();
+    }
+    let busy = RequestDims::new("openai", "busy");
+    for _ in 0..3 {
+        limiter.check(&busy).unwrap();
+    }
+    assert_eq!(limiter.tracked_buckets(), 501);
+    // Right away nothing is idle: every key used a cell that has not come back yet.
+    assert_eq!(limiter.sweep(), 501);
+    // A one-off key is back to a fresh state after one emission interval (20 s) plus one more; the busy key,
+    // which used its whole burst, needs the full minute.
+    clock.advance(SignedDuration::from_secs(41));
+    assert_eq!(limiter.sweep(), 1);
+    assert!(limiter.check(&busy).is_ok(), "two cells came back for the busy key");
+    // Keeping the busy key kept its state: it is still limited.
+    limiter.check(&busy).unwrap();
+    assert!(limiter.check(&busy).is_err());
+    clock.advance(SignedDuration::from_mins(2));
+    assert_eq!(limiter.sweep(), 0);
+    assert_eq!(limiter.tracked_buckets(), 0);
+    // A swept key starts fresh: the full burst again.
+    for _ in 0..3 {
+        limiter.check(&busy).unwrap();
+    }
+    assert!(limiter.check(&busy).is_err());
+}
+
+#[test]
+fn s13_sweep_drops_token_counts_of_ended_windows_only() {
+    let (limiter, clock) = limiter(&[&model_split("tokens", 100, "1h")]);
+    for i in 0..200 {
+        limiter.record_tokens(&RequestDims::new("openai", &format!("model-{i}")), 1);
+    }
+    let full = RequestDims::new("openai", "full");
+    limiter.record_tokens(&full, 100);
+    assert_eq!(limiter.sweep(), 201, "every window is still current");
+    assert!(limiter.check(&full).is_err(), "the sweep kept the count");
+    clock.advance(SignedDuration::from_mins(60));
+    assert_eq!(limiter.sweep(), 0);
+    limiter.check(&full).unwrap();
+}

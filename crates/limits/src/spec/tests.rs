@@ -139,3 +139,28 @@ fn lists_prefix_paths_and_refuse_duplicate_ids() {
     assert_eq!(paths(&validate_routes(&routes).unwrap_err()), ["[1].name"]);
     assert!(validate_rate_rules(&[]).unwrap().is_empty());
 }
+
+#[test]
+fn s17_model_filters_hold_canonical_names_and_the_spec_keeps_them_as_written() {
+    let rule = spend(
+        r#"{"id":"m","budget_usd":1.0,"window":"1d","dimensions":[
+            {"key":"model","mode":"filter","values":["GPT-4o-mini","gpt-4o-mini-2024-07-18","claude-sonnet-4.5"]},
+            {"key":"provider","mode":"filter","values":["OpenAI"]}]}"#,
+    );
+    let valid = rule.validate().unwrap();
+    let values = |index: usize| match &valid.dimensions()[index].mode {
+        DimensionMode::Filter(values) => values.clone(),
+        DimensionMode::Split => Vec::new(),
+    };
+    assert_eq!(values(0), ["gpt-4o-mini", "claude-sonnet-4-5"], "canonical, duplicates merged");
+    assert_eq!(values(1), ["OpenAI"], "other dimensions are compared as written");
+    assert_eq!(valid.spec(), &rule, "the admin API shows the rule as it was written");
+    assert!(valid.applies_to(&RequestDims::new("OpenAI", &crate::canonical_model("GPT-4O-MINI"))));
+    let rate: RateRuleSpec = serde_json::from_str(
+        r#"{"id":"r","limit":5,"per":"requests","window":"1m",
+            "dimensions":[{"key":"model","mode":"filter","values":["Mistral-Large-Latest"]}]}"#,
+    )
+    .unwrap();
+    let rate = rate.validate().unwrap();
+    assert!(rate.dimensions.applies_to(&RequestDims::new("mistral", &crate::canonical_model("mistral-large-2411"))));
+}
