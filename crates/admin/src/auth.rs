@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::{AdminError, AdminState};
 
 /// Paths open without a token when `admin.public_metrics` is set.
-const PUBLIC: [&str; 2] = ["/status", "/metrics"];
+pub(crate) const PUBLIC: [&str; 2] = ["/status", "/metrics"];
 
 pub async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
     let Some(token) = &state.config.admin.token else {

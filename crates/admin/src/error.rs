@@ -9,6 +9,14 @@ use serde_json::json;
 pub enum AdminError {
     #[error("this endpoint needs Authorization: Bearer <admin.token>")]
     Unauthorized,
+    /// A request a browser page may have sent on someone else's behalf (admin without a token).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request body did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{field}: {message}")]
@@ -50,6 +58,9 @@ impl AdminError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AdminError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            AdminError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

@@ -3,34 +3,38 @@
 //! when `admin.public_metrics` is set.
 
 mod auth;
+mod body_deadline;
+mod content_type;
 mod error;
 mod limits;
 mod logs;
+mod loopback;
 mod openapi;
 mod params;
 mod prometheus;
 mod recompute;
 mod rollup_keys;
 mod rule_sync;
+mod server;
 mod spend;
 mod stats;
 mod status;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tollgate_config::Config;
 use tollgate_proxy::Gateway;
 use tollgate_proxy::metrics::Metrics;
 
+pub use body_deadline::MAX_BODY_BYTES;
 pub use error::AdminError;
 pub use rollup_keys::run_rollup_key_sync;
 pub use rule_sync::{POLL_INTERVAL, load_rules, run_rule_sync};
+pub use server::{ServeOptions, serve, serve_with};
 pub use status::DatabaseStatus;
 
 /// What the admin handlers read. Cheap to clone.
@@ -45,10 +49,24 @@ pub struct AdminState {
     pub store: Option<tollgate_store::Store>,
 }
 
-/// Builds the router. Layer order: the auth middleware wraps every route; it lets the public allow-list
-/// through on its own.
+/// Builds the router with the default [`ServeOptions`].
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    router_with(state, &ServeOptions::default())
+}
+
+/// Builds the router. The middleware, outermost first:
+///
+/// 1. Only without `admin.token`: [`loopback::loopback_only`] refuses (403) a `Host` that is not a loopback
+///    name, a non-loopback `Origin` and `Sec-Fetch-Site: cross-site` (DNS rebinding, cross-site requests).
+/// 2. [`auth::require_token`]: with `admin.token`, every path but the public allow-list needs the bearer token
+///    (401); without one, passes.
+/// 3. [`content_type::require_json_body`]: a mutation with a body that is not `application/json` is 415.
+/// 4. [`body_deadline::read_body_by_deadline`]: the body arrives whole within `options.body_timeout` (408),
+///    at most [`MAX_BODY_BYTES`]; handlers get it from memory.
+///
+/// None of them inserts or reads request extensions.
+pub fn router_with(state: AdminState, options: &ServeOptions) -> Router {
+    let router = Router::new()
         .route("/status", get(status::status))
         .route("/metrics", get(prometheus::metrics))
         .route("/config", get(status::config))
@@ -62,13 +80,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/recompute", post(recompute::recompute))
         .route("/openapi.json", get(openapi::document))
         .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
-        .with_state(state)
-}
-
-/// Serves the admin API until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) -> std::io::Result<()> {
-    let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(listen = ?local, "tollgate admin listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+        .layer(from_fn_with_state(options.body_timeout, body_deadline::read_body_by_deadline))
+        .layer(from_fn(content_type::require_json_body))
+        .layer(from_fn_with_state(state.clone(), auth::require_token));
+    let router = if state.config.admin.token.is_none() {
+        router.layer(from_fn_with_state(state.clone(), loopback::loopback_only))
+    } else {
+        router
+    };
+    router.with_state(state)
 }

@@ -43,7 +43,7 @@ use crate::{limits, logs, prometheus, recompute, spend, stats, status};
         status::DatabaseStatus,
         status::StatusView
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &GuardResponses),
     security(("bearer" = []))
 )]
 pub struct AdminApi;
@@ -56,7 +56,8 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// `unauthorized`, `not_found`, `invalid_request`, `conflict`, `unavailable`, `internal`.
+    /// `unauthorized`, `forbidden`, `unsupported_media_type`, `request_timeout`, `not_found`, `invalid_request`,
+    /// `conflict`, `unavailable`, `internal`.
     pub code: String,
     pub message: String,
     #[schema(nullable = false)]
@@ -73,6 +74,51 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The refusals of the middleware in front of every handler, described once as shared responses and referenced
+/// from each operation: 403 (without `admin.token`, a request that is not addressed to a loopback name or that
+/// comes from another site) on all, 415 (a body that is not JSON) on the mutations.
+struct GuardResponses;
+
+impl utoipa::Modify for GuardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let shared = |description: &str| {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.responses.insert(
+            "Forbidden".into(),
+            shared(
+                "refused: without admin.token, the Host is not a loopback name or the request came from another site",
+            ),
+        );
+        components
+            .responses
+            .insert("UnsupportedMediaType".into(), shared("the request body is not Content-Type: application/json"));
+        for item in openapi.paths.paths.values_mut() {
+            for (operation, mutation) in [
+                (&mut item.get, false),
+                (&mut item.head, false),
+                (&mut item.options, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ] {
+                let Some(operation) = operation else { continue };
+                let responses = &mut operation.responses.responses;
+                responses.entry("403".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("Forbidden")));
+                if mutation {
+                    responses
+                        .entry("415".into())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("UnsupportedMediaType")));
+                }
+            }
+        }
     }
 }
 

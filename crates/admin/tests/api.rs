@@ -510,7 +510,10 @@ async fn spend_limit_crud_reaches_a_second_replica_within_two_seconds() {
     let (status, body) =
         send(&a, Method::PUT, "/api/spend-limits/x", &json!({"id": "y", "budget_usd": 1.0, "window": "1d"})).await;
     assert_bad(status, &body, "id");
-    let response = a.admin.request(Method::POST, "/api/spend-limits", &[AUTH], "not json").await;
+    let response = a
+        .admin
+        .request(Method::POST, "/api/spend-limits", &[AUTH, ("content-type", "application/json")], "not json")
+        .await;
     assert_bad(response.status, &response.json(), "body");
 
     // PUT replaces (200) or creates (201; the id may come from the path only).

@@ -29,6 +29,11 @@ pub struct ServerFile {
     pub max_request_body: String,
     pub default_provider: String,
     pub shutdown_grace: String,
+    // Slow clients and connection floods.
+    /// A request body that has not fully arrived this long after the request head is cut.
+    pub body_timeout: String,
+    /// Concurrent proxy connections; more wait to be accepted.
+    pub max_connections: u64,
 }
 
 impl Default for ServerFile {
@@ -38,6 +43,8 @@ impl Default for ServerFile {
             max_request_body: "25MiB".into(),
             default_provider: "openai".into(),
             shutdown_grace: "30s".into(),
+            body_timeout: "60s".into(),
+            max_connections: 10_000,
         }
     }
 }
@@ -100,6 +107,15 @@ pub struct GatewayFile {
     pub disconnect_drain_max_bytes: String,
     /// `false` turns off reading usage from responses (for measuring its cost only: nothing is priced then).
     pub accounting: bool,
+    // Money and input from the client.
+    /// The largest `cf-aig-custom-cost` a request may carry, in USD.
+    pub max_custom_cost_usd: f64,
+    /// Which credentials may send `cf-aig-custom-cost`: `gateway_token`, `virtual_key`, `jwt`. A list, or (from
+    /// the environment) one comma-separated string; empty = nobody.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub custom_cost_from: Vec<String>,
+    /// The longest `model` name accepted, in characters.
+    pub max_model_chars: u64,
 }
 
 impl Default for GatewayFile {
@@ -114,6 +130,9 @@ impl Default for GatewayFile {
             disconnect_drain_timeout: "60s".into(),
             disconnect_drain_max_bytes: "32MiB".into(),
             accounting: true,
+            max_custom_cost_usd: 100.0,
+            custom_cost_from: vec!["gateway_token".into()],
+            max_model_chars: 256,
         }
     }
 }
@@ -129,10 +148,35 @@ pub struct ProviderFile {
     pub hosted: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricingFile {
     pub file: Option<String>,
+    /// `block` or `allow`: what happens to a model with no known price while a budget applies to it.
+    pub unpriced: String,
+}
+
+impl Default for PricingFile {
+    fn default() -> Self {
+        Self { file: None, unpriced: "block".into() }
+    }
+}
+
+/// A list of strings, written as a TOML array or as one comma-separated string (what an environment variable
+/// can carry: `TOLLGATE_GATEWAY__CUSTOM_COST_FROM=gateway_token,jwt`; an empty string is the empty list).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(text) => {
+            text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+        }
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

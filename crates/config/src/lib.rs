@@ -6,9 +6,11 @@
 
 mod file;
 mod provider;
+mod redact;
 mod secret;
 mod units;
 mod validate;
+mod warnings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ pub use file::FileConfig;
 pub use provider::{AuthStyle, BUILTIN_PROVIDERS, Provider, ProviderFamily};
 pub use secret::Secret;
 pub use units::{parse_byte_size, parse_duration};
+pub use validate::MAX_MODEL_CHARS;
 
 /// The validated configuration the gateway runs with. `Debug` leaves out the raw file shape, which holds the
 /// secrets in clear.
@@ -31,7 +34,8 @@ pub struct Config {
     pub database: Database,
     pub logging: Logging,
     pub gateway: Gateway,
-    /// Every provider the gateway can reach: the built-ins merged with `[providers.*]`, by name.
+    /// Every provider the gateway can reach, by name: the built-ins that reach a remote API, the loopback
+    /// built-ins (`ollama`, `vllm`) only when configured, merged with `[providers.*]`.
     pub providers: std::collections::BTreeMap<String, Provider>,
     pub pricing: Pricing,
     pub spend_rules: Vec<tollgate_limits::SpendRule>,
@@ -50,6 +54,10 @@ pub struct Server {
     pub default_provider: String,
     /// How long SIGTERM waits for in-flight requests and streams before the process exits anyway.
     pub shutdown_grace: Duration,
+    /// A request body that has not fully arrived this long after the request head is cut (slow senders).
+    pub body_timeout: Duration,
+    /// Concurrent proxy connections, at least 1; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -105,11 +113,68 @@ pub struct Gateway {
     pub disconnect_drain_max_bytes: u64,
     /// Whether usage is read from responses (always, but for measuring what reading it costs).
     pub accounting: bool,
+    /// The largest `cf-aig-custom-cost` a request may carry, in USD as written (positive, at most 1e9)...
+    pub max_custom_cost_usd: f64,
+    /// ...and in nano-dollars, what the proxy compares with (at least 1).
+    pub max_custom_cost_nanos: u64,
+    /// Which credentials may send `cf-aig-custom-cost`, without duplicates; empty = nobody.
+    pub custom_cost_from: Vec<CredentialKind>,
+    /// The longest `model` name accepted, in characters (1..=[`MAX_MODEL_CHARS`]).
+    pub max_model_chars: usize,
+}
+
+impl Gateway {
+    /// Whether a request authenticated with `kind` may set its own price with `cf-aig-custom-cost`.
+    pub fn custom_cost_allowed(&self, kind: CredentialKind) -> bool {
+        self.custom_cost_from.contains(&kind)
+    }
+}
+
+/// The kind of credential a proxy request authenticated with (`gateway.custom_cost_from` lists these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CredentialKind {
+    /// `gateway.auth_token`.
+    GatewayToken,
+    /// A virtual key (`tg_<id>_<secret>`).
+    VirtualKey,
+    /// A validated JWT identity.
+    Jwt,
+}
+
+impl CredentialKind {
+    /// The name written in the configuration: `gateway_token`, `virtual_key`, `jwt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::GatewayToken => "gateway_token",
+            CredentialKind::VirtualKey => "virtual_key",
+            CredentialKind::Jwt => "jwt",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "gateway_token" => Some(CredentialKind::GatewayToken),
+            "virtual_key" => Some(CredentialKind::VirtualKey),
+            "jwt" => Some(CredentialKind::Jwt),
+            _ => None,
+        }
+    }
+}
+
+/// What happens to a model with no known price while a spend rule, key budget or credit account applies to it
+/// (`pricing.unpriced`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnpricedPolicy {
+    /// 403 `unpriced_model`: a model nobody can price cannot be held to a budget.
+    Block,
+    /// Passes and is logged with `cost_source = "unpriced"` (costs $0 against every budget).
+    Allow,
 }
 
 #[derive(Debug, Clone)]
 pub struct Pricing {
     pub file: Option<PathBuf>,
+    pub unpriced: UnpricedPolicy,
 }
 
 /// One problem in the configuration, with the dotted key path it is about.
@@ -195,7 +260,8 @@ impl Config {
     fn from_figment(figment: &Figment, env: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut value: figment::value::Value = figment.extract().map_err(figment_error)?;
         let mut issues = Vec::new();
-        interpolate(&mut value, "", env, &mut issues);
+        let mut sources = validate::Sources::new();
+        interpolate(&mut value, "", env, &mut Interpolation { issues: &mut issues, sources: &mut sources });
         // serde stops at the first shape error (unknown key, wrong type). To report every problem in one run,
         // each offending key is noted and taken out, so its default applies, and the rest is checked again.
         let file = loop {
@@ -215,7 +281,7 @@ impl Config {
                 }
             }
         };
-        match file.map(validate::validate) {
+        match file.map(|file| validate::validate(file, &sources)) {
             Some(Ok(config)) if issues.is_empty() => Ok(config),
             Some(Err(more)) => {
                 let fresh: Vec<ConfigIssue> =
@@ -267,33 +333,76 @@ fn figment_error(err: figment::Error) -> ConfigError {
     ConfigError { issues }
 }
 
-/// Replaces every string written exactly `${NAME}` with the environment variable NAME.
-fn interpolate(value: &mut figment::value::Value, path: &str, env: &[(String, String)], issues: &mut Vec<ConfigIssue>) {
+/// What interpolation reports: unset variables, and which variable each key was read from.
+struct Interpolation<'a> {
+    issues: &'a mut Vec<ConfigIssue>,
+    sources: &'a mut validate::Sources,
+}
+
+/// Whether an interpolated value stays or the key is taken out (as if it were not written).
+#[derive(PartialEq, Eq)]
+enum Interpolated {
+    Keep,
+    Drop,
+}
+
+/// Replaces every string written exactly `${NAME}` with the environment variable NAME; an unset one is an
+/// error. `${NAME:-fallback}` takes `fallback` when NAME is unset or empty, and when the result is empty the key
+/// is left out, as if not written: the explicit way to say "this secret is optional" (an empty plain `${NAME}`
+/// secret is an error).
+fn interpolate(
+    value: &mut figment::value::Value,
+    path: &str,
+    env: &[(String, String)],
+    out: &mut Interpolation<'_>,
+) -> Interpolated {
     use figment::value::Value;
     match value {
         Value::String(_, s) => {
-            if let Some(name) = s.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) {
-                match env.iter().find(|(k, _)| k == name) {
-                    Some((_, v)) => *s = v.clone(),
-                    None => issues.push(ConfigIssue {
+            let Some(inner) = s.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) else {
+                return Interpolated::Keep;
+            };
+            let optional = inner.contains(":-");
+            let (name, fallback) = match inner.split_once(":-") {
+                Some((name, fallback)) => (name.to_string(), Some(fallback.to_string())),
+                None => (inner.to_string(), None),
+            };
+            let found = env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+            match (found, fallback) {
+                (Some(v), Some(fallback)) if v.is_empty() => *s = fallback,
+                (Some(v), _) => *s = v,
+                (None, Some(fallback)) => *s = fallback,
+                (None, None) => {
+                    out.issues.push(ConfigIssue {
                         path: path.to_string(),
                         message: format!("environment variable {name} is not set (the value is written ${{{name}}})"),
-                    }),
+                    });
+                    return Interpolated::Keep;
                 }
             }
+            out.sources.insert(path.to_string(), name);
+            if s.is_empty() && optional { Interpolated::Drop } else { Interpolated::Keep }
         }
         Value::Dict(_, dict) => {
+            let mut dropped = Vec::new();
             for (key, child) in dict.iter_mut() {
                 let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                interpolate(child, &child_path, env, issues);
+                if interpolate(child, &child_path, env, out) == Interpolated::Drop {
+                    dropped.push(key.clone());
+                }
             }
+            for key in dropped {
+                dict.remove(&key);
+            }
+            Interpolated::Keep
         }
         Value::Array(_, items) => {
             for (i, child) in items.iter_mut().enumerate() {
-                interpolate(child, &format!("{path}[{i}]"), env, issues);
+                interpolate(child, &format!("{path}[{i}]"), env, out);
             }
+            Interpolated::Keep
         }
-        _ => {}
+        _ => Interpolated::Keep,
     }
 }
 
@@ -314,30 +423,5 @@ impl std::fmt::Debug for Config {
             .field("rate_rules", &self.rate_rules)
             .field("routes", &self.routes)
             .finish_non_exhaustive()
-    }
-}
-
-impl Config {
-    /// The effective configuration in file shape, every secret replaced by `[redacted]` (the password of a
-    /// database URL too), for `check-config` and the admin API.
-    pub fn redacted(&self) -> FileConfig {
-        let mut file = self.file.clone();
-        let redact = |s: &mut Option<String>| {
-            if s.as_ref().is_some_and(|v| !v.is_empty()) {
-                *s = Some(Secret::REDACTED.to_string());
-            }
-        };
-        redact(&mut file.admin.token);
-        redact(&mut file.gateway.auth_token);
-        for provider in file.providers.values_mut() {
-            redact(&mut provider.api_key);
-        }
-        if let Ok(mut url) = url::Url::parse(&file.database.url)
-            && url.password().is_some()
-            && url.set_password(Some(Secret::REDACTED)).is_ok()
-        {
-            file.database.url = url.to_string();
-        }
-        file
     }
 }

@@ -41,7 +41,8 @@ impl AuthStyle {
 }
 
 /// `(name, family, default base_url, hosted by default)`. `hosted` marks providers that run on the operator's
-/// own machines (what `/api/stats` `hosted_only_ok` reports on).
+/// own machines (what `/api/stats` `hosted_only_ok` reports on). A built-in whose default base URL is on
+/// loopback (`ollama`, `vllm`) is registered only when it appears under `[providers.*]`.
 pub const BUILTIN_PROVIDERS: &[(&str, ProviderFamily, Option<&str>, bool)] = &[
     ("openai", ProviderFamily::OpenAi, Some("https://api.openai.com/v1"), false),
     ("anthropic", ProviderFamily::Anthropic, Some("https://api.anthropic.com"), false),
@@ -58,8 +59,8 @@ pub const BUILTIN_PROVIDERS: &[(&str, ProviderFamily, Option<&str>, bool)] = &[
     ("vllm", ProviderFamily::OpenAi, Some("http://127.0.0.1:8000/v1"), true),
 ];
 
-/// One provider as the proxy sees it.
-#[derive(Debug, Clone)]
+/// One provider as the proxy sees it. `Debug` shows the URLs redacted: they may carry a password.
+#[derive(Clone)]
 pub struct Provider {
     pub name: String,
     pub family: ProviderFamily,
@@ -70,6 +71,20 @@ pub struct Provider {
     /// Where `cf-aig-zdr: true` requests go; `None` refuses them.
     pub zdr_base_url: Option<Url>,
     pub hosted: bool,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |u: &Option<Url>| u.as_ref().map(|u| crate::redact::url(u.as_str()));
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("family", &self.family)
+            .field("base_url", &shown(&self.base_url))
+            .field("api_key", &self.api_key)
+            .field("zdr_base_url", &shown(&self.zdr_base_url))
+            .field("hosted", &self.hosted)
+            .finish()
+    }
 }
 
 impl Provider {

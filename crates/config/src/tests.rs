@@ -1,5 +1,7 @@
 //! Tests of loading and validation.
 
+use std::time::Duration;
+
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -16,8 +18,18 @@ fn empty_file_gives_the_contract_defaults() {
     assert_eq!(config.server.default_provider, "openai");
     assert_eq!(config.gateway.metadata_max_entries, 20);
     for (name, ..) in BUILTIN_PROVIDERS {
-        assert!(config.providers.contains_key(*name), "{name}");
+        let loopback = ["ollama", "vllm"].contains(name);
+        assert_eq!(config.providers.contains_key(*name), !loopback, "{name}");
     }
+    assert_eq!(config.server.body_timeout, Duration::from_mins(1));
+    assert_eq!(config.server.max_connections, 10_000);
+    assert!((config.gateway.max_custom_cost_usd - 100.0).abs() < f64::EPSILON);
+    assert_eq!(config.gateway.max_custom_cost_nanos, 100_000_000_000);
+    assert_eq!(config.gateway.custom_cost_from, vec![CredentialKind::GatewayToken]);
+    assert!(config.gateway.custom_cost_allowed(CredentialKind::GatewayToken));
+    assert!(!config.gateway.custom_cost_allowed(CredentialKind::VirtualKey));
+    assert_eq!(config.gateway.max_model_chars, 256);
+    assert_eq!(config.pricing.unpriced, UnpricedPolicy::Block);
     assert_eq!(config.providers["openai"].base_url.as_ref().unwrap().as_str(), "https://api.openai.com/v1");
 }
 
@@ -192,4 +204,253 @@ fn the_example_config_is_valid_and_documents_every_section() {
     ] {
         assert!(text.contains(section), "{section} is not documented");
     }
+}
+
+fn paths(err: &ConfigError) -> Vec<&str> {
+    err.issues.iter().map(|i| i.path.as_str()).collect()
+}
+
+fn issue<'a>(err: &'a ConfigError, path: &str) -> &'a ConfigIssue {
+    err.issues.iter().find(|i| i.path == path).unwrap_or_else(|| panic!("no issue at {path}: {err}"))
+}
+
+#[test]
+fn hardening_keys_are_read_and_checked_with_their_paths() {
+    let toml = r#"
+[server]
+body_timeout = "15s"
+max_connections = 3
+[gateway]
+max_custom_cost_usd = 2.5
+custom_cost_from = ["jwt", "virtual_key", "jwt"]
+max_model_chars = 4096
+[pricing]
+unpriced = "allow"
+"#;
+    let config = Config::from_toml(toml, &[]).unwrap();
+    assert_eq!(config.server.body_timeout, Duration::from_secs(15));
+    assert_eq!(config.server.max_connections, 3);
+    assert_eq!(config.gateway.max_custom_cost_nanos, 2_500_000_000);
+    assert_eq!(config.gateway.custom_cost_from, vec![CredentialKind::Jwt, CredentialKind::VirtualKey]);
+    assert!(!config.gateway.custom_cost_allowed(CredentialKind::GatewayToken));
+    assert_eq!(config.gateway.max_model_chars, 4096);
+    assert_eq!(config.pricing.unpriced, UnpricedPolicy::Allow);
+
+    let nobody = Config::from_toml("[gateway]\ncustom_cost_from = []\n", &[]).unwrap();
+    assert!(nobody.gateway.custom_cost_from.is_empty());
+
+    let bad = r#"
+[server]
+body_timeout = "0s"
+max_connections = 0
+[gateway]
+max_custom_cost_usd = 0.0
+custom_cost_from = ["gateway_token", "root"]
+max_model_chars = 0
+[pricing]
+unpriced = "maybe"
+"#;
+    let err = Config::from_toml(bad, &[]).unwrap_err();
+    for expected in [
+        "server.body_timeout",
+        "server.max_connections",
+        "gateway.max_custom_cost_usd",
+        "gateway.custom_cost_from[1]",
+        "gateway.max_model_chars",
+        "pricing.unpriced",
+    ] {
+        assert!(paths(&err).contains(&expected), "{expected} missing from {err}");
+    }
+    assert!(issue(&err, "gateway.custom_cost_from[1]").message.contains("\"root\""));
+    for (value, why) in [("-1.0", "negative"), ("nan", "not a number"), ("inf", "infinite"), ("1e10", "too large")] {
+        let err = Config::from_toml(&format!("[gateway]\nmax_custom_cost_usd = {value}\n"), &[]).unwrap_err();
+        assert_eq!(paths(&err), ["gateway.max_custom_cost_usd"], "{why}");
+    }
+    let err = Config::from_toml("[gateway]\nmax_model_chars = 4097\n", &[]).unwrap_err();
+    assert_eq!(paths(&err), ["gateway.max_model_chars"]);
+}
+
+#[test]
+fn custom_cost_from_can_be_set_from_the_environment_as_a_comma_separated_list() {
+    let load = |value: &str| {
+        Config::load(&Source { file: None, env: Some(env(&[("TOLLGATE_GATEWAY__CUSTOM_COST_FROM", value)])) })
+    };
+    let config = load("gateway_token, jwt").unwrap();
+    assert_eq!(config.gateway.custom_cost_from, vec![CredentialKind::GatewayToken, CredentialKind::Jwt]);
+    assert!(load("").unwrap().gateway.custom_cost_from.is_empty());
+    let err = load("gateway_token,admin").unwrap_err();
+    assert_eq!(paths(&err), ["gateway.custom_cost_from[1]"]);
+}
+
+#[test]
+fn s10_loopback_builtins_exist_only_when_configured() {
+    let config = Config::from_toml("", &[]).unwrap();
+    assert!(!config.providers.contains_key("ollama"));
+    assert!(!config.providers.contains_key("vllm"));
+    assert!(config.providers.contains_key("openai"));
+
+    // Configured with no keys of their own: the built-in defaults apply.
+    let config =
+        Config::from_toml("[providers.vllm]\n[providers.ollama]\nbase_url = \"http://gpu-box:11434/v1\"\n", &[])
+            .unwrap();
+    let vllm = &config.providers["vllm"];
+    assert_eq!(vllm.base_url.as_ref().unwrap().as_str(), "http://127.0.0.1:8000/v1");
+    assert!(vllm.hosted);
+    assert_eq!(vllm.family, ProviderFamily::OpenAi);
+    assert_eq!(config.providers["ollama"].base_url.as_ref().unwrap().as_str(), "http://gpu-box:11434/v1");
+
+    // Naming an unconfigured one says how to get it.
+    let err = Config::from_toml(
+        "[server]\ndefault_provider = \"vllm\"\n[[routes]]\nname = \"r\"\ncandidates = [\"ollama/llama3\"]\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(issue(&err, "server.default_provider").message.contains("[providers.vllm]"), "{err}");
+    assert!(issue(&err, "routes[0].candidates[0]").message.contains("[providers.ollama]"), "{err}");
+}
+
+#[test]
+fn s11_an_empty_secret_is_an_error_naming_the_key_and_the_variable() {
+    let toml = r#"
+[admin]
+token = "${ADMIN_TOKEN}"
+[gateway]
+auth_token = "${GATEWAY_TOKEN}"
+[database]
+url = "${DATABASE_URL}"
+[providers.openai]
+api_key = "${OPENAI_API_KEY}"
+"#;
+    let all =
+        [("ADMIN_TOKEN", "a"), ("GATEWAY_TOKEN", "g"), ("DATABASE_URL", "sqlite://x.db"), ("OPENAI_API_KEY", "k")];
+    assert!(Config::from_toml(toml, &env(&all)).is_ok());
+    for (i, (variable, _)) in all.iter().enumerate() {
+        let mut pairs = all;
+        pairs[i].1 = "";
+        let err = Config::from_toml(toml, &env(&pairs)).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        let expected = ["admin.token", "gateway.auth_token", "database.url", "providers.openai.api_key"][i];
+        assert_eq!(err.issues[0].path, expected);
+        assert!(err.issues[0].message.contains("is empty"), "{err}");
+        assert!(err.issues[0].message.contains(variable), "{err}");
+    }
+    // Written empty in the file, or set empty from the environment: the same.
+    let err =
+        Config::from_toml("[gateway]\nauth_token = \"\"\n[providers.anthropic]\napi_key = \" \"\n", &[]).unwrap_err();
+    assert_eq!(paths(&err), ["gateway.auth_token", "providers.anthropic.api_key"]);
+    let err =
+        Config::load(&Source { file: None, env: Some(env(&[("TOLLGATE_GATEWAY__AUTH_TOKEN", "")])) }).unwrap_err();
+    assert_eq!(paths(&err), ["gateway.auth_token"]);
+}
+
+#[test]
+fn s11_a_secret_written_with_an_empty_fallback_is_optional() {
+    let toml = "[gateway]\nauth_token = \"${GW:-}\"\n[providers.openai]\napi_key = \"${KEY:-}\"\n";
+    for pairs in [env(&[]), env(&[("GW", ""), ("KEY", "")])] {
+        let config = Config::from_toml(toml, &pairs).unwrap();
+        assert!(config.gateway.auth_token.is_none());
+        assert!(config.providers["openai"].api_key.is_none());
+        assert!(config.redacted().gateway.auth_token.is_none());
+    }
+    let config = Config::from_toml(toml, &env(&[("GW", "tok"), ("KEY", "sk")])).unwrap();
+    assert_eq!(config.gateway.auth_token.unwrap().expose(), "tok");
+    assert_eq!(config.providers["openai"].api_key.as_ref().unwrap().expose(), "sk");
+    let config = Config::from_toml("[server]\nlisten = \"${LISTEN:-127.0.0.1:9000}\"\n", &[]).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:9000");
+}
+
+#[test]
+fn s11_startup_warnings_name_an_open_relay_and_an_open_admin() {
+    let open = "[providers.openai]\napi_key = \"sk-1\"\n[providers.anthropic]\napi_key = \"sk-2\"\n";
+    let warnings = Config::from_toml(open, &[]).unwrap().startup_warnings();
+    let relay = warnings.iter().find(|w| w.starts_with("open relay")).unwrap_or_else(|| panic!("{warnings:?}"));
+    assert!(relay.contains("0.0.0.0:8080") && relay.contains("anthropic, openai"), "{relay}");
+    assert!(!relay.contains("sk-1"), "{relay}");
+    assert!(warnings.iter().any(|w| w.starts_with("admin.token is not set")), "{warnings:?}");
+
+    let relay_warnings = |toml: &str| {
+        Config::from_toml(toml, &[])
+            .unwrap()
+            .startup_warnings()
+            .into_iter()
+            .filter(|w| w.starts_with("open relay"))
+            .count()
+    };
+    assert_eq!(relay_warnings(&format!("{open}[gateway]\nauth_token = \"t\"\n")), 0, "a token closes it");
+    assert_eq!(relay_warnings(&format!("{open}[server]\nlisten = \"127.0.0.1:8080\"\n")), 0, "loopback only");
+    assert_eq!(relay_warnings(""), 0, "no stored key to spend");
+
+    let quiet = "[admin]\ntoken = \"a\"\n[gateway]\nauth_token = \"t\"\n[providers.openai]\napi_key = \"sk\"\n";
+    assert!(Config::from_toml(quiet, &[]).unwrap().startup_warnings().is_empty());
+    let allow = format!(
+        "{quiet}[pricing]\nunpriced = \"allow\"\n[[spend_limits]]\nid = \"d\"\nbudget_usd = 1.0\nwindow = \"1d\"\n"
+    );
+    let warnings = Config::from_toml(&allow, &[]).unwrap().startup_warnings();
+    assert!(warnings.len() == 1 && warnings[0].starts_with("pricing.unpriced"), "{warnings:?}");
+}
+
+#[test]
+fn s21_redacted_hides_url_passwords_and_query_values() {
+    let toml = r#"
+[database]
+url = "postgres://tollgate@db.internal/tollgate?password=pg-query-secret&sslmode=require"
+[providers.openai]
+base_url = "https://user:basic-secret@proxy.internal/v1"
+zdr_base_url = "https://zdr-user:zdr-secret@zdr.internal/v1"
+"#;
+    let config = Config::from_toml(toml, &[]).unwrap();
+    let text = toml::to_string(&config.redacted()).unwrap();
+    for secret in ["pg-query-secret", "basic-secret", "zdr-secret"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let redacted = config.redacted();
+    assert_eq!(
+        redacted.database.url,
+        "postgres://tollgate@db.internal/tollgate?password=[redacted]&sslmode=[redacted]"
+    );
+    assert_eq!(redacted.providers["openai"].base_url.as_deref(), Some("https://user:[redacted]@proxy.internal/v1"));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("basic-secret") && !debug.contains("zdr-secret"), "{debug}");
+    // The real values are still there for the proxy.
+    assert_eq!(config.providers["openai"].base_url.as_ref().unwrap().password(), Some("basic-secret"));
+
+    assert_eq!(redact::url("postgres://u:p%40ss@h:5432/db"), "postgres://u:[redacted]@h:5432/db");
+    assert_eq!(redact::url("sqlite://tollgate.db"), "sqlite://tollgate.db");
+    assert_eq!(redact::url("not a url?token=x"), "[redacted]");
+}
+
+#[test]
+fn s21_a_base_url_with_a_query_or_fragment_is_an_error_that_does_not_echo_it() {
+    let toml = r#"
+[providers.openai]
+base_url = "https://h.example/v1?api-key=q-secret"
+zdr_base_url = "https://z.example/v1#frag"
+[providers.local]
+kind = "openai-compatible"
+base_url = "https://u:pw-secret@h.example/v1?tenant=t"
+"#;
+    let err = Config::from_toml(toml, &[]).unwrap_err();
+    assert_eq!(
+        paths(&err),
+        ["providers.local.base_url", "providers.openai.base_url", "providers.openai.zdr_base_url"],
+        "{err}"
+    );
+    assert!(issue(&err, "providers.openai.base_url").message.contains("query"));
+    let text = err.to_string();
+    assert!(!text.contains("q-secret") && !text.contains("pw-secret"), "{text}");
+}
+
+#[test]
+fn s22_azure_with_a_stored_key_needs_a_base_url() {
+    let err = Config::from_toml("[providers.azure-openai]\napi_key = \"az-key\"\n", &[]).unwrap_err();
+    assert_eq!(paths(&err), ["providers.azure-openai.base_url"]);
+    assert!(err.issues[0].message.contains("api_key"));
+    // Without a stored key the client brings its own and may name its resource in the path.
+    assert!(Config::from_toml("[providers.azure-openai]\n", &[]).unwrap().providers["azure-openai"].base_url.is_none());
+    let config = Config::from_toml(
+        "[providers.azure-openai]\napi_key = \"az-key\"\nbase_url = \"https://r.openai.azure.com/openai/v1\"\n",
+        &[],
+    )
+    .unwrap();
+    assert!(config.providers["azure-openai"].api_key.is_some());
 }

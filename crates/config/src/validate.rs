@@ -4,14 +4,20 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tollgate_limits::usd_to_nanos;
+
 use url::Url;
 
 use crate::file::FileConfig;
 use crate::provider::{BUILTIN_PROVIDERS, Provider, ProviderFamily};
 use crate::units::{parse_byte_size, parse_duration};
 use crate::{
-    Admin, Backoff, Config, ConfigError, ConfigIssue, Database, Gateway, LogFormat, Logging, Pricing, Secret, Server,
+    Admin, Backoff, Config, ConfigError, ConfigIssue, CredentialKind, Database, Gateway, LogFormat, Logging, Pricing,
+    Secret, Server, UnpricedPolicy, redact,
 };
+
+/// Bounds of `gateway.max_model_chars`: a name longer than 4096 characters is no model name anywhere.
+pub const MAX_MODEL_CHARS: u64 = 4_096;
 
 /// Attempts and retry delay are capped as Cloudflare caps its `cf-aig-max-attempts` / `cf-aig-retry-delay`.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -48,33 +54,82 @@ impl Issues {
         self.check(path, parse_duration(text))
     }
 
-    fn url(&mut self, path: &str, text: &str) -> Option<Url> {
-        let url = self.check(path, Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}")))?;
+    /// A provider base URL: http(s), and neither a query nor a fragment, since the request path is appended to
+    /// it (a query would swallow the path). Messages print the URL redacted: it may carry a password.
+    fn base_url(&mut self, path: &str, text: &str) -> Option<Url> {
+        let shown = redact::url(text);
+        let url = self.check(path, Url::parse(text).map_err(|e| format!("{shown:?} is not a URL: {e}")))?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            self.push(path, format!("{text:?} must be an http or https URL"));
+            self.push(path, format!("{shown:?} must be an http or https URL"));
+            return None;
+        }
+        if url.query().is_some() {
+            self.push(
+                path,
+                format!("{shown:?} has a query string: the request path is appended to this URL, so it would land inside the query"),
+            );
+            return None;
+        }
+        if url.fragment().is_some() {
+            self.push(path, format!("{shown:?} has a #fragment: the request path is appended to this URL"));
             return None;
         }
         Some(url)
     }
+
+    /// A secret: absent is unset; present must not be empty (an empty `${NAME}` is a mistake that would
+    /// otherwise turn authentication off or send an empty key).
+    fn secret(&mut self, path: &str, value: Option<&String>, sources: &Sources) -> Option<Secret> {
+        let value = value?;
+        if value.trim().is_empty() {
+            self.push(path, empty_secret_message(sources.get(path).map(String::as_str)));
+            return None;
+        }
+        Some(Secret::new(value.clone()))
+    }
 }
 
-/// A secret written as an empty string is treated as unset.
-fn secret(value: Option<&String>) -> Option<Secret> {
-    value.filter(|v| !v.is_empty()).map(Secret::new)
+/// The environment variable each interpolated key was read from, by dotted key path.
+pub(crate) type Sources = BTreeMap<String, String>;
+
+fn empty_secret_message(variable: Option<&str>) -> String {
+    match variable {
+        Some(name) => format!(
+            "is empty: environment variable {name} is set to an empty string. Set it, or write \"${{{name}:-}}\" \
+             to leave the key unset when the variable is empty"
+        ),
+        None => "is empty; remove the key to leave it unset".to_string(),
+    }
 }
 
-pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
+pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, ConfigError> {
     let mut issues = Issues::default();
 
     let listen = issues.addr("server.listen", &file.server.listen);
     let max_request_body = issues.check("server.max_request_body", parse_byte_size(&file.server.max_request_body));
     let shutdown_grace = issues.duration("server.shutdown_grace", &file.server.shutdown_grace);
+    let body_timeout = issues.duration("server.body_timeout", &file.server.body_timeout).and_then(|d| {
+        if d.is_zero() {
+            issues.push("server.body_timeout", "must be longer than 0s");
+            None
+        } else {
+            Some(d)
+        }
+    });
+    let max_connections = match usize::try_from(file.server.max_connections) {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            issues.push("server.max_connections", "must be at least 1");
+            None
+        }
+    };
 
     let admin_listen = issues.addr("admin.listen", &file.admin.listen);
-    let admin_token = secret(file.admin.token.as_ref());
+    let admin_token = issues.secret("admin.token", file.admin.token.as_ref(), sources);
+    let admin_token_written = file.admin.token.is_some();
     if let Some(addr) = admin_listen
         && !addr.ip().is_loopback()
-        && admin_token.is_none()
+        && !admin_token_written
     {
         issues.push("admin.token", format!("is required when admin.listen ({addr}) is beyond loopback"));
     }
@@ -86,7 +141,10 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         issues.push("database.spill_path", "must name a file");
     }
     let db_url = &file.database.url;
-    if !(db_url.starts_with("sqlite:") || db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
+    let database_url = issues.secret("database.url", Some(db_url), sources);
+    if database_url.is_some()
+        && !(db_url.starts_with("sqlite:") || db_url.starts_with("postgres://") || db_url.starts_with("postgresql://"))
+    {
         issues.push("database.url", "must start with sqlite:, postgres:// or postgresql://");
     }
 
@@ -134,13 +192,46 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let drain_timeout = issues.duration("gateway.disconnect_drain_timeout", &gw.disconnect_drain_timeout);
     let drain_bytes =
         issues.check("gateway.disconnect_drain_max_bytes", parse_byte_size(&gw.disconnect_drain_max_bytes));
+    let auth_token = issues.secret("gateway.auth_token", gw.auth_token.as_ref(), sources);
 
-    let providers = providers(&file, &mut issues);
+    // Money and input from the client.
+    let max_custom_cost_nanos = if !gw.max_custom_cost_usd.is_finite() || gw.max_custom_cost_usd <= 0.0 {
+        issues.push("gateway.max_custom_cost_usd", "must be a positive, finite number of dollars");
+        None
+    } else {
+        match usd_to_nanos(gw.max_custom_cost_usd) {
+            Some(0) => {
+                issues.push("gateway.max_custom_cost_usd", "rounds to 0 nano-dollars; use at least 1e-9");
+                None
+            }
+            Some(nanos) => Some(nanos),
+            None => {
+                issues.push("gateway.max_custom_cost_usd", "must be at most 1e9 dollars");
+                None
+            }
+        }
+    };
+    let mut custom_cost_from = Vec::new();
+    for (i, text) in gw.custom_cost_from.iter().enumerate() {
+        match CredentialKind::parse(text) {
+            Some(kind) if !custom_cost_from.contains(&kind) => custom_cost_from.push(kind),
+            Some(_) => {}
+            None => issues.push(
+                format!("gateway.custom_cost_from[{i}]"),
+                format!("{text:?} is not one of \"gateway_token\", \"virtual_key\", \"jwt\""),
+            ),
+        }
+    }
+    let max_model_chars = if (1..=MAX_MODEL_CHARS).contains(&gw.max_model_chars) {
+        Some(gw.max_model_chars as usize)
+    } else {
+        issues.push("gateway.max_model_chars", format!("must be between 1 and {MAX_MODEL_CHARS}"));
+        None
+    };
+
+    let providers = providers(&file, sources, &mut issues);
     if !providers.contains_key(&file.server.default_provider) {
-        issues.push(
-            "server.default_provider",
-            format!("{:?} is not a configured or built-in provider", file.server.default_provider),
-        );
+        issues.push("server.default_provider", unknown_provider(&file.server.default_provider));
     }
 
     let routes = routes(&file, &providers, &mut issues);
@@ -151,7 +242,14 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         issues.push("stats.cap_usd", "must be a non-negative number");
     }
 
-    let pricing = Pricing { file: file.pricing.file.as_ref().map(Into::into) };
+    let unpriced = match file.pricing.unpriced.as_str() {
+        "block" => Some(UnpricedPolicy::Block),
+        "allow" => Some(UnpricedPolicy::Allow),
+        other => {
+            issues.push("pricing.unpriced", format!("{other:?} is not one of \"block\", \"allow\""));
+            None
+        }
+    };
 
     if !issues.0.is_empty() {
         return Err(ConfigError { issues: issues.0 });
@@ -172,6 +270,12 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         Some(disconnect_drain_timeout),
         Some(disconnect_drain_max_bytes),
         Some(spill_max_bytes),
+        Some(body_timeout),
+        Some(max_connections),
+        Some(max_custom_cost_nanos),
+        Some(max_model_chars),
+        Some(unpriced),
+        Some(database_url),
     ) = (
         listen,
         max_request_body,
@@ -187,6 +291,12 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         drain_timeout,
         drain_bytes,
         spill_max_bytes,
+        body_timeout,
+        max_connections,
+        max_custom_cost_nanos,
+        max_model_chars,
+        unpriced,
+        database_url,
     )
     else {
         return Err(ConfigError::one("", "internal: a value failed to validate without an issue"));
@@ -197,10 +307,12 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             max_request_body,
             default_provider: file.server.default_provider.clone(),
             shutdown_grace,
+            body_timeout,
+            max_connections,
         },
         admin: Admin { listen: admin_listen, token: admin_token, public_metrics: file.admin.public_metrics },
         database: Database {
-            url: Secret::new(file.database.url.clone()),
+            url: database_url,
             flush_interval,
             retention,
             spill_path: file.database.spill_path.clone().into(),
@@ -208,7 +320,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         },
         logging: Logging { format, payloads: file.logging.payloads },
         gateway: Gateway {
-            auth_token: secret(gw.auth_token.as_ref()),
+            auth_token,
             metadata_max_entries,
             request_timeout,
             max_attempts,
@@ -217,9 +329,13 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             disconnect_drain_timeout,
             disconnect_drain_max_bytes,
             accounting: gw.accounting,
+            max_custom_cost_usd: gw.max_custom_cost_usd,
+            max_custom_cost_nanos,
+            custom_cost_from,
+            max_model_chars,
         },
         providers,
-        pricing,
+        pricing: Pricing { file: file.pricing.file.as_ref().map(Into::into), unpriced },
         spend_rules,
         rate_rules,
         routes,
@@ -227,23 +343,30 @@ pub(crate) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     })
 }
 
-fn providers(file: &FileConfig, issues: &mut Issues) -> BTreeMap<String, Provider> {
-    let mut out = BTreeMap::new();
-    for &(name, family, base, hosted) in BUILTIN_PROVIDERS {
-        let base_url = base.and_then(|b| Url::parse(b).ok());
-        out.insert(
-            name.to_string(),
-            Provider { name: name.to_string(), family, base_url, api_key: None, zdr_base_url: None, hosted },
-        );
-    }
+/// The providers the gateway routes to: every built-in that reaches a remote API, the loopback built-ins
+/// (`ollama`, `vllm`) only when they appear under `[providers.*]` (otherwise any client could reach those local
+/// ports through the gateway), and every configured entry.
+fn providers(file: &FileConfig, sources: &Sources, issues: &mut Issues) -> BTreeMap<String, Provider> {
+    let builtins: BTreeMap<&str, Provider> = BUILTIN_PROVIDERS
+        .iter()
+        .map(|&(name, family, base, hosted)| {
+            let base_url = base.and_then(|b| Url::parse(b).ok());
+            (name, Provider { name: name.to_string(), family, base_url, api_key: None, zdr_base_url: None, hosted })
+        })
+        .collect();
+    let mut out: BTreeMap<String, Provider> = builtins
+        .iter()
+        .filter(|(_, provider)| !provider.base_url.as_ref().is_some_and(points_at_loopback))
+        .map(|(name, provider)| ((*name).to_string(), provider.clone()))
+        .collect();
     for (name, entry) in &file.providers {
         let path = format!("providers.{name}");
         if matches!(name.as_str(), "v1" | "compat" | "dynamic") || name.is_empty() || name.contains('/') {
             issues.push(&path, format!("{name:?} is reserved or not a valid provider name"));
             continue;
         }
-        let builtin = out.get(name).cloned();
-        let family = match (entry.kind.as_deref(), &builtin) {
+        let builtin = builtins.get(name.as_str());
+        let family = match (entry.kind.as_deref(), builtin) {
             (None, Some(b)) => b.family,
             (Some("openai-compatible"), None) => ProviderFamily::OpenAi,
             (Some(kind), Some(_)) => {
@@ -263,27 +386,55 @@ fn providers(file: &FileConfig, issues: &mut Issues) -> BTreeMap<String, Provide
             }
         };
         let base_url = match &entry.base_url {
-            Some(text) => issues.url(&format!("{path}.base_url"), text),
-            None => builtin.as_ref().and_then(|b| b.base_url.clone()),
+            Some(text) => issues.base_url(&format!("{path}.base_url"), text),
+            None => builtin.and_then(|b| b.base_url.clone()),
         };
-        if base_url.is_none() && builtin.is_none() {
+        if entry.base_url.is_none() && builtin.is_none() {
             issues.push(format!("{path}.base_url"), "is required for an openai-compatible provider");
         }
-        let zdr_base_url = entry.zdr_base_url.as_ref().and_then(|t| issues.url(&format!("{path}.zdr_base_url"), t));
-        let hosted = entry.hosted.or(builtin.as_ref().map(|b| b.hosted)).unwrap_or(false);
-        out.insert(
-            name.clone(),
-            Provider {
-                name: name.clone(),
-                family,
-                base_url,
-                api_key: secret(entry.api_key.as_ref()),
-                zdr_base_url,
-                hosted,
-            },
-        );
+        let api_key = issues.secret(&format!("{path}.api_key"), entry.api_key.as_ref(), sources);
+        // Without a base_url, Azure's host comes from the client's path (`/azure-openai/{resource}/...`): the
+        // client would choose which host receives the stored key.
+        if family == ProviderFamily::Azure && entry.api_key.is_some() && entry.base_url.is_none() {
+            issues.push(
+                format!("{path}.base_url"),
+                "is required when api_key is set: without it the client's path names the Azure resource that \
+                 receives the stored key (e.g. base_url = \"https://my-resource.openai.azure.com/openai/v1\")",
+            );
+        }
+        let zdr_base_url =
+            entry.zdr_base_url.as_ref().and_then(|t| issues.base_url(&format!("{path}.zdr_base_url"), t));
+        let hosted = entry.hosted.or(builtin.map(|b| b.hosted)).unwrap_or(false);
+        out.insert(name.clone(), Provider { name: name.clone(), family, base_url, api_key, zdr_base_url, hosted });
     }
     out
+}
+
+/// Whether a URL's host is this machine: `localhost`, `127.0.0.0/8` or `::1`.
+pub(crate) fn points_at_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// The message for a provider name that is not registered; names the built-ins that need a section.
+fn unknown_provider(name: &str) -> String {
+    let loopback_builtin = BUILTIN_PROVIDERS.iter().any(|&(builtin, _, base, _)| {
+        builtin == name && base.and_then(|b| Url::parse(b).ok()).is_some_and(|u| points_at_loopback(&u))
+    });
+    if loopback_builtin {
+        format!(
+            "{name:?} is built in but reaches this machine, so it exists only when configured: add [providers.{name}]"
+        )
+    } else {
+        format!("{name:?} is not a configured or built-in provider")
+    }
 }
 
 fn routes(
@@ -295,10 +446,7 @@ fn routes(
     for (i, route) in routes.iter().enumerate() {
         for (j, candidate) in route.candidates().iter().enumerate() {
             if !providers.contains_key(&candidate.provider) {
-                issues.push(
-                    format!("routes[{i}].candidates[{j}]"),
-                    format!("{:?} is not a configured or built-in provider", candidate.provider),
-                );
+                issues.push(format!("routes[{i}].candidates[{j}]"), unknown_provider(&candidate.provider));
             }
         }
     }
