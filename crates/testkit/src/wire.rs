@@ -1,4 +1,4 @@
-//! The providers' wire formats as the fake provider writes them (see shared/reference/wire-formats.md).
+//! The providers' wire formats as the fake provider writes them, field for field as the real APIs do.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
