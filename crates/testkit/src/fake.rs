@@ -181,12 +181,22 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fa
             ));
         };
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        let gemini_model = path.rsplit('/').next().and_then(|m| m.split(':').next()).unwrap_or_default();
+        let path_model = model_in_path(path);
         let reply = plan.reply.clone().unwrap_or_default();
-        let rendered = wire::render(api, &json, &body, gemini_model, parts.uri.query().unwrap_or(""), &reply);
+        let rendered = wire::render(api, &json, &body, path_model, parts.uri.query().unwrap_or(""), &reply);
         (StatusCode::OK, rendered.content_type, rendered.events)
     };
     Ok(respond(status, content_type, events, plan))
+}
+
+/// The model a path names, for bodies that name none: Gemini's `models/{model}:method`, Azure's
+/// `deployments/{deployment}/...` (a deployment named after its model answers with that model's name).
+fn model_in_path(path: &str) -> &str {
+    let segments: Vec<&str> = path.split('/').collect();
+    if let Some((model, _)) = segments.last().and_then(|last| last.split_once(':')) {
+        return model;
+    }
+    segments.windows(2).find(|pair| pair[0] == "deployments").map_or("", |pair| pair[1])
 }
 
 /// The path as servers that decode it before routing see it (uvicorn, Go's `net/http`, Cloudflare's URL

@@ -50,3 +50,10 @@ async fn the_providers_openai_compatible_chat_endpoints_answer_in_openai_shape()
         .await;
     assert_eq!(response.json()["type"], "message");
 }
+
+#[test]
+fn the_model_a_path_names() {
+    assert_eq!(model_in_path("/google/v1beta/models/gemini-2.5-pro:generateContent"), "gemini-2.5-pro");
+    assert_eq!(model_in_path("/azure/openai/deployments/gpt-4o/chat/completions"), "gpt-4o");
+    assert_eq!(model_in_path("/openai/v1/chat/completions"), "");
+}
