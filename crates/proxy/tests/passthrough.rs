@@ -477,3 +477,50 @@ dimensions = [ { key = "metadata.user_id", mode = "split" } ]
         assert!(spent > 9_000_000 && spent <= BUDGET_NANOS, "{user}: {spent} nanos");
     }
 }
+
+#[tokio::test]
+async fn what_the_gateway_cannot_measure_is_recorded_as_unmetered_and_reads_are_not_generations() {
+    let h = Harness::start().await;
+    let body = json!({"model": "x", "prompt": "a cat"});
+    // (method, path, how the record classifies it)
+    let cases = [
+        (Method::POST, "/openai/images/generations", Api::Unmetered),
+        (Method::POST, "/openai/audio/speech", Api::Unmetered),
+        (Method::POST, "/openai/batches", Api::Unmetered),
+        (Method::POST, "/v1/acc/gw/openai/fine_tuning/jobs", Api::Unmetered),
+        (Method::POST, "/anthropic/v1/messages/batches", Api::Unmetered),
+        (Method::POST, "/v1/messages/batches", Api::Unmetered),
+        (Method::POST, "/google-ai-studio/v1beta/models/text-embedding-004:embedContent", Api::Unmetered),
+        (Method::POST, "/google-ai-studio/v1beta/models/gemini-2.5-flash:batchGenerateContent", Api::Unmetered),
+        (Method::POST, "/google-ai-studio/v1beta/cachedContents", Api::Unmetered),
+        (Method::POST, "/anthropic/v1/messages/count_tokens", Api::Other),
+        (Method::POST, "/v1/messages/count_tokens", Api::Other),
+        (Method::POST, "/google-ai-studio/v1beta/models/gemini-2.5-flash:countTokens", Api::Other),
+        (Method::GET, "/openai/chat/completions", Api::Other),
+        (Method::GET, "/openai/files", Api::Other),
+        (Method::GET, "/google-ai-studio/v1beta/models", Api::Other),
+    ];
+    for (i, (method, path, api)) in cases.iter().enumerate() {
+        let response =
+            h.client.request(method.clone(), path, &[("content-type", "application/json")], body.to_string()).await;
+        let record = record_of(&h, &response, i + 1).await;
+        assert_eq!(record.api, *api, "{method} {path}");
+        assert_eq!(record.cost_nanos, 0, "{method} {path}");
+    }
+    assert_eq!(h.fake.requests().len(), cases.len(), "classification alone refuses nothing");
+}
+
+#[tokio::test]
+async fn an_azure_deployment_path_names_the_model_when_the_body_does_not() {
+    let h = Harness::start().await;
+    h.fake.set_default(fixed_usage());
+    let body = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let response = h.client.post_json("/azure-openai/openai/deployments/gpt-4o/chat/completions", &[], &body).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert_eq!(h.fake.last_request().uri, "/azure/openai/v1/openai/deployments/gpt-4o/chat/completions");
+    let record = record_of(&h, &response, 1).await;
+    assert_eq!(record.api, Api::OpenAiChat);
+    assert_eq!(record.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(record.cost_source, CostSource::Catalog);
+    assert!(record.cost_nanos > 0);
+}
