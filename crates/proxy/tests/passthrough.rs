@@ -524,3 +524,35 @@ async fn an_azure_deployment_path_names_the_model_when_the_body_does_not() {
     assert_eq!(record.cost_source, CostSource::Catalog);
     assert!(record.cost_nanos > 0);
 }
+
+/// Bytes an ordinary client library would refuse to send, written on a raw socket. The HTTP parser lets a
+/// backslash through (the gateway refuses it: some servers read it as a slash) and refuses control bytes
+/// itself; either way nothing is forwarded.
+#[tokio::test]
+async fn a_raw_backslash_or_control_byte_in_the_request_line_never_reaches_the_provider() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let addr = h.url.trim_start_matches("http://").to_string();
+    for (target, by_the_gateway) in [
+        ("/openai/chat\\completions", true),
+        ("/local/..\\..\\x", true),
+        ("/openai/chat/completions\u{1}", false),
+        ("/openai/chat/completions\t", false),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let body = chat_body("gpt-4o-mini", false).to_string();
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target:?}: {answer}");
+        if by_the_gateway {
+            assert!(answer.contains("invalid_path") && answer.contains("backslash"), "{target:?}: {answer}");
+        }
+    }
+    assert!(h.fake.requests().is_empty(), "{:?}", h.fake.requests());
+}
