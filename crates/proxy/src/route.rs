@@ -198,7 +198,7 @@ fn invalid_path(path: &str, why: &str) -> GatewayError {
 fn shown(path: &str) -> String {
     const SHOWN_CHARS: usize = 128;
     match path.char_indices().nth(SHOWN_CHARS) {
-        Some((cut, _)) if cut < path.len() => format!("{:?}... ({} bytes)", &path[..cut], path.len()),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &path[..cut], path.len()),
         _ => format!("{path:?}"),
     }
 }
