@@ -26,6 +26,10 @@ pub enum GatewayError {
     UnknownModelPrefix(String),
     #[error("{0}")]
     InvalidMetadata(String),
+    /// A request path the gateway will not route (dot segments, encoded slashes, control bytes, bad escapes,
+    /// out-of-bounds segments); the message names the path and why.
+    #[error("{0}")]
+    InvalidPath(String),
     #[error(
         "this gateway requires a token: send it as cf-aig-authorization: Bearer <token> or as the provider API key"
     )]
@@ -64,7 +68,8 @@ impl GatewayError {
             GatewayError::InvalidHeader(_)
             | GatewayError::InvalidJson(_)
             | GatewayError::UnknownModelPrefix(_)
-            | GatewayError::InvalidMetadata(_) => StatusCode::BAD_REQUEST,
+            | GatewayError::InvalidMetadata(_)
+            | GatewayError::InvalidPath(_) => StatusCode::BAD_REQUEST,
             GatewayError::GatewayAuthRequired | GatewayError::GatewayAuthInvalid => StatusCode::UNAUTHORIZED,
             GatewayError::UnknownProvider(_) | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,6 +86,7 @@ impl GatewayError {
             GatewayError::InvalidJson(_) => "invalid_json",
             GatewayError::UnknownModelPrefix(_) => "unknown_model_prefix",
             GatewayError::InvalidMetadata(_) => "invalid_metadata",
+            GatewayError::InvalidPath(_) => "invalid_path",
             GatewayError::GatewayAuthRequired => "gateway_auth_required",
             GatewayError::GatewayAuthInvalid => "gateway_auth_invalid",
             GatewayError::UnknownProvider(_) => "unknown_provider",

@@ -54,8 +54,11 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
             prompt_estimate: 0,
             date: created_at.to_zoned_datetime(jiff::tz::TimeZone::UTC).date(),
         });
-        let shape = route::classify(request.uri().path());
-        let format = shape.as_ref().map_or(ErrorFormat::OpenAi, |s| s.error_format(&gateway.providers));
+        let shape = route::classify(request.method(), request.uri().path());
+        let format = shape.as_ref().map_or_else(
+            |_| route::error_format_for_path(request.uri().path(), &gateway.providers),
+            |s| s.error_format(&gateway.providers),
+        );
         let result = match shape {
             Ok(shape) => proxy(&gateway, request, shape, &mut pending).await,
             Err(e) => Err(e),
@@ -296,7 +299,7 @@ fn api_format(api: Api) -> Option<ApiFormat> {
         Api::OpenAiResponses => Some(ApiFormat::OpenAiResponses),
         Api::AnthropicMessages => Some(ApiFormat::AnthropicMessages),
         Api::GeminiGenerate | Api::GeminiStream => Some(ApiFormat::GeminiGenerate),
-        Api::OpenAiModels | Api::Other => None,
+        Api::OpenAiModels | Api::Unmetered | Api::Other => None,
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod handler;
 mod headers;
 pub mod metrics;
+mod path;
 mod providers;
 mod record;
 mod route;
@@ -30,7 +31,7 @@ pub use error::{ErrorFormat, GatewayError};
 pub use headers::Controls;
 pub use providers::{ProviderEntry, Providers};
 pub use record::{LogSink, RecordSink, UsageRecord};
-pub use route::{Api, DEFAULT_GATEWAY, Shape, Target, classify};
+pub use route::{Api, DEFAULT_GATEWAY, Endpoint, Shape, Target, classify, error_format_for_path};
 pub use server::serve;
 pub use upstream::UpstreamClient;
 

@@ -1,19 +1,25 @@
 //! Path shapes (CONTRACT §3): which provider a request goes to, at which upstream path, in which format.
 //!
-//! Routing happens in two steps. [`classify`] looks at the path alone (no body yet) and says what kind of
-//! request this is; [`resolve`] adds what the body says (`model`, `stream`) and yields the [`Target`].
+//! Routing happens in two steps. [`classify`] looks at the method and the normalised path alone (no body yet)
+//! and says what kind of request this is; [`resolve`] adds what the body says (`model`, `stream`) and yields
+//! the [`Target`]. What a passthrough path costs is decided by [`Endpoint::of`], whose doc has the table.
 
 use std::sync::Arc;
 
+use http::Method;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tollgate_config::{AuthStyle, ProviderFamily};
 
 use crate::error::{ErrorFormat, GatewayError};
+use crate::path;
 use crate::providers::Providers;
 
 /// The gateway id used for requests that do not come through the Cloudflare URL shape.
 pub const DEFAULT_GATEWAY: &str = "default";
+
+/// The longest `{provider}`, `{account}` or `{gateway}` segment accepted, in characters.
+pub const MAX_SEGMENT_CHARS: usize = 64;
 
 /// The API a request speaks; tells the accounting layer how to read the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,27 +32,11 @@ pub enum Api {
     AnthropicMessages,
     GeminiGenerate,
     GeminiStream,
-    /// Anything else a passthrough carries (files, batches, count_tokens...): forwarded, not billed.
+    /// Billed by the provider, but in a form the gateway cannot measure from the response (images, audio,
+    /// batches, fine-tuning, Gemini embeddings and cached contents...): forwarded, and priced by policy.
+    Unmetered,
+    /// Not billed by the provider (model lists, files, token counting, reading a stored object...).
     Other,
-}
-
-impl Api {
-    fn from_openai_suffix(suffix: &str) -> Api {
-        let suffix = suffix.trim_end_matches('/');
-        if suffix.ends_with("chat/completions") {
-            Api::OpenAiChat
-        } else if suffix.ends_with("completions") {
-            Api::OpenAiCompletions
-        } else if suffix.ends_with("embeddings") {
-            Api::OpenAiEmbeddings
-        } else if suffix.ends_with("responses") {
-            Api::OpenAiResponses
-        } else if suffix.ends_with("models") {
-            Api::OpenAiModels
-        } else {
-            Api::Other
-        }
-    }
 }
 
 /// What the path alone says.
@@ -54,12 +44,12 @@ impl Api {
 pub enum Shape {
     /// `/v1/{chat/completions|completions|embeddings|responses|models}`: model picks the provider.
     DropIn { suffix: &'static str },
-    /// `/v1/messages...`: Anthropic native.
-    Messages { rest: String },
+    /// `/v1/messages...`: Anthropic native. `post`: the request is a POST (only a POST generates).
+    Messages { rest: String, post: bool },
     /// `/compat/chat/completions` (also under the Cloudflare shape): model is `provider/name`.
     Compat { gateway: String },
-    /// `/{provider}/{rest}` (also under the Cloudflare shape).
-    Passthrough { gateway: String, provider: String, rest: String },
+    /// `/{provider}/{rest}` (also under the Cloudflare shape); `rest` is normalised (see [`crate::path`]).
+    Passthrough { gateway: String, provider: String, rest: String, post: bool },
 }
 
 impl Shape {
@@ -67,10 +57,9 @@ impl Shape {
     pub fn error_format(&self, providers: &Providers) -> ErrorFormat {
         match self {
             Shape::Messages { .. } => ErrorFormat::Anthropic,
-            Shape::Passthrough { provider, .. } => match providers.get(provider).map(|p| p.config.family) {
-                Some(ProviderFamily::Anthropic) => ErrorFormat::Anthropic,
-                Some(ProviderFamily::Google) => ErrorFormat::Gemini,
-                _ => ErrorFormat::OpenAi,
+            Shape::Passthrough { provider, rest, .. } => match providers.get(provider) {
+                Some(entry) => passthrough_error_format(entry.config.family, rest),
+                None => ErrorFormat::OpenAi,
             },
             Shape::DropIn { .. } | Shape::Compat { .. } => ErrorFormat::OpenAi,
         }
@@ -84,52 +73,251 @@ impl Shape {
     }
 }
 
-const DROP_INS: [&str; 5] = ["chat/completions", "completions", "embeddings", "responses", "models"];
-
-/// Classifies a request path.
-pub fn classify(path: &str) -> Result<Shape, GatewayError> {
-    let trimmed = path.trim_start_matches('/');
-    if let Some(suffix) = trimmed.strip_prefix("v1/") {
-        if let Some(known) = DROP_INS.iter().find(|d| **d == suffix) {
-            return Ok(Shape::DropIn { suffix: known });
-        }
-        if suffix == "messages" || suffix.starts_with("messages/") {
-            return Ok(Shape::Messages { rest: format!("v1/{suffix}") });
-        }
-        // Cloudflare shape: /v1/{account}/{gateway}/{provider}/{rest...}
-        let mut parts = suffix.splitn(4, '/');
-        let (Some(_account), Some(gateway), Some(provider), Some(rest)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(GatewayError::UnknownRoute(format!("no route for path {path}")));
-        };
-        if gateway.is_empty() || provider.is_empty() {
-            return Err(GatewayError::UnknownRoute(format!("no route for path {path}")));
-        }
-        if provider == "compat" {
-            return compat(rest, path, gateway);
-        }
-        return Ok(Shape::Passthrough { gateway: gateway.into(), provider: provider.into(), rest: rest.into() });
-    }
-    if let Some(rest) = trimmed.strip_prefix("compat/") {
-        return compat(rest, path, DEFAULT_GATEWAY);
-    }
-    match trimmed.split_once('/') {
-        Some((provider, rest)) if !provider.is_empty() => {
-            Ok(Shape::Passthrough { gateway: DEFAULT_GATEWAY.into(), provider: provider.into(), rest: rest.into() })
-        }
-        _ => Err(GatewayError::UnknownRoute(format!("no route for path {path}"))),
+/// A passthrough client speaks its provider's native format, unless it called the provider's
+/// OpenAI-compatible endpoint (then it is an OpenAI SDK).
+fn passthrough_error_format(family: ProviderFamily, rest: &str) -> ErrorFormat {
+    let endpoint = Endpoint::of(family, true, rest);
+    match family {
+        _ if endpoint.openai_compatible => ErrorFormat::OpenAi,
+        ProviderFamily::Anthropic => ErrorFormat::Anthropic,
+        ProviderFamily::Google => ErrorFormat::Gemini,
+        ProviderFamily::OpenAi | ProviderFamily::Azure => ErrorFormat::OpenAi,
     }
 }
 
-fn compat(rest: &str, path: &str, gateway: &str) -> Result<Shape, GatewayError> {
-    if rest == "chat/completions" {
+/// The error format for a path that could not be classified (see [`classify`]): the provider is guessed from
+/// the raw path, the way [`classify`] would have found it.
+pub fn error_format_for_path(raw: &str, providers: &Providers) -> ErrorFormat {
+    let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
+    let (provider, rest) = match segments.as_slice() {
+        ["v1", "messages", ..] => return ErrorFormat::Anthropic,
+        ["v1", _, _, provider, rest @ ..] | [provider, rest @ ..] => (*provider, rest),
+        [] => return ErrorFormat::OpenAi,
+    };
+    match providers.get(provider) {
+        Some(entry) => passthrough_error_format(entry.config.family, &rest.join("/")),
+        None => ErrorFormat::OpenAi,
+    }
+}
+
+const DROP_INS: [&str; 5] = ["chat/completions", "completions", "embeddings", "responses", "models"];
+
+/// Classifies a request by its method and path.
+///
+/// The path is normalised first (percent-escapes of unreserved characters and `:` decoded, empty segments
+/// dropped; dot segments, encoded slashes, control bytes and bad escapes refused: see [`crate::path`]), so
+/// every spelling a decoding server would serve as a billable endpoint is classified as that endpoint. The
+/// client-chosen segments are bounded: `{account}` and `{gateway}` of the Cloudflare shape are 1 to 64
+/// characters of `A-Z a-z 0-9 _ -`, `{provider}` at most 64 characters. Those failures are 400
+/// `invalid_path`; a path that names no route is 404 `unknown_route`.
+pub fn classify(method: &Method, path: &str) -> Result<Shape, GatewayError> {
+    let segments = path::segments(path).map_err(|e| invalid_path(path, &e.to_string()))?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let post = method == Method::POST;
+    let no_route = || GatewayError::UnknownRoute(format!("no route for path {}", shown(path)));
+    match segments.as_slice() {
+        ["v1", rest @ ..] => {
+            let suffix = rest.join("/");
+            if let Some(known) = DROP_INS.iter().find(|d| **d == suffix) {
+                return Ok(Shape::DropIn { suffix: known });
+            }
+            if rest.first() == Some(&"messages") {
+                return Ok(Shape::Messages { rest: format!("v1/{suffix}"), post });
+            }
+            // Cloudflare shape: /v1/{account}/{gateway}/{provider}/{rest...}
+            let [account, gateway, provider, rest @ ..] = rest else { return Err(no_route()) };
+            if rest.is_empty() {
+                return Err(no_route());
+            }
+            check_label(path, "account", account)?;
+            check_label(path, "gateway", gateway)?;
+            if *provider == "compat" {
+                return compat(rest, path, gateway);
+            }
+            check_provider(path, provider)?;
+            Ok(Shape::Passthrough {
+                gateway: (*gateway).into(),
+                provider: (*provider).into(),
+                rest: rest.join("/"),
+                post,
+            })
+        }
+        ["compat", rest @ ..] if !rest.is_empty() => compat(rest, path, DEFAULT_GATEWAY),
+        [provider, rest @ ..] if !rest.is_empty() => {
+            check_provider(path, provider)?;
+            Ok(Shape::Passthrough {
+                gateway: DEFAULT_GATEWAY.into(),
+                provider: (*provider).into(),
+                rest: rest.join("/"),
+                post,
+            })
+        }
+        _ => Err(no_route()),
+    }
+}
+
+fn compat(rest: &[&str], path: &str, gateway: &str) -> Result<Shape, GatewayError> {
+    if rest == ["chat", "completions"] {
         Ok(Shape::Compat { gateway: gateway.into() })
     } else {
         Err(GatewayError::UnknownRoute(format!(
-            "no route for path {path}: the compat endpoint is /compat/chat/completions"
+            "no route for path {}: the compat endpoint is /compat/chat/completions",
+            shown(path)
         )))
     }
+}
+
+/// `{account}` and `{gateway}`: 1 to [`MAX_SEGMENT_CHARS`] characters of `A-Z a-z 0-9 _ -`.
+fn check_label(path: &str, name: &str, value: &str) -> Result<(), GatewayError> {
+    let valid = (1..=MAX_SEGMENT_CHARS).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid_path(
+            path,
+            &format!("the {name} segment must be 1 to {MAX_SEGMENT_CHARS} characters of A-Z a-z 0-9 _ -"),
+        ))
+    }
+}
+
+/// `{provider}`: at most [`MAX_SEGMENT_CHARS`] characters (an unknown one is 404 later, as any).
+fn check_provider(path: &str, value: &str) -> Result<(), GatewayError> {
+    if value.chars().count() <= MAX_SEGMENT_CHARS {
+        Ok(())
+    } else {
+        Err(invalid_path(path, &format!("the provider segment is longer than {MAX_SEGMENT_CHARS} characters")))
+    }
+}
+
+fn invalid_path(path: &str, why: &str) -> GatewayError {
+    GatewayError::InvalidPath(format!("invalid path {}: {why}", shown(path)))
+}
+
+/// The path as an error message shows it: quoted, and cut after 128 characters (the path is client-chosen).
+fn shown(path: &str) -> String {
+    const SHOWN_CHARS: usize = 128;
+    match path.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &path[..cut], path.len()),
+        _ => format!("{path:?}"),
+    }
+}
+
+/// What a passthrough path is, for one provider family: the classifier's billing table.
+///
+/// `rest` is the normalised path after `/{provider}/`; an endpoint is recognised by how the path ends, so a
+/// version prefix (`v1/`, `openai/v1/`, `v1beta/openai/`) and Azure's `openai/deployments/{deployment}/`
+/// do not matter. Only a POST generates: any other method is [`Api::Other`] (a `GET /chat/completions` lists
+/// stored completions), except `GET .../models`, which is [`Api::OpenAiModels`] on the OpenAI family.
+///
+/// | family | POST path ends with | `Api` |
+/// |---|---|---|
+/// | OpenAI, Azure (openai, groq, mistral, deepseek, xai, openrouter, ollama, vllm, custom) | `chat/completions` | `OpenAiChat` |
+/// | | `completions` | `OpenAiCompletions` |
+/// | | `embeddings` | `OpenAiEmbeddings` |
+/// | | `responses` | `OpenAiResponses` |
+/// | | a segment `images`, `audio`, `batches`, `fine_tuning`, `fine-tunes`, `runs`, `realtime`, `videos`, `containers` (not ending in `cancel`) | `Unmetered` |
+/// | Anthropic | `messages` | `AnthropicMessages` |
+/// | | `chat/completions` (Anthropic's OpenAI-compatible endpoint) | `OpenAiChat`, Bearer key |
+/// | | `messages/batches`, `complete` | `Unmetered` |
+/// | | `messages/count_tokens`, anything else | `Other` |
+/// | Google | `{model}:generateContent` | `GeminiGenerate` (not streamed) |
+/// | | `{model}:streamGenerateContent` | `GeminiStream` (streamed) |
+/// | | `{x}:countTokens`, `:countMessageTokens`, `:countTextTokens`, `:cancel` | `Other` |
+/// | | `{x}:` any other method (`embedContent`, `batchEmbedContents`, `batchGenerateContent`, `predict`...) | `Unmetered` |
+/// | | a `cachedContents` segment | `Unmetered` |
+/// | | otherwise the OpenAI table (`v1beta/openai/chat/completions`, `v1beta/openai/embeddings`, `.../images/...`); an OpenAI format there takes a Bearer key | as above |
+///
+/// Everything else is `Other`: forwarded with the stored key and not billed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub api: Api,
+    /// The model the path names: Gemini's `models/{model}:...`, Azure's `deployments/{deployment}/...`.
+    pub path_model: Option<String>,
+    /// The provider's OpenAI-compatible endpoint (Anthropic's and Google's): OpenAI format, OpenAI errors,
+    /// the key as `Authorization: Bearer`.
+    pub openai_compatible: bool,
+}
+
+/// OpenAI endpoints that the provider bills but whose responses carry no token usage the gateway can price.
+const OPENAI_UNMETERED: [&str; 9] =
+    ["images", "audio", "batches", "fine_tuning", "fine-tunes", "runs", "realtime", "videos", "containers"];
+
+/// Gemini methods (`...:{method}`) that cost nothing.
+const GEMINI_FREE: [&str; 4] = ["countTokens", "countMessageTokens", "countTextTokens", "cancel"];
+
+impl Endpoint {
+    /// Classifies `rest` for `family` (see the table above).
+    pub fn of(family: ProviderFamily, post: bool, rest: &str) -> Endpoint {
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match family {
+            ProviderFamily::OpenAi | ProviderFamily::Azure => {
+                let path_model = match segments.as_slice() {
+                    [.., "deployments", deployment, _] | [.., "deployments", deployment, _, _] => {
+                        Some((*deployment).to_string())
+                    }
+                    _ => None,
+                };
+                Endpoint { api: openai_api(&segments, post), path_model, openai_compatible: false }
+            }
+            ProviderFamily::Anthropic => match segments.as_slice() {
+                _ if !post => Endpoint::plain(Api::Other),
+                [.., "chat", "completions"] => {
+                    Endpoint { api: Api::OpenAiChat, path_model: None, openai_compatible: true }
+                }
+                [.., "messages"] => Endpoint::plain(Api::AnthropicMessages),
+                [.., "messages", "batches"] | [.., "complete"] => Endpoint::plain(Api::Unmetered),
+                _ => Endpoint::plain(Api::Other),
+            },
+            ProviderFamily::Google => google_endpoint(&segments, post),
+        }
+    }
+
+    fn plain(api: Api) -> Endpoint {
+        Endpoint { api, path_model: None, openai_compatible: false }
+    }
+}
+
+/// The OpenAI family's table (also Google's OpenAI-compatible endpoint).
+fn openai_api(segments: &[&str], post: bool) -> Api {
+    if !post {
+        return match segments {
+            [.., "models"] => Api::OpenAiModels,
+            _ => Api::Other,
+        };
+    }
+    match segments {
+        [.., "chat", "completions"] => Api::OpenAiChat,
+        [.., "completions"] => Api::OpenAiCompletions,
+        [.., "embeddings"] => Api::OpenAiEmbeddings,
+        [.., "responses"] => Api::OpenAiResponses,
+        [.., last] if *last != "cancel" && segments.iter().any(|s| OPENAI_UNMETERED.contains(s)) => Api::Unmetered,
+        _ => Api::Other,
+    }
+}
+
+/// Google's table: `models/{model}:{method}`, cached contents, then its OpenAI-compatible endpoint.
+fn google_endpoint(segments: &[&str], post: bool) -> Endpoint {
+    if !post {
+        return Endpoint::plain(Api::Other);
+    }
+    if let Some((model, method)) = segments.last().and_then(|last| last.rsplit_once(':')) {
+        let api = match method {
+            "generateContent" => Api::GeminiGenerate,
+            "streamGenerateContent" => Api::GeminiStream,
+            _ if GEMINI_FREE.contains(&method) => Api::Other,
+            _ => Api::Unmetered,
+        };
+        let path_model = (!model.is_empty()).then(|| model.to_string());
+        return Endpoint { api, path_model, openai_compatible: false };
+    }
+    if segments.contains(&"cachedContents") {
+        return Endpoint::plain(Api::Unmetered);
+    }
+    let api = openai_api(segments, post);
+    let openai_compatible =
+        matches!(api, Api::OpenAiChat | Api::OpenAiCompletions | Api::OpenAiEmbeddings | Api::OpenAiResponses);
+    Endpoint { api, path_model: None, openai_compatible }
 }
 
 /// The fields of a request body the gateway reads; everything else is skipped unparsed.
@@ -227,7 +415,7 @@ pub fn resolve(
     };
     match shape {
         Shape::DropIn { suffix } => {
-            let api = Api::from_openai_suffix(suffix);
+            let api = drop_in_api(suffix);
             let (provider, model, step, prefixed) = match body_model {
                 Some(model) => pick_for_model(&model, providers, false, candidate)?,
                 None if api == Api::OpenAiModels => (providers.default_provider(), String::new(), None, false),
@@ -253,10 +441,10 @@ pub fn resolve(
                 step,
             ))
         }
-        Shape::Messages { rest } => {
+        Shape::Messages { rest, post } => {
             let provider =
                 providers.get("anthropic").ok_or_else(|| GatewayError::UnknownProvider("anthropic".into()))?;
-            let api = if rest == "v1/messages" { Api::AnthropicMessages } else { Api::Other };
+            let api = Endpoint::of(ProviderFamily::Anthropic, post, &rest).api;
             let (model, rewrite) = match body_model {
                 Some(m) => match m.strip_prefix("anthropic/") {
                     Some(bare) => (Some(bare.to_string()), Some(bare.to_string())),
@@ -278,17 +466,18 @@ pub fn resolve(
                 step: None,
             })
         }
-        Shape::Passthrough { provider: name, rest, .. } => {
+        Shape::Passthrough { provider: name, rest, post, .. } => {
             let provider = providers.get(&name).ok_or(GatewayError::UnknownProvider(name))?;
-            let (api, model, stream) = match provider.config.family {
-                ProviderFamily::Anthropic => {
-                    (if rest == "v1/messages" { Api::AnthropicMessages } else { Api::Other }, body_model, stream)
-                }
-                ProviderFamily::Google => gemini_api(&rest, body_model, stream),
-                ProviderFamily::OpenAi | ProviderFamily::Azure => (Api::from_openai_suffix(&rest), body_model, stream),
+            let Endpoint { api, path_model, openai_compatible } = Endpoint::of(provider.config.family, post, &rest);
+            let (model, stream) = match api {
+                // Gemini names the model and the streaming in the path; its body has neither.
+                Api::GeminiGenerate => (path_model.or(body_model), false),
+                Api::GeminiStream => (path_model.or(body_model), true),
+                _ => (body_model.or(path_model), stream),
             };
+            let auth = if openai_compatible { provider.config.compat_auth() } else { provider.config.native_auth() };
             Ok(Target {
-                auth: provider.config.native_auth(),
+                auth,
                 provider,
                 gateway,
                 format,
@@ -304,16 +493,15 @@ pub fn resolve(
     }
 }
 
-/// `models/{model}:generateContent` / `:streamGenerateContent`
-fn gemini_api(rest: &str, body_model: Option<String>, stream: bool) -> (Api, Option<String>, bool) {
-    let Some((head, method)) = rest.rsplit_once(':') else {
-        return (Api::Other, body_model, stream);
-    };
-    let model = head.rsplit_once("models/").map(|(_, m)| m.to_string()).or(body_model);
-    match method {
-        "generateContent" => (Api::GeminiGenerate, model, false),
-        "streamGenerateContent" => (Api::GeminiStream, model, true),
-        _ => (Api::Other, model, stream),
+/// The drop-in paths' APIs (the path is one of [`DROP_INS`]).
+fn drop_in_api(suffix: &str) -> Api {
+    match suffix {
+        "chat/completions" => Api::OpenAiChat,
+        "completions" => Api::OpenAiCompletions,
+        "embeddings" => Api::OpenAiEmbeddings,
+        "responses" => Api::OpenAiResponses,
+        "models" => Api::OpenAiModels,
+        _ => Api::Other,
     }
 }
 

@@ -169,7 +169,8 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fa
     } else if let Some((content_type, events)) = &plan.raw {
         (StatusCode::OK, *content_type, events.clone())
     } else {
-        let path = parts.uri.path();
+        let path = served_path(parts.uri.path());
+        let path = path.as_str();
         let Some(api) = Api::from_path(path) else {
             let body = r#"{"error":{"message":"fake provider: unknown path","type":"invalid_request_error","param":null,"code":null}}"#;
             return Ok(respond(
@@ -180,12 +181,56 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fa
             ));
         };
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        let gemini_model = path.rsplit('/').next().and_then(|m| m.split(':').next()).unwrap_or_default();
+        let path_model = model_in_path(path);
         let reply = plan.reply.clone().unwrap_or_default();
-        let rendered = wire::render(api, &json, &body, gemini_model, parts.uri.query().unwrap_or(""), &reply);
+        let rendered = wire::render(api, &json, &body, path_model, parts.uri.query().unwrap_or(""), &reply);
         (StatusCode::OK, rendered.content_type, rendered.events)
     };
     Ok(respond(status, content_type, events, plan))
+}
+
+/// The model a path names, for bodies that name none: Gemini's `models/{model}:method`, Azure's
+/// `deployments/{deployment}/...` (a deployment named after its model answers with that model's name).
+fn model_in_path(path: &str) -> &str {
+    let segments: Vec<&str> = path.split('/').collect();
+    if let Some((model, _)) = segments.last().and_then(|last| last.split_once(':')) {
+        return model;
+    }
+    segments.windows(2).find(|pair| pair[0] == "deployments").map_or("", |pair| pair[1])
+}
+
+/// The path as servers that decode it before routing see it (uvicorn, Go's `net/http`, Cloudflare's URL
+/// normalisation): every percent-escape decoded (`%2F` included), empty segments dropped, `.` and `..`
+/// resolved. The fake routes on it, so it serves every spelling of an endpoint that such a server would.
+pub fn served_path(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push(u8::try_from(hi * 16 + lo).unwrap());
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    format!("/{}", segments.join("/"))
 }
 
 fn respond(status: StatusCode, content_type: &'static str, events: Vec<Bytes>, plan: Plan) -> Response<FakeBody> {
@@ -246,3 +291,6 @@ impl http_body::Body for ChannelBody {
         self.0.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,4 @@
-//! The providers' wire formats as the fake provider writes them (see shared/reference/wire-formats.md).
+//! The providers' wire formats as the fake provider writes them, field for field as the real APIs do.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -101,10 +101,10 @@ fn json_body(value: &Value) -> Rendered {
     Rendered { content_type: "application/json", events: vec![Bytes::from(value.to_string())] }
 }
 
-/// Renders the response to `body` for `api` (and the Gemini model from the path).
-pub fn render(api: Api, body: &Value, raw_body: &[u8], gemini_model: &str, query: &str, reply: &Reply) -> Rendered {
+/// Renders the response to `body` for `api` (`path_model`: the model the path names, for bodies without one).
+pub fn render(api: Api, body: &Value, raw_body: &[u8], path_model: &str, query: &str, reply: &Reply) -> Rendered {
     let usage = reply.usage_for(raw_body);
-    let model = body.get("model").and_then(Value::as_str).unwrap_or(gemini_model).to_string();
+    let model = body.get("model").and_then(Value::as_str).unwrap_or(path_model).to_string();
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     match api {
         Api::Chat => chat(&model, stream, body, reply, usage),
