@@ -147,7 +147,7 @@ impl Drop for TappedBody {
 }
 
 /// Reads the rest of an upstream body nobody will receive, feeding the tap, within the bounds.
-async fn drain(mut inner: Incoming, mut tap: Box<dyn Tap>, timeout: Duration, max_bytes: u64) {
+pub(crate) async fn drain(mut inner: Incoming, mut tap: Box<dyn Tap>, timeout: Duration, max_bytes: u64) {
     let mut read = 0u64;
     let outcome = tokio::time::timeout(timeout, async {
         while let Some(frame) = inner.frame().await {

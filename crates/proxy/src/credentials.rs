@@ -3,12 +3,31 @@
 
 use http::HeaderValue;
 use http::header::HeaderMap;
-use tollgate_config::{AuthStyle, Provider, ProviderFamily, Secret};
+use tollgate_config::{AuthStyle, CredentialKind, Provider, ProviderFamily, Secret};
 
 use crate::error::GatewayError;
 
 /// The version Anthropic requires on every request; sent only when the client sent none.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// How a request got in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The gateway has no `auth_token`: nobody is authenticated, everyone gets in.
+    Open,
+    /// The request carried the gateway token.
+    GatewayToken,
+}
+
+impl Credential {
+    /// The kind `gateway.custom_cost_from` names; `None` for an open gateway, which vouches for nobody.
+    pub fn kind(self) -> Option<CredentialKind> {
+        match self {
+            Credential::Open => None,
+            Credential::GatewayToken => Some(CredentialKind::GatewayToken),
+        }
+    }
+}
 
 /// The key carried by one auth header, without a `Bearer ` prefix.
 fn key_in(headers: &HeaderMap, style: AuthStyle) -> Option<&[u8]> {
@@ -34,9 +53,9 @@ fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
 ///    when something wrong was). Auth headers carrying the token are removed.
 /// 3. A provider key of the client's own (any auth header left) passes through untouched; when the gateway
 ///    has a token, only if the request was authenticated by `cf-aig-authorization`.
-pub fn authenticate(headers: &mut HeaderMap, gateway_token: Option<&Secret>) -> Result<(), GatewayError> {
+pub fn authenticate(headers: &mut HeaderMap, gateway_token: Option<&Secret>) -> Result<Credential, GatewayError> {
     let cf = headers.remove("cf-aig-authorization");
-    let Some(token) = gateway_token else { return Ok(()) };
+    let Some(token) = gateway_token else { return Ok(Credential::Open) };
     let cf_valid = match &cf {
         Some(value) => {
             let key = strip_bearer(value.as_bytes()).unwrap_or(value.as_bytes());
@@ -70,7 +89,41 @@ pub fn authenticate(headers: &mut HeaderMap, gateway_token: Option<&Secret>) -> 
             headers.remove(style.header_name());
         }
     }
-    Ok(())
+    Ok(Credential::GatewayToken)
+}
+
+/// After a successful [`authenticate`], takes the gateway token out of everything that goes upstream, in
+/// whatever form the client sent it: any header whose value contains it (`Authorization: Basic <token>`,
+/// `Authorization: <token>`, `Bearer<TAB><token>`...) and any query parameter whose decoded name or value
+/// contains it (Gemini's `?key=<token>`). Returns the query string to send.
+///
+/// The search is not constant-time, which is fine here: it runs only for requests that already proved they
+/// hold the token.
+pub fn scrub_token(headers: &mut HeaderMap, query: Option<&str>, token: &Secret) -> Option<String> {
+    let needle = token.expose().as_bytes();
+    if needle.is_empty() {
+        return query.map(str::to_string);
+    }
+    let carriers: Vec<http::HeaderName> = headers
+        .iter()
+        .filter(|(_, value)| memchr::memmem::find(value.as_bytes(), needle).is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in carriers {
+        headers.remove(name);
+    }
+    let query = query?;
+    if !query.contains('=') && memchr::memmem::find(query.as_bytes(), needle).is_none() {
+        return Some(query.to_string());
+    }
+    let carries = |part: &str| {
+        let decoded: Vec<u8> = url::form_urlencoded::parse(part.as_bytes())
+            .flat_map(|(k, v)| k.into_owned().into_bytes().into_iter().chain(v.into_owned().into_bytes()))
+            .collect();
+        memchr::memmem::find(&decoded, needle).is_some() || memchr::memmem::find(part.as_bytes(), needle).is_some()
+    };
+    let kept: Vec<&str> = query.split('&').filter(|part| !carries(part)).collect();
+    Some(kept.join("&"))
 }
 
 /// 4. With no provider key left after [`authenticate`], injects the provider's stored key in `style`'s header

@@ -30,6 +30,19 @@ pub enum GatewayError {
     /// out-of-bounds segments); the message names the path and why.
     #[error("{0}")]
     InvalidPath(String),
+    #[error("model is {chars} characters long; at most {max} are accepted (gateway.max_model_chars)")]
+    ModelTooLong { chars: usize, max: usize },
+    #[error("could not read the request body: {0}")]
+    ClientBody(String),
+    #[error("the request body did not arrive within {seconds} s (server.body_timeout)")]
+    BodyTimeout { seconds: u64 },
+    #[error(
+        "no price is known for {provider}/{model}, and a spend limit applies to this request: it is refused so that \
+         it cannot spend without being charged (add the model to pricing.file, or set pricing.unpriced = \"allow\")"
+    )]
+    UnpricedModel { provider: String, model: String },
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(
         "this gateway requires a token: send it as cf-aig-authorization: Bearer <token> or as the provider API key"
     )]
@@ -69,7 +82,12 @@ impl GatewayError {
             | GatewayError::InvalidJson(_)
             | GatewayError::UnknownModelPrefix(_)
             | GatewayError::InvalidMetadata(_)
-            | GatewayError::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            | GatewayError::InvalidPath(_)
+            | GatewayError::ModelTooLong { .. }
+            | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::UnpricedModel { .. } => StatusCode::FORBIDDEN,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::GatewayAuthRequired | GatewayError::GatewayAuthInvalid => StatusCode::UNAUTHORIZED,
             GatewayError::UnknownProvider(_) | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,10 +101,15 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::InvalidHeader(_) => "invalid_header",
-            GatewayError::InvalidJson(_) => "invalid_json",
+            GatewayError::InvalidJson(_) | GatewayError::ModelTooLong { .. } | GatewayError::ClientBody(_) => {
+                "invalid_json"
+            }
             GatewayError::UnknownModelPrefix(_) => "unknown_model_prefix",
             GatewayError::InvalidMetadata(_) => "invalid_metadata",
             GatewayError::InvalidPath(_) => "invalid_path",
+            GatewayError::BodyTimeout { .. } => "request_timeout",
+            GatewayError::UnpricedModel { .. } => "unpriced_model",
+            GatewayError::Internal(_) => "internal_error",
             GatewayError::GatewayAuthRequired => "gateway_auth_required",
             GatewayError::GatewayAuthInvalid => "gateway_auth_invalid",
             GatewayError::UnknownProvider(_) => "unknown_provider",
@@ -102,7 +125,9 @@ impl GatewayError {
     /// The field a client should look at, for OpenAI's `param`.
     fn param(&self) -> Option<&'static str> {
         match self {
-            GatewayError::UnknownModelPrefix(_) => Some("model"),
+            GatewayError::UnknownModelPrefix(_)
+            | GatewayError::ModelTooLong { .. }
+            | GatewayError::UnpricedModel { .. } => Some("model"),
             GatewayError::InvalidMetadata(_) => Some("cf-aig-metadata"),
             _ => None,
         }
@@ -173,9 +198,10 @@ impl GatewayError {
 fn openai_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
-        400 | 413 => "invalid_request_error",
+        400 | 408 | 413 => "invalid_request_error",
         _ => "api_error",
     }
 }
@@ -183,10 +209,11 @@ fn openai_type(status: StatusCode) -> &'static str {
 fn anthropic_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
+        403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",
         429 => "rate_limit_error",
-        504 => "timeout_error",
+        408 | 504 => "timeout_error",
         400 => "invalid_request_error",
         _ => "api_error",
     }
@@ -196,9 +223,10 @@ fn google_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 | 413 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",
         429 => "RESOURCE_EXHAUSTED",
-        504 => "DEADLINE_EXCEEDED",
+        408 | 504 => "DEADLINE_EXCEEDED",
         _ => "UNAVAILABLE",
     }
 }

@@ -1,75 +1,79 @@
-//! The request path, phase by phase.
+//! The request path, phase by phase. [`handle`] runs them in a line; each phase is one function below.
 //!
 //! 1. Classify the path (no body needed); this fixes the client's error format.
-//! 2. Read the `cf-aig-*` controls (400 `invalid_header` on a bad one) and check the gateway credential
-//!    (401), before anything else is spent on the request.
-//! 3. Read the body, bounded by `server.max_request_body` (413), and peek at `model`, `stream`, `max_tokens`;
-//!    parse `cf-aig-custom-cost` and `cf-aig-metadata` (400).
+//! 2. Authenticate (401) before anything else is read or spent on the request, then read the `cf-aig-*`
+//!    controls (400 `invalid_header` on a bad one).
+//! 3. Read the body, bounded by `server.max_request_body` (413) and `server.body_timeout` (408), and peek at
+//!    `model`, `stream`, `max_tokens`; parse `cf-aig-custom-cost` and `cf-aig-metadata` (400).
 //! 4. Resolve the target provider, upstream path and bare model.
 //! 5. Limits: the rate limits, then spend admission, which reserves the worst-case cost in every applicable
-//!    bucket (for `dynamic/<route>` models, the first candidate whose budgets admit it); 429 otherwise.
+//!    bucket (for `dynamic/<route>` models, the first candidate whose budgets admit it); 429 otherwise. A
+//!    model with no price under an applicable rule is refused here (403) unless `pricing.unpriced = "allow"`.
 //! 6. Rewrite the body where needed (bare `model`; `stream_options.include_usage` for OpenAI-style streams),
 //!    inject the stored key, strip hop-by-hop and gateway headers.
-//! 7. Send upstream with retries and the first-byte deadline (502 / 504).
-//! 8. Answer with the upstream head and a tapped body that streams frame by frame; the accounting tap is the
-//!    finalize step that prices, settles and records exactly once. Every early exit records too.
+//! 7. Send upstream with retries and the first-byte deadline (502 / 504). From here on the provider may have
+//!    the request: if the client leaves or the deadline passes, the answer is still awaited in the background
+//!    and charged (see [`Sending`]).
+//! 8. Answer with the upstream head and a tapped body that streams frame by frame; the accounting tap prices
+//!    the response at its end.
+//!
+//! Phases 2–6 borrow the [`RequestCtx`]; from 7 on it is owned by whatever finishes the request. However the
+//! request ends, dropping the context records it exactly once (see [`crate::ctx`]).
+//!
+//! The phases are plain functions in a line rather than tower layers: the path is fixed, every phase needs
+//! the same context and may end the request with an error in the client's format, and what each phase
+//! leaves for the next is a typed value instead of a request extension. Optional phases (a response cache
+//! before the upstream, identity and access policies before the limits, credit holds beside the
+//! reservations) fit as one more function in this line.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tollgate_accounting::{
-    ApiFormat, CustomCost, IncludeUsage, InjectedUsageFilter, Usage, UsageTap, ensure_include_usage,
-    estimate_prompt_tokens,
+    ApiFormat, CustomCost, IncludeUsage, InjectedUsageFilter, UsageTap, canonical_model, ensure_include_usage,
+    estimate_prompt,
 };
+use tollgate_config::UnpricedPolicy;
 use tollgate_limits::{Blocked, Metadata, RequestDims, nanos_to_usd};
 use tracing::Instrument;
 
 use crate::Gateway;
-use crate::accounting::{AccountingTap, Pending, blank_record};
-use crate::body::{ProxyBody, TappedBody};
-use crate::credentials;
+use crate::body::{ProxyBody, TappedBody, drain};
+use crate::credentials::{self, Credential};
+use crate::ctx::{CLIENT_CLOSED, Charge, RequestCtx};
 use crate::error::{ErrorFormat, GatewayError};
+use crate::finalize::AccountingTap;
 use crate::headers::{Controls, prepare_upstream, strip_hop_by_hop};
 use crate::route::{self, Api, BodyPeek, Shape, Target};
+use crate::upstream::{SendError, UpstreamCall};
 
 /// Handles one request; never fails (errors become responses in the client's format, and records).
 pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Response<ProxyBody> {
-    let started = Instant::now();
-    let created_at = jiff::Timestamp::now();
     let log_id = new_log_id();
     let span =
         tracing::info_span!("request", log_id = %log_id, method = %request.method(), path = %request.uri().path());
     async move {
-        let mut pending = Some(Pending {
-            gateway: gateway.clone(),
-            record: blank_record(&log_id, created_at, request.uri().path()),
-            started,
-            admission: None,
-            metadata: Metadata::default(),
-            custom_cost: None,
-            prompt_estimate: 0,
-            date: created_at.to_zoned_datetime(jiff::tz::TimeZone::UTC).date(),
-        });
+        let mut ctx = RequestCtx::new(gateway.clone(), log_id.clone(), request.uri().path());
         let shape = route::classify(request.method(), request.uri().path());
         let format = shape.as_ref().map_or_else(
             |_| route::error_format_for_path(request.uri().path(), &gateway.providers),
             |s| s.error_format(&gateway.providers),
         );
-        let result = match shape {
-            Ok(shape) => proxy(&gateway, request, shape, &mut pending).await,
-            Err(e) => Err(e),
+        let prepared = match shape {
+            Ok(shape) => prepare(&gateway, request, shape, &mut ctx).await,
+            Err(error) => Err(error),
         };
-        result.unwrap_or_else(|error| {
-            tracing::warn!(code = error.code(), status = error.status().as_u16(), %error, "request refused");
-            if let Some(pending) = pending.take() {
-                pending.finish_without_body(error.status().as_u16(), error.code());
-            }
-            error_response(&error, format, &log_id)
-        })
+        let result = match prepared {
+            Ok(prepared) => forward(ctx, prepared).await,
+            Err(error) => Err(refuse(ctx, error)),
+        };
+        result.unwrap_or_else(|error| error_response(&error, format, &log_id))
     }
     .instrument(span)
     .await
@@ -86,6 +90,13 @@ fn new_log_id() -> String {
     LOG_IDS.with(|context| uuid::Uuid::new_v7(uuid::Timestamp::now(context)).to_string())
 }
 
+/// Ends a request that never reached a provider: logs the refusal, records it (dropping the context).
+fn refuse(mut ctx: RequestCtx, error: GatewayError) -> GatewayError {
+    tracing::warn!(code = error.code(), status = error.status().as_u16(), %error, "request refused");
+    ctx.fail(error.status().as_u16(), error.code(), Charge::Nothing);
+    error
+}
+
 fn error_response(error: &GatewayError, format: ErrorFormat, log_id: &str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::full(error.body(format)));
     *response.status_mut() = error.status();
@@ -100,25 +111,31 @@ fn error_response(error: &GatewayError, format: ErrorFormat, log_id: &str) -> Re
     response
 }
 
-async fn proxy(
+/// What phases 2–6 leave for the upstream.
+struct Prepared {
+    call: UpstreamCall,
+    target: Target,
+    /// Takes the usage chunk the gateway asked for out of the client's stream.
+    filter: Option<InjectedUsageFilter>,
+}
+
+/// Phases 2–6.
+async fn prepare(
     gateway: &Arc<Gateway>,
     request: Request<Incoming>,
     shape: Shape,
-    pending_slot: &mut Option<Pending>,
-) -> Result<Response<ProxyBody>, GatewayError> {
-    let Some(pending) = pending_slot.as_mut() else {
-        return Err(GatewayError::UnknownRoute("internal: request already finished".into()));
-    };
+    ctx: &mut RequestCtx,
+) -> Result<Prepared, GatewayError> {
     let (parts, body) = request.into_parts();
     let mut headers = parts.headers;
+    ctx.record.gateway = shape.gateway().to_string();
+    let (credential, query) = authenticate(gateway, &mut headers, parts.uri.query(), ctx)?;
     let controls = Controls::read(&headers, &gateway.config.gateway)?;
-    pending.record.event_id.clone_from(&controls.event_id);
-    pending.record.collect_log = controls.collect_log;
-    pending.record.collect_log_payload = controls.collect_log_payload;
-    pending.record.gateway = shape.gateway().to_string();
-    credentials::authenticate(&mut headers, gateway.config.gateway.auth_token.as_ref())?;
+    ctx.record.event_id.clone_from(&controls.event_id);
+    ctx.record.collect_log = controls.collect_log;
+    ctx.record.collect_log_payload = controls.collect_log_payload;
 
-    let body = read_body(body, &headers, gateway.config.server.max_request_body).await?;
+    let body = read_body(body, &headers, &gateway.config.server).await?;
     // The OpenAI and Anthropic drop-ins need the model; a passthrough body may be anything (multipart...).
     let strict = !matches!(shape, Shape::Passthrough { .. });
     let peek = match BodyPeek::parse(&body) {
@@ -126,156 +143,198 @@ async fn proxy(
         Err(e) if strict => return Err(e),
         Err(_) => None,
     };
-    if let Some(text) = &controls.custom_cost {
-        pending.custom_cost =
-            Some(CustomCost::parse(text).map_err(|e| GatewayError::InvalidHeader(format!("cf-aig-custom-cost: {e}")))?);
-    }
-    if let Some(text) = &controls.metadata {
-        pending.metadata = Metadata::parse(text, gateway.config.gateway.metadata_max_entries)
-            .map_err(|e| GatewayError::InvalidMetadata(format!("cf-aig-metadata: {e}")))?;
-        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&pending.metadata) {
-            pending.record.metadata = map;
-        }
-    }
+    read_request_controls(gateway, ctx, &controls, credential)?;
 
-    let mut target = route::resolve(shape.clone(), parts.uri.query(), peek.as_ref(), &gateway.providers, 0)?;
-    describe(&mut pending.record, &target);
-    pending.prompt_estimate = estimate_prompt_tokens(&body);
-    admit(gateway, pending, &mut target, &shape, parts.uri.query(), peek.as_ref())?;
+    let mut target = resolve(gateway, ctx, &shape, query.as_deref(), peek.as_ref(), 0)?;
+    ctx.prompt = estimate_prompt(&body);
+    ctx.max_output = peek.as_ref().and_then(BodyPeek::max_output);
+    admit(gateway, ctx, &mut target, &shape, query.as_deref(), peek.as_ref())?;
 
-    let mut body = match (&target.rewrite_model, peek.as_ref().and_then(|p| p.model)) {
-        (Some(model), Some(raw)) => splice_model(&body, raw.get(), model),
-        _ => body.clone(),
-    };
-    let mut filter = None;
-    let accounting = gateway.config.gateway.accounting;
-    if accounting
-        && target.stream
-        && target.provider.name() != "openrouter"
-        && matches!(target.api, Api::OpenAiChat | Api::OpenAiCompletions)
-    {
-        // Without include_usage an OpenAI-style stream carries no usage at all: ask for it, and take the extra
-        // chunk out again so the client sees the stream it asked for.
-        if let Some(IncludeUsage::Injected(rewritten)) = ensure_include_usage(&body) {
-            body = Bytes::from(rewritten);
-            filter = Some(InjectedUsageFilter::new());
-        }
-    }
+    let (body, filter) = rewrite_body(gateway, &target, &body, peek.as_ref());
     credentials::inject_stored_key(&mut headers, &target.provider.config, target.auth);
     prepare_upstream(&mut headers);
-
     let url = target.provider.upstream_url(&target.upstream_path, controls.zdr)?;
     let uri: http::Uri =
-        url.parse().map_err(|_| GatewayError::UnknownRoute(format!("cannot build an upstream URL from {url:?}")))?;
-    let provider = target.provider.name().to_string();
-    pending.record.overhead = Some(pending.started.elapsed());
-    let (response, attempts) = gateway.client.send(&provider, &parts.method, &uri, &headers, &body, &controls).await?;
-
-    let (mut head, incoming) = response.into_parts();
-    strip_hop_by_hop(&mut head.headers);
-    let Some(mut pending) = pending_slot.take() else {
-        return Err(GatewayError::UnknownRoute("internal: request already finished".into()));
+        url.parse().map_err(|_| GatewayError::Internal(format!("cannot build an upstream URL from {url:?}")))?;
+    if gateway.config.logging.payloads && ctx.record.collect_log_payload && ctx.record.collect_log {
+        ctx.record.request_body = Some(body.slice(..body.len().min(crate::record::PAYLOAD_CAP)));
+        ctx.record.response_body = Some(Vec::new());
+    }
+    ctx.record.overhead = Some(ctx.started.elapsed());
+    let call = UpstreamCall {
+        provider: target.provider.name().to_string(),
+        method: parts.method,
+        uri,
+        headers,
+        body,
+        controls,
     };
-    let log_id = pending.record.log_id.clone();
-    if let Ok(value) = HeaderValue::from_str(&log_id) {
-        head.headers.insert("cf-aig-log-id", value);
-    }
-    if let Some(step) = target.step {
-        head.headers.insert("cf-aig-step", HeaderValue::from(step));
-        if let Ok(value) = HeaderValue::from_str(&provider) {
-            head.headers.insert("cf-aig-provider", value);
-        }
-        if let Some(Ok(value)) = target.model.as_deref().map(HeaderValue::from_str) {
-            head.headers.insert("cf-aig-model", value);
-        }
-    }
-    pending.record.status = head.status.as_u16();
-    pending.record.ttfb = Some(pending.started.elapsed());
-    pending.record.attempts = attempts;
-    let event_stream = head
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let usage = match (api_format(target.api), head.status.is_success() && accounting) {
-        (Some(format), true) => Some(UsageTap::new(format, event_stream)),
-        _ => None,
-    };
-    let filter = filter.filter(|_| event_stream && head.status.is_success());
-    if filter.is_some() {
-        head.headers.remove(header::CONTENT_LENGTH);
-    }
-    if gateway.config.logging.payloads && pending.record.collect_log_payload && pending.record.collect_log {
-        pending.record.request_body = Some(body.slice(..body.len().min(crate::record::PAYLOAD_CAP)));
-        pending.record.response_body = Some(Vec::new());
-    }
-    let tap = Box::new(AccountingTap::new(pending, usage));
-    let mut body = TappedBody::new(incoming, tap, gateway.drain_policy());
-    if let Some(filter) = filter {
-        body = body.with_filter(filter);
-    }
-    Ok(Response::from_parts(head, ProxyBody::Tapped(body)))
+    Ok(Prepared { call, target, filter })
 }
 
-/// Copies where the request is going onto its record.
-fn describe(record: &mut crate::record::UsageRecord, target: &Target) {
+/// Phase 2: the gateway credential (401 otherwise). Returns how the request authenticated and the query
+/// string with any parameter that carried the gateway token taken out.
+fn authenticate(
+    gateway: &Gateway,
+    headers: &mut http::HeaderMap,
+    query: Option<&str>,
+    ctx: &mut RequestCtx,
+) -> Result<(Credential, Option<String>), GatewayError> {
+    let token = gateway.config.gateway.auth_token.as_ref();
+    let credential = credentials::authenticate(headers, token)?;
+    ctx.record.authenticated = true;
+    let query = match token {
+        Some(token) => credentials::scrub_token(headers, query, token),
+        None => query.map(str::to_string),
+    };
+    Ok((credential, query))
+}
+
+/// Phase 3, after the body: `cf-aig-custom-cost` (only from the credentials `gateway.custom_cost_from`
+/// names, and at most `gateway.max_custom_cost_usd`) and `cf-aig-metadata`.
+fn read_request_controls(
+    gateway: &Gateway,
+    ctx: &mut RequestCtx,
+    controls: &Controls,
+    credential: Credential,
+) -> Result<(), GatewayError> {
+    let config = &gateway.config.gateway;
+    if let Some(text) = &controls.custom_cost {
+        if !credential.kind().is_some_and(|kind| config.custom_cost_allowed(kind)) {
+            return Err(GatewayError::InvalidHeader(
+                "cf-aig-custom-cost is not accepted from this request's credential: gateway.custom_cost_from \
+                 lists the credentials that may set a request's price (an open gateway vouches for nobody)"
+                    .into(),
+            ));
+        }
+        let custom = CustomCost::parse(text, config.max_custom_cost_nanos)
+            .map_err(|e| GatewayError::InvalidHeader(e.to_string()))?;
+        ctx.custom_cost = Some(custom);
+    }
+    if let Some(text) = &controls.metadata {
+        ctx.metadata = Metadata::parse(text, config.metadata_max_entries)
+            .map_err(|e| GatewayError::InvalidMetadata(format!("cf-aig-metadata: {e}")))?;
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&ctx.metadata) {
+            ctx.record.metadata = map;
+        }
+    }
+    Ok(())
+}
+
+/// Phase 4: the target for route candidate `candidate`, copied onto the record. A model name longer than
+/// `gateway.max_model_chars` is refused: it would become a bucket key, a log field and a rollup key.
+fn resolve(
+    gateway: &Gateway,
+    ctx: &mut RequestCtx,
+    shape: &Shape,
+    query: Option<&str>,
+    peek: Option<&BodyPeek<'_>>,
+    candidate: usize,
+) -> Result<Target, GatewayError> {
+    let target = route::resolve(shape.clone(), query, peek, &gateway.providers, candidate)?;
+    let max = gateway.config.gateway.max_model_chars;
+    if let Some(model) = &target.model
+        && model.chars().count() > max
+    {
+        return Err(GatewayError::ModelTooLong { chars: model.chars().count(), max });
+    }
+    let record = &mut ctx.record;
     record.gateway.clone_from(&target.gateway);
     record.provider = target.provider.name().to_string();
     record.model.clone_from(&target.model);
     record.api = target.api;
     record.stream = target.stream;
     record.step = target.step;
+    Ok(target)
 }
 
-/// Step 5: rate limits, then the spend admission (see the module steps). On success the admission is held by
-/// `pending`, so every later exit settles or releases it.
+/// Phase 5: rate limits, then the spend admission (see the module steps). On success the admission is held
+/// by the context, so every later exit settles or refunds it.
 fn admit(
     gateway: &Gateway,
-    pending: &mut Pending,
+    ctx: &mut RequestCtx,
     target: &mut Target,
     shape: &Shape,
     query: Option<&str>,
     peek: Option<&BodyPeek<'_>>,
 ) -> Result<(), GatewayError> {
-    let max_output = peek.and_then(BodyPeek::max_output);
-    let worst_case = |provider: &str, model: &str| match &pending.custom_cost {
-        Some(custom) => {
-            let max_output = max_output?;
-            let usage = Usage { input: pending.prompt_estimate, output: max_output, ..Usage::default() };
-            Some(custom.price(&usage).cost_nanos)
-        }
-        None => gateway.catalog.worst_case_cost(provider, model, pending.prompt_estimate, max_output, pending.date),
-    };
     let model = target.model.clone().unwrap_or_default();
-    let dims = RequestDims::new(target.provider.name(), &model)
+    ctx.model_dimension = canonical_model(&model);
+    let dims = RequestDims::new(target.provider.name(), &ctx.model_dimension)
         .with_gateway(Some(&target.gateway))
-        .with_metadata(&pending.metadata);
+        .with_metadata(&ctx.metadata);
     gateway.rates.check(&dims).map_err(|limited| GatewayError::RateLimited {
         rule: limited.rule_id.to_string(),
         bucket: limited.bucket_key.clone(),
         retry_after_secs: limited.retry_after_secs,
     })?;
-    let admission = match target.route.as_deref().and_then(|name| gateway.providers.route(name)) {
-        Some(route) => {
-            let (index, admission) = gateway
-                .spend
-                .admit_route(route, &dims, |_, candidate| worst_case(&candidate.provider, &candidate.model))
-                .map_err(blocked)?;
-            if index != 0 {
-                *target = route::resolve(shape.clone(), query, peek, &gateway.providers, index)?;
-                describe(&mut pending.record, target);
-            }
-            admission
-        }
-        None => gateway.spend.admit(&dims, worst_case(target.provider.name(), &model)).map_err(blocked)?,
+    let worst_case = |provider: &str, model: &str| worst_case_cost(gateway, ctx, provider, model);
+    let route = target.route.as_deref().and_then(|name| gateway.providers.route(name));
+    let (admission, index, worst) = if let Some(route) = route {
+        let (index, admission) = gateway
+            .spend
+            .admit_route(route, &dims, |_, candidate| worst_case(&candidate.provider, &candidate.model))
+            .map_err(blocked)?;
+        let worst = route.candidates().get(index).and_then(|c| worst_case(&c.provider, &c.model));
+        (admission, index, worst)
+    } else {
+        let worst = worst_case(target.provider.name(), &model);
+        (gateway.spend.admit(&dims, worst).map_err(blocked)?, 0, worst)
     };
-    pending.record.rule_decisions =
+    ctx.worst_case = worst;
+    if index != 0 {
+        *target = resolve(gateway, ctx, shape, query, peek, index)?;
+        ctx.model_dimension = canonical_model(target.model.as_deref().unwrap_or(""));
+    }
+    ctx.record.rule_decisions =
         serde_json::to_value(admission.rule_decisions().collect::<Vec<_>>()).unwrap_or(serde_json::Value::Null);
     if admission.would_block() {
-        tracing::warn!(decisions = %pending.record.rule_decisions, "a monitor rule would have blocked this request");
+        tracing::warn!(decisions = %ctx.record.rule_decisions, "a monitor rule would have blocked this request");
     }
-    pending.admission = Some(admission);
+    let under_a_rule = admission.rule_decisions().next().is_some();
+    ctx.admission = Some(admission);
+    check_priced(gateway, ctx, target, under_a_rule)
+}
+
+/// Phase 5, last step: a request the gateway cannot price (a model missing from the catalog, an endpoint
+/// whose usage it cannot read) is refused under a spend rule when `pricing.unpriced = "block"`: such a
+/// request would otherwise spend without ever being charged.
+fn check_priced(
+    gateway: &Gateway,
+    ctx: &mut RequestCtx,
+    target: &Target,
+    under_a_rule: bool,
+) -> Result<(), GatewayError> {
+    if ctx.custom_cost.is_some() {
+        return Ok(());
+    }
+    let priced = match (target.api, api_format(target.api)) {
+        (Api::Unmetered, _) => false,
+        (_, None) => return Ok(()),
+        (_, Some(_)) => gateway.catalog.knows(target.provider.name(), target.model.as_deref().unwrap_or(""), ctx.date),
+    };
+    if priced {
+        return Ok(());
+    }
+    if under_a_rule && gateway.config.pricing.unpriced == UnpricedPolicy::Block {
+        return Err(GatewayError::UnpricedModel {
+            provider: target.provider.name().to_string(),
+            model: target.model.clone().unwrap_or_default(),
+        });
+    }
+    if target.api == Api::Unmetered {
+        ctx.record.cost_source = tollgate_accounting::CostSource::Unpriced;
+    }
     Ok(())
+}
+
+/// The most a request to `provider`/`model` can cost: a custom cost's own bound, else the catalog's
+/// (prompt estimate plus the output the client allows, or the model's output cap).
+fn worst_case_cost(gateway: &Gateway, ctx: &RequestCtx, provider: &str, model: &str) -> Option<u64> {
+    match &ctx.custom_cost {
+        Some(custom) => Some(custom.worst_case_nanos(&ctx.prompt, ctx.max_output)),
+        None => gateway.catalog.worst_case_cost_for(provider, model, &ctx.prompt, ctx.max_output, ctx.date),
+    }
 }
 
 #[expect(clippy::needless_pass_by_value, reason = "used as map_err(blocked)")]
@@ -290,7 +349,217 @@ fn blocked(b: Blocked) -> GatewayError {
     }
 }
 
-/// The accounting format of a billable API; `None` for what is forwarded but not billed.
+/// Phase 6, the body: the bare model name where the client's had a prefix, and for OpenAI-style streams
+/// without `include_usage`, a request for it (with the filter that takes the extra chunk out again, so the
+/// client sees the stream it asked for).
+fn rewrite_body(
+    gateway: &Gateway,
+    target: &Target,
+    body: &Bytes,
+    peek: Option<&BodyPeek<'_>>,
+) -> (Bytes, Option<InjectedUsageFilter>) {
+    let mut body = match (&target.rewrite_model, peek.and_then(|p| p.model)) {
+        (Some(model), Some(raw)) => splice_model(body, raw.get(), model),
+        _ => body.clone(),
+    };
+    let mut filter = None;
+    if gateway.config.gateway.accounting
+        && target.stream
+        && target.provider.name() != "openrouter"
+        && matches!(target.api, Api::OpenAiChat | Api::OpenAiCompletions)
+        && let Some(IncludeUsage::Injected(rewritten)) = ensure_include_usage(&body)
+    {
+        body = Bytes::from(rewritten);
+        filter = Some(InjectedUsageFilter::new());
+    }
+    (body, filter)
+}
+
+/// Phases 7 and 8: send, then answer with the tapped upstream body.
+async fn forward(ctx: RequestCtx, prepared: Prepared) -> Result<Response<ProxyBody>, GatewayError> {
+    let Prepared { call, target, filter } = prepared;
+    let gateway = ctx.gateway.clone();
+    let (mut ctx, result) = Sending::new(ctx, Box::pin(gateway.client.send(call))).await;
+    match result {
+        Ok((response, attempts)) => Ok(respond(ctx, response, attempts, &target, filter)),
+        Err(SendError::Failed { error, reached_provider }) => {
+            tracing::warn!(code = error.code(), %error, "upstream request failed");
+            let charge = if reached_provider { Charge::WorstCase } else { Charge::Nothing };
+            ctx.fail(error.status().as_u16(), error.code(), charge);
+            Err(error)
+        }
+        Err(SendError::TimedOut { error, in_flight }) => {
+            tracing::warn!(code = error.code(), %error, "no upstream response in time");
+            ctx.fail(error.status().as_u16(), error.code(), Charge::Nothing);
+            if let Some(in_flight) = in_flight {
+                // The provider has the request and will bill it: read its answer in the background.
+                let attempts = ctx.record.attempts.max(1);
+                ctx.charge = Charge::WorstCase;
+                let answer = async move {
+                    in_flight.await.map(|response| (response, attempts)).map_err(|e| SendError::Failed {
+                        error: GatewayError::Internal(e.to_string()),
+                        reached_provider: !e.is_connect(),
+                    })
+                };
+                spawn_completion(ctx, Box::pin(answer));
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Phase 8: the upstream head with the gateway's headers, and the body tapped for accounting.
+fn respond(
+    mut ctx: RequestCtx,
+    response: Response<Incoming>,
+    attempts: u32,
+    target: &Target,
+    filter: Option<InjectedUsageFilter>,
+) -> Response<ProxyBody> {
+    let (mut head, incoming) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    if let Ok(value) = HeaderValue::from_str(&ctx.record.log_id) {
+        head.headers.insert("cf-aig-log-id", value);
+    }
+    if let Some(step) = target.step {
+        head.headers.insert("cf-aig-step", HeaderValue::from(step));
+        if let Ok(value) = HeaderValue::from_str(target.provider.name()) {
+            head.headers.insert("cf-aig-provider", value);
+        }
+        if let Some(Ok(value)) = target.model.as_deref().map(HeaderValue::from_str) {
+            head.headers.insert("cf-aig-model", value);
+        }
+    }
+    ctx.record.status = head.status.as_u16();
+    ctx.upstream_status = ctx.record.status;
+    ctx.record.error = None;
+    ctx.record.ttfb = Some(ctx.started.elapsed());
+    ctx.record.attempts = attempts;
+    let usage = usage_tap(&ctx, &head);
+    let filter = filter.filter(|_| is_event_stream(&head) && head.status.is_success());
+    if filter.is_some() {
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    let drain_policy = ctx.gateway.drain_policy();
+    let mut body = TappedBody::new(incoming, Box::new(AccountingTap::new(ctx, usage)), drain_policy);
+    if let Some(filter) = filter {
+        body = body.with_filter(filter);
+    }
+    Response::from_parts(head, ProxyBody::Tapped(body))
+}
+
+fn is_event_stream(head: &http::response::Parts) -> bool {
+    head.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// The usage reader for a successful answer of a billable API, when accounting is on.
+fn usage_tap(ctx: &RequestCtx, head: &http::response::Parts) -> Option<UsageTap> {
+    let format = api_format(ctx.record.api)?;
+    (head.status.is_success() && ctx.gateway.config.gateway.accounting)
+        .then(|| UsageTap::new(format, is_event_stream(head)))
+}
+
+type SendFuture = Pin<Box<dyn Future<Output = Result<(Response<Incoming>, u32), SendError>> + Send>>;
+
+/// The request while it is out to the provider (phase 7). Resolves to the context and the outcome. If it is
+/// dropped first (hyper drops the handler future when the client goes away), the send goes on in a
+/// background task, which reads the provider's answer to its end and charges it: the provider does the work
+/// and bills it whether or not the client waits.
+struct Sending {
+    ctx: Option<RequestCtx>,
+    send: SendFuture,
+}
+
+impl Sending {
+    fn new(ctx: RequestCtx, send: SendFuture) -> Self {
+        Self { ctx: Some(ctx), send }
+    }
+}
+
+impl Future for Sending {
+    type Output = (RequestCtx, Result<(Response<Incoming>, u32), SendError>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let result = ready!(this.send.as_mut().poll(cx));
+        match this.ctx.take() {
+            Some(ctx) => Poll::Ready((ctx, result)),
+            // Polled again after it resolved: there is nothing more to give.
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let Some(mut ctx) = self.ctx.take() else { return };
+        ctx.fail(CLIENT_CLOSED, "client_gone_before_response_head", Charge::WorstCase);
+        let send = std::mem::replace(&mut self.send, Box::pin(std::future::pending()));
+        spawn_completion(ctx, send);
+    }
+}
+
+/// Finishes, in the background, a request whose client is no longer waiting: awaits the provider's answer
+/// (within `gateway.disconnect_drain_timeout`), then reads its body to the end for the usage. A request that
+/// gets no answer in that time is charged its worst case; one that never reached the provider, nothing.
+fn spawn_completion(ctx: RequestCtx, send: SendFuture) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let policy = ctx.gateway.drain_policy();
+    let tasks = policy.tasks.clone();
+    tasks.spawn_on(
+        async move {
+            let mut ctx = ctx;
+            let deadline = tokio::time::Instant::now() + policy.timeout;
+            let mut send = send;
+            loop {
+                match tokio::time::timeout_at(deadline, send).await {
+                    Ok(Ok((response, attempts))) => {
+                        let (head, incoming) = response.into_parts();
+                        ctx.record.ttfb = Some(ctx.started.elapsed());
+                        ctx.record.attempts = attempts;
+                        ctx.upstream_status = head.status.as_u16();
+                        let usage = usage_tap(&ctx, &head).filter(|_| head.status.is_success());
+                        match usage {
+                            Some(usage) => {
+                                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                                let tap = Box::new(AccountingTap::new(ctx, Some(usage)));
+                                drain(incoming, tap, left, policy.max_bytes).await;
+                            }
+                            // An error answer or an unbilled API: nothing to charge.
+                            None => ctx.charge = Charge::Nothing,
+                        }
+                        return;
+                    }
+                    Ok(Err(SendError::TimedOut { in_flight: Some(in_flight), .. })) => {
+                        let attempts = ctx.record.attempts.max(1);
+                        send = Box::pin(async move {
+                            in_flight.await.map(|response| (response, attempts)).map_err(|e| SendError::Failed {
+                                error: GatewayError::Internal(e.to_string()),
+                                reached_provider: !e.is_connect(),
+                            })
+                        });
+                    }
+                    Ok(Err(SendError::TimedOut { in_flight: None, .. })) => {
+                        ctx.charge = Charge::Nothing;
+                        return;
+                    }
+                    Ok(Err(SendError::Failed { reached_provider, .. })) => {
+                        ctx.charge = if reached_provider { Charge::WorstCase } else { Charge::Nothing };
+                        return;
+                    }
+                    // No answer within the bound: the worst case stays charged.
+                    Err(_) => return,
+                }
+            }
+        },
+        &runtime,
+    );
+}
+
+/// The accounting format of a billable API; `None` for what is forwarded but not billed, or not readable.
 fn api_format(api: Api) -> Option<ApiFormat> {
     match api {
         Api::OpenAiChat => Some(ApiFormat::OpenAiChat),
@@ -303,25 +572,36 @@ fn api_format(api: Api) -> Option<ApiFormat> {
     }
 }
 
-/// Reads the request body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: u64) -> Result<Bytes, GatewayError> {
+/// Phase 3: reads the request body, refusing it as soon as it passes `server.max_request_body` bytes or
+/// when it has not fully arrived within `server.body_timeout`.
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    server: &tollgate_config::Server,
+) -> Result<Bytes, GatewayError> {
+    let limit = server.max_request_body;
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(GatewayError::RequestTooLarge { limit });
     }
-    let mut body = body;
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| GatewayError::InvalidJson(format!("could not read the request body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > limit {
-                return Err(GatewayError::RequestTooLarge { limit });
+    let read = async move {
+        let mut body = body;
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| GatewayError::ClientBody(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if (buf.len() + data.len()) as u64 > limit {
+                    return Err(GatewayError::RequestTooLarge { limit });
+                }
+                buf.extend_from_slice(&data);
             }
-            buf.extend_from_slice(&data);
         }
-    }
-    Ok(buf.freeze())
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(server.body_timeout, read)
+        .await
+        .map_err(|_| GatewayError::BodyTimeout { seconds: server.body_timeout.as_secs() })?
 }
 
 /// Replaces the JSON text of `model` (a slice of `body`, as serde_json's `RawValue` borrowed it) with `new`,

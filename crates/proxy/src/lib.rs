@@ -4,10 +4,11 @@
 //!
 //! A request follows `handler::handle`; its steps are numbered there.
 
-mod accounting;
 mod body;
 mod credentials;
+mod ctx;
 mod error;
+mod finalize;
 mod handler;
 mod headers;
 pub mod metrics;

@@ -45,6 +45,9 @@ pub struct UsageRecord {
     pub response_bytes: u64,
     pub collect_log: bool,
     pub collect_log_payload: bool,
+    /// Whether the request passed the gateway's authentication. Requests refused before it are counted in
+    /// the metrics but never stored: whoever can reach the port must not be able to write rows.
+    pub authenticated: bool,
     /// Request and response bodies, kept only when `[logging] payloads = true` and the request did not send
     /// `cf-aig-collect-log-payload: false`; each capped at [`PAYLOAD_CAP`] bytes.
     pub request_body: Option<bytes::Bytes>,
@@ -55,6 +58,41 @@ pub struct UsageRecord {
 pub const PAYLOAD_CAP: usize = 64 * 1024;
 
 impl UsageRecord {
+    /// A record for a request that has not been routed yet; the phases fill it in.
+    pub fn blank(log_id: String, created_at: jiff::Timestamp, path: &str) -> Self {
+        UsageRecord {
+            log_id,
+            created_at,
+            gateway: crate::route::DEFAULT_GATEWAY.to_string(),
+            provider: String::new(),
+            model: None,
+            path: path.to_string(),
+            api: Api::Other,
+            stream: false,
+            status: 0,
+            success: false,
+            usage: Usage::default(),
+            cost_nanos: 0,
+            cost_source: CostSource::Catalog,
+            ttfb: None,
+            duration: Duration::ZERO,
+            overhead: None,
+            attempts: 0,
+            step: None,
+            event_id: None,
+            metadata: serde_json::Map::new(),
+            rule_decisions: serde_json::Value::Array(Vec::new()),
+            error: None,
+            end: None,
+            response_bytes: 0,
+            collect_log: true,
+            collect_log_payload: true,
+            authenticated: false,
+            request_body: None,
+            response_body: None,
+        }
+    }
+
     /// Prompt tokens in all: uncached, cache reads and cache writes.
     pub fn tokens_in(&self) -> u64 {
         self.usage.prompt_total()

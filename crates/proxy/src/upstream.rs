@@ -9,8 +9,8 @@ use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
@@ -53,57 +53,97 @@ impl UpstreamClient {
     }
 
     /// Sends the request, retrying as `controls` say. Returns the response and the attempt that produced it.
+    /// The future owns everything it needs, so a request path that is abandoned mid-send can hand it to a
+    /// background task and still learn what the provider answered.
     ///
     /// 1. The deadline for the first byte covers all attempts and the waits between them.
     /// 2. A connect failure, a 429 or a 5xx is retried while attempts remain; the failed response's body is
     ///    dropped unread (nothing of it reached the client).
     /// 3. The last attempt's response is returned whatever its status: a provider's error passes through.
-    pub async fn send(
+    /// 4. When the deadline passes while a request is out, that request is returned in the error, still in
+    ///    flight: the provider has it and may bill it.
+    pub fn send(
         &self,
-        provider: &str,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &Bytes,
-        controls: &Controls,
-    ) -> Result<(Response<Incoming>, u32), GatewayError> {
-        let deadline = Instant::now() + controls.timeout;
-        let timeout_error = || GatewayError::UpstreamTimeout {
-            provider: provider.to_string(),
-            timeout_ms: controls.timeout.as_millis() as u64,
-        };
-        let mut attempt = 1;
-        loop {
-            let mut request = Request::new(Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = headers.clone();
-            let last = attempt >= controls.max_attempts;
-            match tokio::time::timeout_at(deadline, self.client.request(request)).await {
-                Err(_) => return Err(timeout_error()),
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    let retryable = status.as_u16() == 429 || status.is_server_error();
-                    if !retryable || last {
-                        return Ok((response, attempt));
+        call: UpstreamCall,
+    ) -> impl Future<Output = Result<(Response<Incoming>, u32), SendError>> + Send + 'static {
+        let client = self.client.clone();
+        async move {
+            let UpstreamCall { provider, method, uri, headers, body, controls } = call;
+            let deadline = Instant::now() + controls.timeout;
+            let timeout_error = |in_flight| SendError::TimedOut {
+                error: GatewayError::UpstreamTimeout {
+                    provider: provider.clone(),
+                    timeout_ms: controls.timeout.as_millis() as u64,
+                },
+                in_flight,
+            };
+            let mut attempt = 1;
+            loop {
+                let mut request = Request::new(Full::new(body.clone()));
+                *request.method_mut() = method.clone();
+                *request.uri_mut() = uri.clone();
+                *request.headers_mut() = headers.clone();
+                let last = attempt >= controls.max_attempts;
+                let mut pending = client.request(request);
+                match tokio::time::timeout_at(deadline, &mut pending).await {
+                    Err(_) => return Err(timeout_error(Some(pending))),
+                    Ok(Ok(response)) => {
+                        let status = response.status();
+                        let retryable = status.as_u16() == 429 || status.is_server_error();
+                        if !retryable || last {
+                            return Ok((response, attempt));
+                        }
+                        tracing::debug!(provider, attempt, status = status.as_u16(), "retrying after upstream status");
                     }
-                    tracing::debug!(provider, attempt, status = status.as_u16(), "retrying after upstream status");
-                }
-                Ok(Err(error)) => {
-                    if !error.is_connect() || last {
-                        let reason = error_chain(&error);
-                        return Err(GatewayError::UpstreamUnreachable { provider: provider.to_string(), reason });
+                    Ok(Err(error)) => {
+                        let connect = error.is_connect();
+                        if !connect || last {
+                            let reason = error_chain(&error);
+                            let error = GatewayError::UpstreamUnreachable { provider: provider.clone(), reason };
+                            return Err(SendError::Failed { error, reached_provider: !connect });
+                        }
+                        tracing::debug!(provider, attempt, "retrying after connect error");
                     }
-                    tracing::debug!(provider, attempt, "retrying after connect error");
                 }
+                attempt += 1;
+                let wake = Instant::now() + controls.delay_before(attempt);
+                if wake >= deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(timeout_error(None));
+                }
+                tokio::time::sleep_until(wake).await;
             }
-            attempt += 1;
-            let wake = Instant::now() + controls.delay_before(attempt);
-            if wake >= deadline {
-                tokio::time::sleep_until(deadline).await;
-                return Err(timeout_error());
-            }
-            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+/// One request to send upstream, owned.
+pub struct UpstreamCall {
+    pub provider: String,
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub controls: Controls,
+}
+
+/// A request in flight to the provider, past the gateway's first-byte deadline.
+pub type InFlight = ResponseFuture;
+
+/// Why [`UpstreamClient::send`] gave no response.
+pub enum SendError {
+    /// The request failed; `reached_provider` is false when no connection was made (nothing to bill), true
+    /// when it broke after the request may have been delivered.
+    Failed { error: GatewayError, reached_provider: bool },
+    /// The first-byte deadline passed. `in_flight` is the request still out (`None` when the deadline passed
+    /// between attempts, after error answers the provider does not bill).
+    TimedOut { error: GatewayError, in_flight: Option<InFlight> },
+}
+
+impl SendError {
+    pub fn error(&self) -> &GatewayError {
+        match self {
+            SendError::Failed { error, .. } | SendError::TimedOut { error, .. } => error,
         }
     }
 }

@@ -166,6 +166,9 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         }
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    for warning in config.startup_warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(listen = %local, version = env!("CARGO_PKG_VERSION"), "tollgate proxy listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -218,6 +221,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     }
     let spend_task = spend_sync.spawn();
     let retention_task = tokio::spawn(retention(store.clone(), config.database.retention, shutdown.clone()));
+    let sweep_task = tokio::spawn(sweep_rate_buckets(gateway.clone(), shutdown.clone()));
     let rule_sync_task = tokio::spawn(tollgate_admin::run_rule_sync(admin.clone(), shutdown.clone()));
     let rollup_key_task = tokio::spawn(tollgate_admin::run_rollup_key_sync(admin.clone(), shutdown.clone()));
     let admin_task = tokio::spawn(tollgate_admin::serve(admin_listener, admin, shutdown.clone()));
@@ -228,6 +232,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     // Every request has finished and recorded: write out what is still in memory.
     spend_task.abort();
     retention_task.abort();
+    sweep_task.abort();
     rule_sync_task.abort();
     rollup_key_task.abort();
     if let Err(error) = spend_sync.flush_now().await {
@@ -263,6 +268,23 @@ async fn retention(store: Store, retention: std::time::Duration, shutdown: Cance
             Ok(report) if report.deleted > 0 => tracing::info!(deleted = report.deleted, "old request logs deleted"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "retention failed; will retry"),
+        }
+    }
+}
+
+/// Rate-limit buckets that no request has touched for a whole window hold nothing: drop them, so a client
+/// cycling through split values cannot grow memory without bound.
+const RATE_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_mins(1);
+
+async fn sweep_rate_buckets(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(RATE_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let kept = gateway.rates.sweep();
+                tracing::debug!(kept, "rate-limit buckets swept");
+            }
+            () = shutdown.cancelled() => return,
         }
     }
 }
