@@ -1,6 +1,7 @@
-//! The admin server: a separate axum listener on `admin.listen` for operators, dashboards and Prometheus
-//! (CONTRACT §5). Every route needs `Authorization: Bearer <admin.token>` except `/status` and `/metrics`
-//! when `admin.public_metrics` is set.
+//! The admin server: a separate axum listener on `admin.listen` for operators, dashboards and Prometheus.
+//! Every route needs `Authorization: Bearer <admin.token>` except `/status` and `/metrics` when
+//! `admin.public_metrics` is set. Without a token (allowed on loopback only) it answers only requests
+//! addressed to a loopback name and not sent cross-site by a browser; see [`router_with`] for the whole stack.
 
 mod auth;
 mod body_deadline;
@@ -56,12 +57,12 @@ pub fn router(state: AdminState) -> Router {
 
 /// Builds the router. The middleware, outermost first:
 ///
-/// 1. Only without `admin.token`: [`loopback::loopback_only`] refuses (403) a `Host` that is not a loopback
+/// 1. Only without `admin.token`: `loopback::loopback_only` refuses (403) a `Host` that is not a loopback
 ///    name, a non-loopback `Origin` and `Sec-Fetch-Site: cross-site` (DNS rebinding, cross-site requests).
-/// 2. [`auth::require_token`]: with `admin.token`, every path but the public allow-list needs the bearer token
+/// 2. `auth::require_token`: with `admin.token`, every path but the public allow-list needs the bearer token
 ///    (401); without one, passes.
-/// 3. [`content_type::require_json_body`]: a mutation with a body that is not `application/json` is 415.
-/// 4. [`body_deadline::read_body_by_deadline`]: the body arrives whole within `options.body_timeout` (408),
+/// 3. `content_type::require_json_body`: a mutation with a body that is not `application/json` is 415.
+/// 4. `body_deadline::read_body_by_deadline`: the body arrives whole within `options.body_timeout` (408),
 ///    at most [`MAX_BODY_BYTES`]; handlers get it from memory.
 ///
 /// None of them inserts or reads request extensions.

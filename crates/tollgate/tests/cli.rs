@@ -35,6 +35,50 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
 }
 
 #[test]
+fn s21_check_config_prints_neither_a_url_password_nor_a_query_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &path,
+        r#"
+[database]
+url = "postgres://tollgate@127.0.0.1:5432/tollgate?password=pg-query-secret"
+[providers.openai]
+base_url = "https://user:basic-auth-secret@llm-proxy.internal/v1"
+zdr_base_url = "https://zdr:zdr-secret@zdr.internal/v1"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    for secret in ["pg-query-secret", "basic-auth-secret", "zdr-secret"] {
+        assert!(!printed.contains(secret), "{secret} printed: {printed}");
+    }
+    assert!(printed.contains("postgres://tollgate@127.0.0.1:5432/tollgate?password=[redacted]"), "{printed}");
+    assert!(printed.contains("https://user:[redacted]@llm-proxy.internal/v1"), "{printed}");
+
+    // A query in a base_url is refused, and the refusal does not print it either.
+    std::fs::write(&path, "[providers.openai]\nbase_url = \"https://api.example/v1?api-key=q-secret\"\n").unwrap();
+    let out = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("providers.openai.base_url") && !stderr.contains("q-secret"), "{stderr}");
+}
+
+#[test]
+fn s11_check_config_refuses_an_empty_gateway_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, "[gateway]\nauth_token = \"${GW_TOKEN_EMPTY_E2E}\"\n").unwrap();
+    let out =
+        Command::new(BIN).args(["check-config", "--config"]).arg(&path).env("GW_TOKEN_EMPTY_E2E", "").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gateway.auth_token") && stderr.contains("GW_TOKEN_EMPTY_E2E"), "{stderr}");
+}
+
+#[test]
 fn a_bad_config_exits_1_naming_every_key_before_listening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
