@@ -709,3 +709,46 @@ fn s14_streaming_estimate_matches_the_old_rules() {
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     assert_eq!(estimate_prompt_tokens(deep.as_bytes()), 100);
 }
+
+proptest! {
+    /// Costs of any token counts, near `u64::MAX` included, never wrap or panic: adding tokens to any bucket
+    /// never lowers the cost, and worst cases and custom costs stay monotone and bounded.
+    #[test]
+    fn s23_pricing_saturates_and_stays_monotone(
+        base in prop_oneof![any::<u64>(), (0u64..1024).prop_map(|d| u64::MAX - d), 0u64..10_000_000],
+        extra in any::<u64>(),
+        field in 0usize..5,
+        held: bool,
+    ) {
+        let catalog = PriceCatalog::bundled().unwrap();
+        let before = Usage {
+            input: base,
+            cache_read: base / 2,
+            cache_write_5m: base / 3,
+            cache_write_1h: base / 5,
+            output: base / 7,
+            ..Usage::default()
+        };
+        let mut after = before.clone();
+        let slot = match field {
+            0 => &mut after.input,
+            1 => &mut after.cache_read,
+            2 => &mut after.cache_write_5m,
+            3 => &mut after.cache_write_1h,
+            _ => &mut after.output,
+        };
+        *slot = slot.saturating_add(extra);
+        for (provider, model) in [("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-5.4"), ("openai", "o1-pro")] {
+            let cost = |usage: &Usage| catalog.price(provider, model, usage, TODAY).cost_nanos;
+            prop_assert!(cost(&after) >= cost(&before), "{}/{}", provider, model);
+            let worst = |tokens: u64| {
+                let prompt = PromptEstimate { tokens, held_by_provider: held };
+                catalog.worst_case_cost_for(provider, model, &prompt, Some(base), TODAY).unwrap()
+            };
+            prop_assert!(worst(base.saturating_add(extra)) >= worst(base));
+        }
+        let per_token = custom(r#"{"per_token_in":"0.000001","per_token_out":"0.00001"}"#).unwrap();
+        let (low, high) = (per_token.price(&before).cost_nanos, per_token.price(&after).cost_nanos);
+        prop_assert!(low <= high && high <= MAX_CUSTOM);
+    }
+}
