@@ -542,8 +542,9 @@ fn s5_missing_billed_models_are_priced_at_list_prices() {
     assert_eq!(catalog_cost("anthropic", "claude-sonnet-4", &cached), 405_000_000);
     assert_eq!(catalog_cost("anthropic", "claude-opus-4", &cached), 2_025_000_000);
     assert_eq!(catalog_cost("anthropic", "claude-3-7-sonnet", &cached), 405_000_000);
-    // Still unknown: a model nobody sells.
+    // Still unknown: a model nobody sells, and fine-tunes (billed above their base model, so never priced as it).
     assert!(!catalog().knows("openai", "o1-ultra", TODAY));
+    assert!(!catalog().knows("openai", "ft:gpt-4o-mini-2024-07-18:acme::abc123", TODAY));
 }
 
 #[test]
