@@ -542,8 +542,9 @@ fn s5_missing_billed_models_are_priced_at_list_prices() {
     assert_eq!(catalog_cost("anthropic", "claude-sonnet-4", &cached), 405_000_000);
     assert_eq!(catalog_cost("anthropic", "claude-opus-4", &cached), 2_025_000_000);
     assert_eq!(catalog_cost("anthropic", "claude-3-7-sonnet", &cached), 405_000_000);
-    // Still unknown: a model nobody sells.
+    // Still unknown: a model nobody sells, and fine-tunes (billed above their base model, so never priced as it).
     assert!(!catalog().knows("openai", "o1-ultra", TODAY));
+    assert!(!catalog().knows("openai", "ft:gpt-4o-mini-2024-07-18:acme::abc123", TODAY));
 }
 
 #[test]
@@ -708,4 +709,47 @@ fn s14_streaming_estimate_matches_the_old_rules() {
     // Nesting beyond the JSON decoder's limit is "not JSON", as with a full parse.
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     assert_eq!(estimate_prompt_tokens(deep.as_bytes()), 100);
+}
+
+proptest! {
+    /// Costs of any token counts, near `u64::MAX` included, never wrap or panic: adding tokens to any bucket
+    /// never lowers the cost, and worst cases and custom costs stay monotone and bounded.
+    #[test]
+    fn s23_pricing_saturates_and_stays_monotone(
+        base in prop_oneof![any::<u64>(), (0u64..1024).prop_map(|d| u64::MAX - d), 0u64..10_000_000],
+        extra in any::<u64>(),
+        field in 0usize..5,
+        held: bool,
+    ) {
+        let catalog = PriceCatalog::bundled().unwrap();
+        let before = Usage {
+            input: base,
+            cache_read: base / 2,
+            cache_write_5m: base / 3,
+            cache_write_1h: base / 5,
+            output: base / 7,
+            ..Usage::default()
+        };
+        let mut after = before.clone();
+        let slot = match field {
+            0 => &mut after.input,
+            1 => &mut after.cache_read,
+            2 => &mut after.cache_write_5m,
+            3 => &mut after.cache_write_1h,
+            _ => &mut after.output,
+        };
+        *slot = slot.saturating_add(extra);
+        for (provider, model) in [("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-5.4"), ("openai", "o1-pro")] {
+            let cost = |usage: &Usage| catalog.price(provider, model, usage, TODAY).cost_nanos;
+            prop_assert!(cost(&after) >= cost(&before), "{}/{}", provider, model);
+            let worst = |tokens: u64| {
+                let prompt = PromptEstimate { tokens, held_by_provider: held };
+                catalog.worst_case_cost_for(provider, model, &prompt, Some(base), TODAY).unwrap()
+            };
+            prop_assert!(worst(base.saturating_add(extra)) >= worst(base));
+        }
+        let per_token = custom(r#"{"per_token_in":"0.000001","per_token_out":"0.00001"}"#).unwrap();
+        let (low, high) = (per_token.price(&before).cost_nanos, per_token.price(&after).cost_nanos);
+        prop_assert!(low <= high && high <= MAX_CUSTOM);
+    }
 }
