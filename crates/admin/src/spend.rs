@@ -17,10 +17,6 @@ use crate::{AdminError, AdminState};
 /// Default span when `from` is absent: the 30 days before `to`.
 const DEFAULT_DAYS: i64 = 30;
 
-/// Most log rows a `/spend` grouped by a metadata key that the rollups do not count reads (oldest first); a report
-/// that would need more says `truncated`. About 100 ms of reading on a small machine.
-pub const MAX_SCAN_ROWS: u64 = 100_000;
-
 /// Query parameters (for the OpenAPI document; parsed by hand to name the bad one).
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -106,7 +102,8 @@ pub async fn spend(
     if from >= to {
         return Err(AdminError::bad("from", format!("must be before to ({from} is not before {to})")));
     }
-    let report = store.spend_report(from, to, &group_by, MAX_SCAN_ROWS).await?;
+    // A metadata key the rollups do not count is summed from at most `database.spend_scan_max_rows` log rows.
+    let report = store.spend_report(from, to, &group_by, state.config.database.spend_scan_max_rows).await?;
     let names: Arc<[String]> = group_by.iter().map(ToString::to_string).collect();
     Ok(Json(SpendView {
         rows: report

@@ -193,3 +193,13 @@ fn the_example_config_is_valid_and_documents_every_section() {
         assert!(text.contains(section), "{section} is not documented");
     }
 }
+
+#[test]
+fn spend_scan_max_rows_defaults_and_refuses_zero() {
+    let config = Config::from_toml("", &[]).unwrap();
+    assert_eq!(config.database.spend_scan_max_rows, 100_000);
+    let config = Config::from_toml("[database]\nspend_scan_max_rows = 10\n", &[]).unwrap();
+    assert_eq!(config.database.spend_scan_max_rows, 10);
+    let text = Config::from_toml("[database]\nspend_scan_max_rows = 0\n", &[]).unwrap_err().to_string();
+    assert!(text.contains("database.spend_scan_max_rows"), "{text}");
+}
