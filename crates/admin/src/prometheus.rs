@@ -145,6 +145,13 @@ fn render(state: &AdminState) -> String {
             "Records waiting to be written (queue and spill).",
         );
         let _ = writeln!(out, "tollgate_database_pending_records {}", db.pending_records);
+        header(
+            &mut out,
+            "tollgate_database_quarantined_records",
+            "gauge",
+            "Records the database refused for their values, set aside so the rest were written.",
+        );
+        let _ = writeln!(out, "tollgate_database_quarantined_records {}", db.quarantined_records);
     }
     if let Some(rss) = resident_memory_bytes() {
         header(&mut out, "tollgate_process_resident_memory_bytes", "gauge", "Resident memory of the process.");

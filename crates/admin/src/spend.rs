@@ -1,4 +1,5 @@
-//! `GET /spend`: spend grouped by provider, model, gateway, day, hour or one metadata key, from the rollups.
+//! `GET /spend`: spend grouped by provider, model, gateway, day, hour or one metadata key, from the rollups (or,
+//! for a metadata key they do not count, from a bounded scan of the log rows).
 
 use std::sync::Arc;
 
@@ -8,10 +9,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use tollgate_limits::nanos_to_usd;
-use tollgate_store::{GroupBy, QueryError};
+use tollgate_store::GroupBy;
 
 use crate::params::{self, DateEnd};
-use crate::rollup_keys::rule_metadata_keys;
 use crate::{AdminError, AdminState};
 
 /// Default span when `from` is absent: the 30 days before `to`.
@@ -26,8 +26,8 @@ pub struct SpendParams {
     from: Option<String>,
     /// End: RFC 3339 (exclusive) or `YYYY-MM-DD` (inclusive of that day). Default: now.
     to: Option<String>,
-    /// Comma-separated: `provider`, `model`, `gateway`, `day`, `hour`, `metadata.<key>` (one metadata key at most,
-    /// one that a spend rule splits or filters on, or once did; 400 for any other).
+    /// Comma-separated: `provider`, `model`, `gateway`, `day`, `hour`, `metadata.<key>` (one metadata key at most;
+    /// a key no spend rule uses is answered from a bounded scan of the retained log rows, see `source`).
     group_by: Option<String>,
 }
 
@@ -69,14 +69,19 @@ pub struct SpendView {
     pub from: String,
     pub to: String,
     pub group_by: Vec<String>,
+    /// What answered: `rollup` (the spend rollups, which keep their history after retention) or `log_scan` (a
+    /// metadata key the rollups do not count, summed from the retained log rows that have it).
+    #[schema(value_type = String, example = "rollup")]
+    pub source: &'static str,
+    /// `true` when a `log_scan` met more rows than its bound and the sums cover only the oldest of them.
+    pub truncated: bool,
 }
 
 #[utoipa::path(get, path = "/spend", params(SpendParams),
     responses((status = 200, description = "spend per group", body = SpendView),
         (status = 400, description = "bad parameter", body = crate::openapi::ErrorBody),
         (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database, or the metadata key of a new spend rule is still being added to \
-            the rollups", body = crate::openapi::ErrorBody)))]
+        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
 pub async fn spend(
     State(state): State<AdminState>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
@@ -97,19 +102,12 @@ pub async fn spend(
     if from >= to {
         return Err(AdminError::bad("from", format!("must be before to ({from} is not before {to})")));
     }
-    let rows = match store.spend(from, to, &group_by).await {
-        // A rule in force uses the key: it is being added to the rollups (`rollup_keys`), so this is temporary.
-        Err(QueryError::NotRolledUp { key, .. }) if rule_metadata_keys(&state.gateway.spend.rules()).contains(&key) => {
-            return Err(AdminError::Unavailable(format!(
-                "metadata.{key} is used by a spend rule and its history is being added to the rollups; try again \
-                 in a moment"
-            )));
-        }
-        rows => rows?,
-    };
+    // A metadata key the rollups do not count is summed from at most `database.spend_scan_max_rows` log rows.
+    let report = store.spend_report(from, to, &group_by, state.config.database.spend_scan_max_rows).await?;
     let names: Arc<[String]> = group_by.iter().map(ToString::to_string).collect();
     Ok(Json(SpendView {
-        rows: rows
+        rows: report
+            .rows
             .into_iter()
             .map(|row| SpendRowView {
                 groups: Groups { names: Arc::clone(&names), values: row.values },
@@ -122,5 +120,7 @@ pub async fn spend(
         from: from.to_string(),
         to: to.to_string(),
         group_by: names.to_vec(),
+        source: report.source.as_str(),
+        truncated: report.truncated,
     }))
 }

@@ -14,6 +14,11 @@ pub struct DatabaseStatus {
     pub ok: bool,
     pub last_flush_at: Option<String>,
     pub pending_records: u64,
+    /// Records the database refused for their values, set aside (the `quarantine` table, or the quarantine file
+    /// beside the spill file) so that the rest of their batch was written.
+    pub quarantined_records: u64,
+    /// Stored rows that could not be read back and were skipped (e.g. a corrupt spend bucket at start-up).
+    pub unreadable_rows: u64,
 }
 
 impl DatabaseStatus {
@@ -26,9 +31,18 @@ impl DatabaseStatus {
                     ok: status.ok,
                     last_flush_at: status.last_flush_at.map(|t| t.to_string()),
                     pending_records: status.pending_records,
+                    quarantined_records: status.quarantined_records,
+                    unreadable_rows: status.unreadable_rows,
                 }
             }
-            None => Self { kind: "none".into(), ok: true, last_flush_at: None, pending_records: 0 },
+            None => Self {
+                kind: "none".into(),
+                ok: true,
+                last_flush_at: None,
+                pending_records: 0,
+                quarantined_records: 0,
+                unreadable_rows: 0,
+            },
         }
     }
 }

@@ -129,6 +129,7 @@ fn record(n: u64, provider: &str, at: Timestamp) -> LogRecord {
         error: None,
         request_body: None,
         response_body: None,
+        listed: true,
     }
 }
 
@@ -201,6 +202,8 @@ async fn status_reports_the_store() {
     assert_eq!(body["database"]["kind"], "sqlite");
     assert_eq!(body["database"]["ok"], true);
     assert_eq!(body["database"]["pending_records"], 0);
+    assert_eq!(body["database"]["quarantined_records"], 0);
+    assert_eq!(body["database"]["unreadable_rows"], 0);
     let metrics = r.admin.request(Method::GET, "/metrics", &[], "").await.text();
     assert!(metrics.contains("tollgate_database_up 1"), "{metrics}");
 }
@@ -310,11 +313,11 @@ async fn spend_groups_by_provider_day_and_metadata() {
     assert_eq!(status, StatusCode::OK, "defaults to the last 30 days: {body}");
     assert_eq!(body["rows"], json!([]));
 
+    assert_eq!(body["source"], "rollup", "{body}");
+    assert_eq!(body["truncated"], false, "{body}");
+
     let (status, body) = get(&r, "/spend?group_by=colour").await;
     assert_bad(status, &body, "group_by");
-    let (status, body) = get(&r, "/spend?group_by=metadata.team").await;
-    assert_bad(status, &body, "group_by");
-    assert!(body["error"]["message"].as_str().unwrap().contains("metadata.team"));
     let (status, body) = get(&r, "/spend?group_by=metadata.user,metadata.user2").await;
     assert_bad(status, &body, "group_by");
     let (status, body) = get(&r, "/spend?from=yesterday").await;
@@ -323,6 +326,67 @@ async fn spend_groups_by_provider_day_and_metadata() {
     assert_bad(status, &body, "from");
     let (status, body) = get(&r, "/spend?colour=red").await;
     assert_bad(status, &body, "colour");
+}
+
+/// `/spend?group_by=metadata.app` with no rule on `app`: 200 with the sums of the rows that have it, answered from
+/// a scan of the log (`source: log_scan`), with provider too.
+async fn spend_by_a_key_no_rule_uses(store: Store) {
+    let base: Timestamp = "2026-05-01T10:00:00Z".parse().unwrap();
+    let rows: Vec<_> = (0..12)
+        .map(|n| {
+            let mut r =
+                record(n, if n % 2 == 0 { "openai" } else { "local" }, base + SignedDuration::from_mins(n as i64));
+            if n % 4 != 3 {
+                r.metadata.insert("app".into(), json!(if n % 3 == 0 { "web" } else { "cli" }));
+            }
+            r
+        })
+        .collect();
+    store.insert_logs(&rows).await.unwrap();
+    let r = replica(Some(store), "lifetime").await;
+    let (status, body) = get(&r, "/spend?from=2026-05-01&to=2026-05-01&group_by=metadata.app").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["source"], "log_scan", "{body}");
+    assert_eq!(body["truncated"], false, "{body}");
+    let mut want = BTreeMap::<String, (u64, u64)>::new();
+    for row in rows.iter().filter(|r| r.metadata.contains_key("app")) {
+        let e = want.entry(row.metadata["app"].as_str().unwrap().to_owned()).or_default();
+        e.0 += 1;
+        e.1 += row.cost_nanos;
+    }
+    let mut got = BTreeMap::<String, (u64, u64)>::new();
+    for row in body["rows"].as_array().unwrap() {
+        let e = got.entry(row["groups"]["metadata.app"].as_str().unwrap().to_owned()).or_default();
+        e.0 += row["requests"].as_u64().unwrap();
+        e.1 += (row["cost_usd"].as_f64().unwrap() * 1e9).round() as u64;
+    }
+    assert_eq!(got, want);
+    let (status, body) = get(&r, "/spend?from=2026-05-01&to=2026-05-01&group_by=provider,metadata.app").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let requests: u64 = body["rows"].as_array().unwrap().iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, want.values().map(|v| v.0).sum::<u64>());
+    // The OpenAPI document describes what is served.
+    let (_, doc) = get(&r, "/openapi.json").await;
+    let view = &doc["components"]["schemas"]["SpendView"];
+    for field in ["source", "truncated"] {
+        assert!(view["properties"].get(field).is_some(), "{field} in {view}");
+        assert!(view["required"].as_array().unwrap().iter().any(|f| f == field), "{field} required in {view}");
+    }
+    let db = &doc["components"]["schemas"]["DatabaseStatus"]["properties"];
+    assert!(db.get("quarantined_records").is_some() && db.get("unreadable_rows").is_some(), "{db}");
+}
+
+#[tokio::test]
+async fn sqlite_spend_groups_by_a_metadata_key_no_rule_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    spend_by_a_key_no_rule_uses(sqlite(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_spend_groups_by_a_metadata_key_no_rule_uses() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    spend_by_a_key_no_rule_uses(open_store(&db.url, dir.path()).await).await;
 }
 
 #[tokio::test]
@@ -680,12 +744,14 @@ async fn an_api_rule_on_a_new_metadata_key_rolls_it_up_with_its_history() {
     let b = replica(Some(open_store(&db.url, dir.path()).await), "lifetime").await;
     let base: Timestamp = "2026-05-01T20:00:00Z".parse().unwrap();
     let at = |n: u64| base + SignedDuration::from_mins(n as i64 * 7);
-    // Written before any rule uses `team`: /spend cannot group by it yet (400, as for any key no rule uses).
+    // Written before any rule uses `team`: /spend answers from a scan of the log rows.
     let before: Vec<_> = (0..40).map(|n| record(n, "openai", at(n))).collect();
     store.insert_logs(&before).await.unwrap();
     let span = "from=2026-05-01&to=2026-05-03";
     let (status, body) = get(&a, &format!("/spend?{span}&group_by=metadata.team")).await;
-    assert_bad(status, &body, "group_by");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["source"], "log_scan", "{body}");
+    assert_eq!(per_team(&body).values().map(|v| v.0).sum::<u64>(), 40);
 
     let rule = json!({"id": "per-team", "budget_usd": 50.0, "window": "1d",
         "dimensions": [{"key": "metadata.team", "mode": "split"}]});
@@ -694,15 +760,16 @@ async fn an_api_rule_on_a_new_metadata_key_rolls_it_up_with_its_history() {
     // Written while the key may be being added, and once it is: each counted once, by the backfill or the writer.
     let during: Vec<_> = (40..55).map(|n| record(n, "local", at(n))).collect();
     store.insert_logs(&during).await.unwrap();
-    // The key's history is added in the background: 503 until then (the rule is new), then every row once.
+    // The key's history is added in the background: answered from the log until then, then from the rollups,
+    // which count every row once.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = get(&a, &format!("/spend?{span}&group_by=metadata.team")).await;
-        if status == StatusCode::OK {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["source"] == "rollup" {
             break;
         }
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(body["error"]["message"].as_str().unwrap().contains("metadata.team"), "{body}");
+        assert_eq!(body["source"], "log_scan", "{body}");
         assert!(Instant::now() < deadline, "metadata.team rolled up within 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -719,16 +786,19 @@ async fn an_api_rule_on_a_new_metadata_key_rolls_it_up_with_its_history() {
         for group_by in ["metadata.team", "metadata.team,day", "metadata.team,hour,provider"] {
             let (status, body) = get(replica, &format!("/spend?{span}&group_by={group_by}")).await;
             assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["source"], "rollup", "{body}");
             assert_eq!(per_team(&body), want, "{group_by}: each row once, before and after the rule");
         }
     }
-    // A key no rule uses is still refused; a key stays rolled up once its rule is gone.
+    // A key no rule uses (and no row has) is an empty scan; a key stays rolled up once its rule is gone.
     let (status, body) = get(&b, &format!("/spend?{span}&group_by=metadata.colour")).await;
-    assert_bad(status, &body, "group_by");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["source"].as_str(), body["rows"].as_array().map(Vec::len)), (Some("log_scan"), Some(0)));
     let (status, _) = send(&a, Method::DELETE, "/api/spend-limits/per-team", &Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = get(&a, &format!("/spend?{span}&group_by=metadata.team")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["source"], "rollup", "{body}");
     assert_eq!(per_team(&body), want);
 }
 

@@ -72,6 +72,10 @@ pub struct DatabaseFile {
     /// Where records go while the database cannot take them (append-only JSON lines, replayed once it can).
     pub spill_path: String,
     pub spill_max_bytes: String,
+    // Store hardening.
+    /// Most log rows `/spend` reads when grouped by a metadata key the rollups do not count (oldest first); the
+    /// answer says `truncated` when more rows had the key.
+    pub spend_scan_max_rows: u64,
 }
 
 impl Default for DatabaseFile {
@@ -82,6 +86,7 @@ impl Default for DatabaseFile {
             retention: "90d".into(),
             spill_path: "tollgate-spill.jsonl".into(),
             spill_max_bytes: "1GiB".into(),
+            spend_scan_max_rows: 100_000,
         }
     }
 }

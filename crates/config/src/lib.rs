@@ -74,6 +74,9 @@ pub struct Database {
     pub retention: Duration,
     pub spill_path: PathBuf,
     pub spill_max_bytes: u64,
+    // Store hardening.
+    /// `database.spend_scan_max_rows`, at least 1.
+    pub spend_scan_max_rows: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -454,3 +454,13 @@ fn s22_azure_with_a_stored_key_needs_a_base_url() {
     .unwrap();
     assert!(config.providers["azure-openai"].api_key.is_some());
 }
+
+#[test]
+fn spend_scan_max_rows_defaults_and_refuses_zero() {
+    let config = Config::from_toml("", &[]).unwrap();
+    assert_eq!(config.database.spend_scan_max_rows, 100_000);
+    let config = Config::from_toml("[database]\nspend_scan_max_rows = 10\n", &[]).unwrap();
+    assert_eq!(config.database.spend_scan_max_rows, 10);
+    let text = Config::from_toml("[database]\nspend_scan_max_rows = 0\n", &[]).unwrap_err().to_string();
+    assert!(text.contains("database.spend_scan_max_rows"), "{text}");
+}

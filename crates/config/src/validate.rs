@@ -137,6 +137,10 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
     let flush_interval = issues.duration("database.flush_interval", &file.database.flush_interval);
     let retention = issues.duration("database.retention", &file.database.retention);
     let spill_max_bytes = issues.check("database.spill_max_bytes", parse_byte_size(&file.database.spill_max_bytes));
+    let spend_scan_max_rows = file.database.spend_scan_max_rows;
+    if spend_scan_max_rows == 0 {
+        issues.push("database.spend_scan_max_rows", "must be at least 1");
+    }
     if file.database.spill_path.is_empty() {
         issues.push("database.spill_path", "must name a file");
     }
@@ -317,6 +321,7 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
             retention,
             spill_path: file.database.spill_path.clone().into(),
             spill_max_bytes,
+            spend_scan_max_rows,
         },
         logging: Logging { format, payloads: file.logging.payloads },
         gateway: Gateway {

@@ -54,6 +54,7 @@ fn record(n: u64, rows: u64, start: jiff::Timestamp) -> LogRecord {
         error: None,
         request_body: None,
         response_body: None,
+        listed: true,
     }
 }
 

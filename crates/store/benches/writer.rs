@@ -44,6 +44,7 @@ fn record(n: u64, created_at: jiff::Timestamp) -> LogRecord {
         error: None,
         request_body: None,
         response_body: None,
+        listed: true,
     }
 }
 

@@ -49,4 +49,42 @@ impl StoreError {
     pub fn is_database(&self) -> bool {
         matches!(self, Self::Query(_) | Self::Migrate(_))
     }
+
+    /// Whether the database is up but refuses these values: retrying the same record can never succeed, so it is
+    /// set aside (quarantined) rather than retried or spilled. An outage (connection, pool, I/O, a transaction
+    /// conflict) is not a data error: the record waits in the spill file for the database to come back.
+    ///
+    /// - Postgres: SQLSTATE classes 22 (data exception: out of range, bad encoding or JSON), 23 (integrity
+    ///   constraint) and 54 (program limit exceeded: an index row too large).
+    /// - SQLite: primary result codes `SQLITE_TOOBIG` (18), `SQLITE_CONSTRAINT` (19), `SQLITE_MISMATCH` (20) and
+    ///   `SQLITE_RANGE` (25).
+    /// - Either: a value sqlx could not encode or decode, or one out of the column's range.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            Self::OutOfRange { .. } => true,
+            Self::Query(error) => is_data_error(error),
+            Self::UnsupportedUrl(_)
+            | Self::InvalidUrl(_)
+            | Self::Migrate(_)
+            | Self::Spill { .. }
+            | Self::SpillFull { .. } => false,
+        }
+    }
+}
+
+pub(crate) fn is_data_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                ["22", "23", "54"].iter().any(|class| code.starts_with(class))
+            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                code.parse::<i32>().is_ok_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25))
+            } else {
+                false
+            }
+        }
+        sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
+        _ => false,
+    }
 }

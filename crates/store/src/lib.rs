@@ -7,6 +7,7 @@ mod error;
 mod log_scan;
 mod logs;
 mod metadata_keys;
+mod quarantine;
 mod query;
 mod record;
 mod replay;
@@ -21,9 +22,9 @@ pub use error::StoreError;
 pub use logs::{RETENTION_BATCH_ROWS, RetentionReport};
 pub use query::{
     ApiSpendRules, Cursor, GroupBy, LogEntry, LogFilter, QueryError, RecomputeReport, Reprice, RepriceInput,
-    SpendGroupRow, SpendRuleChange, StatsTotals,
+    SpendGroupRow, SpendReport, SpendRuleChange, SpendSource, StatsTotals,
 };
-pub use record::{CostSource, LogRecord};
+pub use record::{CostSource, LogRecord, MAX_METADATA_VALUE_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TEXT_BYTES};
 pub use spend_sync::{SpendSync, SpendSyncOptions};
 pub use store::{Pool, Store, StoreKind, StoreOptions, StoreStatus};
 pub use writer::{Enqueued, LogWriter, WriterOptions};

@@ -121,6 +121,7 @@ where
         error: None,
         request_body: None,
         response_body: None,
+        listed: true,
     })
 }
 

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use crate::error::StoreError;
 use crate::metadata_keys;
+use crate::quarantine::QuarantineKind;
 use crate::record::{LogRecord, LogRow, timestamp_micros};
 use crate::rollup::Rollups;
 use crate::store::{Pool, Store};
@@ -28,23 +29,41 @@ pub struct RetentionReport {
 impl Store {
     /// Inserts `records` and adds the newly inserted ones to the rollups, in one transaction. A record whose id
     /// is already stored is skipped, so a retried or replayed batch never doubles a row or its spend. Returns the
-    /// number of rows inserted. A record whose numbers do not fit the database (above `i64::MAX`) can never be
-    /// stored: it is logged and left out instead of failing, and forever re-spilling, its batch.
+    /// number of rows inserted. Strings are cut to their bounds and numbers above `i64::MAX` stored as `i64::MAX`
+    /// (`LogRecord::bounded`, `LogRow`). A batch the database refuses for its values (not an outage) is split
+    /// until the record at fault is alone, and that record is quarantined (see `quarantine`): every other record
+    /// is written. An outage fails the call; the caller spills the batch.
     pub async fn insert_logs(&self, records: &[LogRecord]) -> Result<u64, StoreError> {
-        let mut rows = Vec::with_capacity(records.len());
-        let mut kept = Vec::with_capacity(records.len());
-        for record in records {
-            match LogRow::try_from(record) {
-                Ok(row) => {
-                    rows.push(row);
-                    kept.push(record);
+        let bounded: Vec<std::borrow::Cow<'_, LogRecord>> = records.iter().map(LogRecord::bounded).collect();
+        let records: Vec<&LogRecord> = bounded.iter().map(AsRef::as_ref).collect();
+        let mut inserted = 0;
+        // Parts still to write, the next on top; a refused part is replaced by its two halves.
+        let mut parts: Vec<&[&LogRecord]> = vec![&records];
+        while let Some(part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            match self.insert_batch(part).await {
+                Ok(n) => inserted += n,
+                Err(error) if error.is_data_error() => {
+                    if let [record] = part {
+                        self.quarantine(QuarantineKind::Log, *record, &error).await;
+                    } else {
+                        let (first, second) = part.split_at(part.len() / 2);
+                        parts.push(second);
+                        parts.push(first);
+                    }
                 }
-                Err(error) => tracing::error!(id = %record.id, %error, "log record rejected"),
+                Err(error) => return Err(error),
             }
         }
-        if rows.is_empty() {
-            return Ok(0);
-        }
+        Ok(inserted)
+    }
+
+    /// One transaction: the rows of `records` and their rollups.
+    async fn insert_batch(&self, records: &[&LogRecord]) -> Result<u64, StoreError> {
+        let rows: Vec<LogRow> = records.iter().map(|r| LogRow::from(*r)).collect();
+        let kept = records;
         let max_per_row = self.options().max_rollup_keys_per_row;
         let mut rollups = Rollups::default();
         // The key set is read after the rows are inserted, under a lock that excludes adding a key (see
@@ -66,7 +85,7 @@ impl Store {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 let mut new = Vec::with_capacity(kept.len());
-                for (row, record) in rows.iter().zip(&kept) {
+                for (row, record) in rows.iter().zip(kept) {
                     if insert_sqlite(&mut tx, row).await? {
                         new.push(*record);
                     }
@@ -151,7 +170,7 @@ impl Store {
     }
 }
 
-/// One `INSERT … SELECT FROM UNNEST(…)` for the whole batch (26 array parameters whatever the batch size);
+/// One `INSERT … SELECT FROM UNNEST(…)` for the whole batch (27 array parameters whatever the batch size);
 /// returns the ids actually inserted.
 async fn insert_postgres(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -165,19 +184,20 @@ async fn insert_postgres(
     let fetched = sqlx::query(
         "INSERT INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached, stream,
              tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
-             metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write)
+             metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write, listed)
          SELECT u.id, 'epoch'::timestamptz + u.created_us * interval '1 microsecond', u.gateway, u.provider, u.model,
              u.path, u.status, u.success, u.cached, u.stream, u.tokens_in, u.tokens_out, u.tokens_cached,
              u.tokens_reasoning, u.cost_nanos, u.cost_source, u.duration_ms, u.ttfb_ms, u.metadata::jsonb,
              u.event_id, u.step, u.rule_decisions::jsonb, u.error, u.request_body, u.response_body,
-             u.tokens_cache_write
+             u.tokens_cache_write, u.listed
          FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
              $8::bool[], $9::bool[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],
              $16::text[], $17::int8[], $18::int8[], $19::text[], $20::text[], $21::int4[], $22::text[],
-             $23::text[], $24::text[], $25::text[], $26::int8[])
+             $23::text[], $24::text[], $25::text[], $26::int8[], $27::bool[])
              AS u(id, created_us, gateway, provider, model, path, status, success, cached, stream, tokens_in,
                   tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
-                  metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write)
+                  metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write,
+                  listed)
          ON CONFLICT (id) DO NOTHING
          RETURNING id",
     )
@@ -207,6 +227,7 @@ async fn insert_postgres(
     .bind(column!(request_body))
     .bind(column!(response_body))
     .bind(column!(tokens_cache_write))
+    .bind(column!(listed))
     .fetch_all(&mut **tx)
     .await?;
     fetched.iter().map(|row| row.try_get::<String, _>(0).map_err(StoreError::from)).collect()
@@ -219,8 +240,8 @@ async fn insert_sqlite(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &LogRo
         "INSERT OR IGNORE INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached,
              stream, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms,
              ttfb_ms, metadata, event_id, step, rule_decisions, error, request_body, response_body,
-             tokens_cache_write)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             tokens_cache_write, listed)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.id)
     .bind(row.created_at_us)
@@ -248,6 +269,7 @@ async fn insert_sqlite(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &LogRo
     .bind(&row.request_body)
     .bind(&row.response_body)
     .bind(row.tokens_cache_write)
+    .bind(row.listed)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)

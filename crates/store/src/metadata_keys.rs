@@ -52,8 +52,12 @@ impl Store {
     pub async fn rollup_metadata_keys(&self) -> Result<Vec<String>, StoreError> {
         const SQL: &str = "SELECT meta_key FROM spend_rollup_metadata_keys ORDER BY position";
         let keys = match self.pool() {
-            Pool::Postgres(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,
-            Pool::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,
+            Pool::Postgres(pool) => {
+                readable_keys(sqlx::query(SQL).fetch_all(pool).await?.iter().map(|row| row.try_get::<String, _>(0)))
+            }
+            Pool::Sqlite(pool) => {
+                readable_keys(sqlx::query(SQL).fetch_all(pool).await?.iter().map(|row| row.try_get::<String, _>(0)))
+            }
         };
         Ok(keys)
     }
@@ -188,8 +192,7 @@ pub(crate) async fn locked_postgres(
 async fn read_postgres(tx: &mut Transaction<'_, Postgres>, max_per_row: usize) -> Result<RollupKeys, StoreError> {
     let rows =
         sqlx::query("SELECT meta_key FROM spend_rollup_metadata_keys ORDER BY position").fetch_all(&mut **tx).await?;
-    let keys = rows.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?;
-    Ok(RollupKeys { keys, max_per_row })
+    Ok(RollupKeys { keys: readable_keys(rows.iter().map(|row| row.try_get::<String, _>(0))), max_per_row })
 }
 
 /// The key set inside a SQLite transaction that already holds the write lock (it has written).
@@ -199,6 +202,18 @@ pub(crate) async fn read_sqlite(
 ) -> Result<RollupKeys, StoreError> {
     let rows =
         sqlx::query("SELECT meta_key FROM spend_rollup_metadata_keys ORDER BY position").fetch_all(&mut **tx).await?;
-    let keys = rows.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?;
-    Ok(RollupKeys { keys, max_per_row })
+    Ok(RollupKeys { keys: readable_keys(rows.iter().map(|row| row.try_get::<String, _>(0))), max_per_row })
+}
+
+/// The keys that read as text; one that does not (written by hand) is reported and skipped, never failing the
+/// batch that reads the set (its records would otherwise be refused one by one).
+fn readable_keys(keys: impl Iterator<Item = Result<String, sqlx::Error>>) -> Vec<String> {
+    keys.filter_map(|key| match key {
+        Ok(key) => Some(key),
+        Err(error) => {
+            tracing::warn!(%error, "unreadable rollup metadata key skipped");
+            None
+        }
+    })
+    .collect()
 }

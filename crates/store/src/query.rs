@@ -5,6 +5,7 @@ mod logs;
 mod recompute;
 mod rules;
 mod spend;
+mod spend_scan;
 
 #[cfg(test)]
 mod tests;
@@ -156,6 +157,36 @@ pub struct SpendGroupRow {
     pub cost_nanos: u64,
 }
 
+/// What answered a `/spend` query ([`crate::Store::spend_report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendSource {
+    /// The rollups (every grouping but a metadata key they do not count).
+    Rollup,
+    /// A bounded scan of the retained log rows (a metadata key the rollups do not count).
+    LogScan,
+}
+
+impl SpendSource {
+    /// `"rollup"` or `"log_scan"` (the `/spend` field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollup => "rollup",
+            Self::LogScan => "log_scan",
+        }
+    }
+}
+
+/// A `/spend` answer: its rows, what served them, and whether a scan stopped at its bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendReport {
+    /// The groups, as [`crate::Store::spend`] returns them.
+    pub rows: Vec<SpendGroupRow>,
+    /// Rollups or log scan.
+    pub source: SpendSource,
+    /// A log scan met more rows than its bound: the sums cover the oldest rows up to the bound only.
+    pub truncated: bool,
+}
+
 /// `/api/logs` filters; every one that is set must match. Money in nano-dollars, times inclusive start,
 /// exclusive end.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -299,6 +330,13 @@ pub(crate) fn pg_micros(column: &str) -> String {
     format!("(EXTRACT(EPOCH FROM {column}) * 1000000)::int8")
 }
 
+/// Whether a query failed because an exact integer sum overflowed (Postgres `numeric_value_out_of_range`, SQLite
+/// "integer overflow"): it is then run again with [`Dialect::saturating_sum`].
+pub(crate) fn is_overflow(error: &QueryError) -> bool {
+    let QueryError::Store(StoreError::Query(sqlx::Error::Database(db))) = error else { return false };
+    db.code().is_some_and(|code| code == "22003") || db.message().contains("integer overflow")
+}
+
 /// A database `BIGINT` sum or count as `u64` (they are never negative; a corrupt negative reads as 0).
 pub(crate) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
@@ -313,6 +351,9 @@ pub(crate) trait Dialect: sqlx::Database<Arguments: Default> {
     fn micros(time: &str) -> String;
     /// The exact `BIGINT` sum of an integer column (an overflow is an error, never a wrong total).
     fn sum(column: &str) -> String;
+    /// A sum that stops at `i64::MAX` instead of failing: what a query runs again with when [`Dialect::sum`]
+    /// overflowed ([`is_overflow`]), so a total too large to store is reported as `i64::MAX`, never as an error.
+    fn saturating_sum(column: &str) -> String;
     /// Binds Unix microseconds as the column type of a time.
     fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64);
     /// Binds text.
@@ -337,6 +378,11 @@ impl Dialect for sqlx::Postgres {
     /// total back, which cost as much as the scan itself on 45,500 groups.
     fn sum(column: &str) -> String {
         format!("sum_int8({column})")
+    }
+
+    /// Summed in `numeric` (exact at any size), then capped: slower than `sum_int8`, so only the retry uses it.
+    fn saturating_sum(column: &str) -> String {
+        format!("LEAST(SUM({column}), 9223372036854775807)::int8")
     }
 
     fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {
@@ -364,6 +410,13 @@ impl Dialect for sqlx::Sqlite {
     /// SQLite's `SUM` of integers is an integer (and fails on overflow).
     fn sum(column: &str) -> String {
         format!("CAST(SUM({column}) AS BIGINT)")
+    }
+
+    /// `TOTAL` adds in floating point and never fails; a REAL above `i64::MAX` casts to `i64::MAX`. Only the retry
+    /// of a query whose exact sum overflowed uses it, so a group's total is rounded only in a report where some
+    /// total exceeded `i64::MAX` nano-dollars (and then only above 2^53, about $9M).
+    fn saturating_sum(column: &str) -> String {
+        format!("CAST(MIN(TOTAL({column}), 9223372036854775807.0) AS INTEGER)")
     }
 
     fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {

@@ -91,6 +91,90 @@ pub struct LogRecord {
     pub request_body: Option<String>,
     /// Response body, only when payload logging is on for this request.
     pub response_body: Option<String>,
+    /// Whether the row is shown by `/api/logs`. A request sent with `cf-aig-collect-log: false` is stored as a
+    /// spend-only row (`false`: no bodies, no event id), so that its spend still counts in the rollups, `/spend`,
+    /// `/api/stats` and a recompute. Spill lines written before the field existed read as `true`.
+    #[serde(default = "listed_default")]
+    pub listed: bool,
+}
+
+fn listed_default() -> bool {
+    true
+}
+
+/// Longest `id`, `gateway`, `provider` and `model` stored, in bytes: they are key columns of the log's indexes
+/// and of the rollups, and every key column together must stay well below the Postgres b-tree limit (2,704 bytes
+/// per index row) with metadata keys (64 bytes) and values ([`MAX_METADATA_VALUE_BYTES`]) added.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest `path` stored, in bytes (not indexed; bounded so that a refused request cannot store 64 KB rows).
+pub const MAX_PATH_BYTES: usize = 2_048;
+/// Longest `error` and `event_id` stored, in bytes (`event_id` is indexed).
+pub const MAX_TEXT_BYTES: usize = 1_024;
+/// Longest metadata value counted in a rollup key, in bytes (the proxy already refuses longer values).
+pub const MAX_METADATA_VALUE_BYTES: usize = 512;
+
+impl LogRecord {
+    /// The record with every key string cut to its bound at a char boundary (see [`MAX_NAME_BYTES`]), and a
+    /// spend-only row stripped of its bodies and event id; borrowed when nothing needed cutting. What the row and
+    /// the rollups are built from, so both agree.
+    pub(crate) fn bounded(&self) -> std::borrow::Cow<'_, Self> {
+        let long = |s: &str, max: usize| s.len() > max;
+        let needs = long(&self.id, MAX_NAME_BYTES)
+            || self.gateway.as_deref().is_some_and(|g| long(g, MAX_NAME_BYTES))
+            || long(&self.provider, MAX_NAME_BYTES)
+            || long(&self.model, MAX_NAME_BYTES)
+            || long(&self.path, MAX_PATH_BYTES)
+            || self.error.as_deref().is_some_and(|e| long(e, MAX_TEXT_BYTES))
+            || self.event_id.as_deref().is_some_and(|e| long(e, MAX_TEXT_BYTES))
+            || (!self.listed
+                && (self.request_body.is_some() || self.response_body.is_some() || self.event_id.is_some()));
+        if !needs {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        truncate(&mut r.id, MAX_NAME_BYTES);
+        if let Some(g) = &mut r.gateway {
+            truncate(g, MAX_NAME_BYTES);
+        }
+        truncate(&mut r.provider, MAX_NAME_BYTES);
+        truncate(&mut r.model, MAX_NAME_BYTES);
+        truncate(&mut r.path, MAX_PATH_BYTES);
+        if let Some(e) = &mut r.error {
+            truncate(e, MAX_TEXT_BYTES);
+        }
+        if let Some(e) = &mut r.event_id {
+            truncate(e, MAX_TEXT_BYTES);
+        }
+        if !r.listed {
+            r.request_body = None;
+            r.response_body = None;
+            r.event_id = None;
+        }
+        std::borrow::Cow::Owned(r)
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, at the last char boundary at or before `max`.
+pub(crate) fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+/// `text` cut to at most `max` bytes at a char boundary, borrowed when it fits.
+pub(crate) fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// [`LogRecord`] checked and converted to column values shared by both backends: integers that fit `i64`, text
@@ -123,13 +207,14 @@ pub(crate) struct LogRow {
     pub error: Option<String>,
     pub request_body: Option<String>,
     pub response_body: Option<String>,
+    pub listed: bool,
 }
 
-impl TryFrom<&LogRecord> for LogRow {
-    type Error = StoreError;
-
-    fn try_from(r: &LogRecord) -> Result<Self, Self::Error> {
-        Ok(Self {
+impl From<&LogRecord> for LogRow {
+    /// Numbers above `i64::MAX` are stored as `i64::MAX` (a cost or count that large is absurd, but the row and its
+    /// spend must still be stored, never dropped). Strings are expected cut already ([`LogRecord::bounded`]).
+    fn from(r: &LogRecord) -> Self {
+        Self {
             id: clean(&r.id),
             created_at_us: timestamp_micros(r.created_at),
             gateway: r.gateway.as_deref().map(clean),
@@ -140,24 +225,30 @@ impl TryFrom<&LogRecord> for LogRow {
             success: r.success,
             cached: r.cached,
             stream: r.stream,
-            tokens_in: to_i64(r.tokens_in, "tokens_in")?,
-            tokens_out: to_i64(r.tokens_out, "tokens_out")?,
-            tokens_cached: to_i64(r.tokens_cached, "tokens_cached")?,
-            tokens_cache_write: to_i64(r.tokens_cache_write, "tokens_cache_write")?,
-            tokens_reasoning: to_i64(r.tokens_reasoning, "tokens_reasoning")?,
-            cost_nanos: to_i64(r.cost_nanos, "cost_nanos")?,
+            tokens_in: saturating_i64(r.tokens_in),
+            tokens_out: saturating_i64(r.tokens_out),
+            tokens_cached: saturating_i64(r.tokens_cached),
+            tokens_cache_write: saturating_i64(r.tokens_cache_write),
+            tokens_reasoning: saturating_i64(r.tokens_reasoning),
+            cost_nanos: saturating_i64(r.cost_nanos),
             cost_source: r.cost_source.as_str(),
-            duration_ms: to_i64(r.duration_ms, "duration_ms")?,
-            ttfb_ms: r.ttfb_ms.map(|v| to_i64(v, "ttfb_ms")).transpose()?,
+            duration_ms: saturating_i64(r.duration_ms),
+            ttfb_ms: r.ttfb_ms.map(saturating_i64),
             metadata: json_text(&Value::Object(r.metadata.clone())),
             event_id: r.event_id.as_deref().map(clean),
-            step: i32::try_from(r.step).map_err(|_| StoreError::OutOfRange { field: "step" })?,
+            step: i32::try_from(r.step).unwrap_or(i32::MAX),
             rule_decisions: json_text(&r.rule_decisions),
             error: r.error.as_deref().map(clean),
             request_body: r.request_body.as_deref().map(clean),
             response_body: r.response_body.as_deref().map(clean),
-        })
+            listed: r.listed,
+        }
     }
+}
+
+/// `value` as an `i64`, `i64::MAX` when it is larger (money and token counts saturate, they never fail).
+pub(crate) fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn to_i64(value: u64, field: &'static str) -> Result<i64, StoreError> {

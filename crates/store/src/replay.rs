@@ -12,7 +12,9 @@ const MAX_ROUNDS: usize = 4;
 
 impl Store {
     /// Writes the spill file's backlog into the database through the same idempotent writes as live traffic, and
-    /// deletes the replayed file only when all of it is in. Returns the number of lines replayed (0 when there
+    /// deletes the replayed file only when all of it is in. A record the database refuses for its values is
+    /// quarantined and the replay goes on (see `quarantine`), so only an outage can leave the file for the next
+    /// attempt. Returns the number of lines replayed (0 when there
     /// was no backlog or another replay is running). On error the file stays for the next attempt.
     pub async fn replay_spill(&self) -> Result<u64, StoreError> {
         let Ok(_guard) = self.inner.replay.try_lock() else { return Ok(0) };
@@ -61,7 +63,7 @@ impl Store {
                     match entry {
                         SpillEntry::Log(record) => logs.push(record),
                         SpillEntry::Spend(batch) => {
-                            self.apply_spend_batch(&batch).await?;
+                            self.store_spend_batch(&batch).await?;
                         }
                     }
                 }

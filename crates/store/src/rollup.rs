@@ -5,6 +5,7 @@
 //! bounded parts).
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
@@ -13,7 +14,7 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::error::StoreError;
-use crate::record::LogRecord;
+use crate::record::{LogRecord, MAX_METADATA_VALUE_BYTES, truncated};
 
 #[cfg(test)]
 mod tests;
@@ -115,7 +116,8 @@ impl Rollups {
         let day = micros.div_euclid(DAY_US) * DAY_US;
         let gateway = record.gateway.as_deref().unwrap_or_default();
         for (_, key, value) in picked.take(keys.max_per_row).filter(|(i, _, _)| *i >= first) {
-            let value = value.replace('\0', "\u{FFFD}");
+            // Bounded so that the rollup keys always fit an index row (see `record::MAX_NAME_BYTES`).
+            let value = truncated(&value, MAX_METADATA_VALUE_BYTES).replace('\0', "\u{FFFD}");
             let at = |time| {
                 (key.clone(), time, value.clone(), record.provider.clone(), record.model.clone(), gateway.to_owned())
             };
@@ -141,32 +143,17 @@ impl Rollups {
                 gateways.push(gateway.as_str());
                 cols.push(m);
             }
-            sqlx::query(
-                "INSERT INTO spend_rollup_hourly (hour, provider, model, gateway, requests, tokens_in, tokens_out,
-                     tokens_cached, tokens_reasoning, cost_nanos, errors)
-                 SELECT 'epoch'::timestamptz + u.h * interval '1 microsecond', u.p, u.m, u.g, u.r, u.ti, u.tout,
-                     u.tc, u.tr, u.c, u.e
-                 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
-                     $8::int8[], $9::int8[], $10::int8[], $11::int8[]) AS u(h, p, m, g, r, ti, tout, tc, tr, c, e)
-                 ON CONFLICT (hour, provider, model, gateway) DO UPDATE SET
-                     requests = spend_rollup_hourly.requests + EXCLUDED.requests,
-                     tokens_in = spend_rollup_hourly.tokens_in + EXCLUDED.tokens_in,
-                     tokens_out = spend_rollup_hourly.tokens_out + EXCLUDED.tokens_out,
-                     tokens_cached = spend_rollup_hourly.tokens_cached + EXCLUDED.tokens_cached,
-                     tokens_reasoning = spend_rollup_hourly.tokens_reasoning + EXCLUDED.tokens_reasoning,
-                     cost_nanos = spend_rollup_hourly.cost_nanos + EXCLUDED.cost_nanos,
-                     errors = spend_rollup_hourly.errors + EXCLUDED.errors",
-            )
-            .bind(&hours)
-            .bind(&providers)
-            .bind(&models)
-            .bind(&gateways)
-            .bind_measures(&cols)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(HOURLY_POSTGRES.as_str())
+                .bind(&hours)
+                .bind(&providers)
+                .bind(&models)
+                .bind(&gateways)
+                .bind_measures(&cols)
+                .execute(&mut **tx)
+                .await?;
         }
-        upsert_metadata_postgres(tx, METADATA_HOURLY_POSTGRES, &self.metadata).await?;
-        upsert_metadata_postgres(tx, METADATA_DAILY_POSTGRES, &self.metadata_daily).await?;
+        upsert_metadata_postgres(tx, METADATA_HOURLY_POSTGRES.as_str(), &self.metadata).await?;
+        upsert_metadata_postgres(tx, METADATA_DAILY_POSTGRES.as_str(), &self.metadata_daily).await?;
         if !self.metadata_value_daily.is_empty() {
             let mut cols = Columns::default();
             let (mut keys, mut days, mut values) = (vec![], vec![], vec![]);
@@ -176,149 +163,137 @@ impl Rollups {
                 values.push(value.as_str());
                 cols.push(m);
             }
-            sqlx::query(
-                "INSERT INTO spend_rollup_metadata_value_daily (meta_key, day, meta_value, requests, tokens_in,
-                     tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
-                 SELECT u.k, 'epoch'::timestamptz + u.d * interval '1 microsecond', u.v, u.r, u.ti, u.tout, u.tc,
-                     u.tr, u.c, u.e
-                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
-                     $8::int8[], $9::int8[], $10::int8[]) AS u(k, d, v, r, ti, tout, tc, tr, c, e)
-                 ON CONFLICT (meta_key, day, meta_value) DO UPDATE SET
-                     requests = spend_rollup_metadata_value_daily.requests + EXCLUDED.requests,
-                     tokens_in = spend_rollup_metadata_value_daily.tokens_in + EXCLUDED.tokens_in,
-                     tokens_out = spend_rollup_metadata_value_daily.tokens_out + EXCLUDED.tokens_out,
-                     tokens_cached = spend_rollup_metadata_value_daily.tokens_cached + EXCLUDED.tokens_cached,
-                     tokens_reasoning = spend_rollup_metadata_value_daily.tokens_reasoning + EXCLUDED.tokens_reasoning,
-                     cost_nanos = spend_rollup_metadata_value_daily.cost_nanos + EXCLUDED.cost_nanos,
-                     errors = spend_rollup_metadata_value_daily.errors + EXCLUDED.errors",
-            )
-            .bind(&keys)
-            .bind(&days)
-            .bind(&values)
-            .bind_measures(&cols)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(VALUE_DAILY_POSTGRES.as_str())
+                .bind(&keys)
+                .bind(&days)
+                .bind(&values)
+                .bind_measures(&cols)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
 
     pub(crate) async fn upsert_sqlite(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
         for ((hour, provider, model, gateway), m) in &self.hourly {
-            sqlx::query(
-                "INSERT INTO spend_rollup_hourly (hour, provider, model, gateway, requests, tokens_in, tokens_out,
-                     tokens_cached, tokens_reasoning, cost_nanos, errors)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (hour, provider, model, gateway) DO UPDATE SET
-                     requests = requests + excluded.requests, tokens_in = tokens_in + excluded.tokens_in,
-                     tokens_out = tokens_out + excluded.tokens_out,
-                     tokens_cached = tokens_cached + excluded.tokens_cached,
-                     tokens_reasoning = tokens_reasoning + excluded.tokens_reasoning,
-                     cost_nanos = cost_nanos + excluded.cost_nanos, errors = errors + excluded.errors",
-            )
-            .bind(hour)
-            .bind(provider)
-            .bind(model)
-            .bind(gateway)
-            .bind_measures(m)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(HOURLY_SQLITE.as_str())
+                .bind(hour)
+                .bind(provider)
+                .bind(model)
+                .bind(gateway)
+                .bind_measures(m)
+                .execute(&mut **tx)
+                .await?;
         }
-        upsert_metadata_sqlite(tx, METADATA_HOURLY_SQLITE, &self.metadata).await?;
-        upsert_metadata_sqlite(tx, METADATA_DAILY_SQLITE, &self.metadata_daily).await?;
+        upsert_metadata_sqlite(tx, METADATA_HOURLY_SQLITE.as_str(), &self.metadata).await?;
+        upsert_metadata_sqlite(tx, METADATA_DAILY_SQLITE.as_str(), &self.metadata_daily).await?;
         for ((key, day, value), m) in &self.metadata_value_daily {
-            sqlx::query(
-                "INSERT INTO spend_rollup_metadata_value_daily (meta_key, day, meta_value, requests, tokens_in,
-                     tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (meta_key, day, meta_value) DO UPDATE SET
-                     requests = requests + excluded.requests, tokens_in = tokens_in + excluded.tokens_in,
-                     tokens_out = tokens_out + excluded.tokens_out,
-                     tokens_cached = tokens_cached + excluded.tokens_cached,
-                     tokens_reasoning = tokens_reasoning + excluded.tokens_reasoning,
-                     cost_nanos = cost_nanos + excluded.cost_nanos, errors = errors + excluded.errors",
-            )
-            .bind(key)
-            .bind(day)
-            .bind(value)
-            .bind_measures(m)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(VALUE_DAILY_SQLITE.as_str())
+                .bind(key)
+                .bind(day)
+                .bind(value)
+                .bind_measures(m)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
 }
 
+/// The measure columns, in the order every rollup statement lists and binds them.
+const MEASURES: [&str; 7] =
+    ["requests", "tokens_in", "tokens_out", "tokens_cached", "tokens_reasoning", "cost_nanos", "errors"];
+
+/// SQL for `old + new` that stops at `i64::MAX` instead of failing (Postgres: "bigint out of range") or turning the
+/// column into a REAL (SQLite). `new` is never negative (every measure is clamped into `0..=i64::MAX`), so
+/// `i64::MAX - new` cannot overflow.
+pub(crate) fn saturating_add_sql(old: &str, new: &str) -> String {
+    format!("CASE WHEN {old} > 9223372036854775807 - {new} THEN 9223372036854775807 ELSE {old} + {new} END")
+}
+
+/// `ON CONFLICT … DO UPDATE SET` of the measures: each adds the new row's value with [`saturating_add_sql`].
+/// `table` qualifies the stored value (Postgres needs it; SQLite takes the bare column).
+fn saturating_set(table: Option<&str>) -> String {
+    MEASURES
+        .iter()
+        .map(|c| {
+            let old = table.map_or_else(|| (*c).to_owned(), |t| format!("{t}.{c}"));
+            format!("{c} = {}", saturating_add_sql(&old, &format!("excluded.{c}")))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Postgres: the `UNNEST` arrays of the measures, after `first - 1` key columns (`$first` is `requests`).
+fn measure_arrays(first: usize) -> String {
+    (first..first + MEASURES.len()).map(|n| format!("${n}::int8[]")).collect::<Vec<_>>().join(", ")
+}
+
+static HOURLY_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO spend_rollup_hourly (hour, provider, model, gateway, {m})
+         SELECT 'epoch'::timestamptz + u.h * interval '1 microsecond', u.p, u.m, u.g, {m}
+         FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], {arrays}) AS u(h, p, m, g, {m})
+         ON CONFLICT (hour, provider, model, gateway) DO UPDATE SET {set}",
+        m = MEASURES.join(", "),
+        arrays = measure_arrays(5),
+        set = saturating_set(Some("spend_rollup_hourly")),
+    )
+});
+
+static VALUE_DAILY_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO spend_rollup_metadata_value_daily (meta_key, day, meta_value, {m})
+         SELECT u.k, 'epoch'::timestamptz + u.d * interval '1 microsecond', u.v, {m}
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], {arrays}) AS u(k, d, v, {m})
+         ON CONFLICT (meta_key, day, meta_value) DO UPDATE SET {set}",
+        m = MEASURES.join(", "),
+        arrays = measure_arrays(4),
+        set = saturating_set(Some("spend_rollup_metadata_value_daily")),
+    )
+});
+
 /// The `INSERT … ON CONFLICT DO UPDATE` that adds a batch's sums to a metadata rollup table whose time column is
-/// `$time` (Postgres: one statement over `UNNEST`ed arrays).
-macro_rules! metadata_upsert_postgres {
-    ($table:literal, $time:literal) => {
-        concat!(
-            "INSERT INTO ",
-            $table,
-            " (meta_key, ",
-            $time,
-            ", meta_value, provider, model, gateway,
-                 requests, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
-             SELECT u.k, 'epoch'::timestamptz + u.h * interval '1 microsecond', u.v, u.p, u.m, u.g, u.r, u.ti,
-                 u.tout, u.tc, u.tr, u.c, u.e
-             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
-                 $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[])
-                 AS u(k, h, v, p, m, g, r, ti, tout, tc, tr, c, e)
-             ON CONFLICT (meta_key, ",
-            $time,
-            ", meta_value, provider, model, gateway) DO UPDATE SET
-                 requests = ",
-            $table,
-            ".requests + EXCLUDED.requests,
-                 tokens_in = ",
-            $table,
-            ".tokens_in + EXCLUDED.tokens_in,
-                 tokens_out = ",
-            $table,
-            ".tokens_out + EXCLUDED.tokens_out,
-                 tokens_cached = ",
-            $table,
-            ".tokens_cached + EXCLUDED.tokens_cached,
-                 tokens_reasoning = ",
-            $table,
-            ".tokens_reasoning + EXCLUDED.tokens_reasoning,
-                 cost_nanos = ",
-            $table,
-            ".cost_nanos + EXCLUDED.cost_nanos,
-                 errors = ",
-            $table,
-            ".errors + EXCLUDED.errors"
-        )
-    };
+/// `time` (Postgres: one statement over `UNNEST`ed arrays).
+fn metadata_upsert_postgres(table: &str, time: &str) -> String {
+    format!(
+        "INSERT INTO {table} (meta_key, {time}, meta_value, provider, model, gateway, {m})
+         SELECT u.k, 'epoch'::timestamptz + u.h * interval '1 microsecond', u.v, u.p, u.mo, u.g, {m}
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], {arrays})
+             AS u(k, h, v, p, mo, g, {m})
+         ON CONFLICT (meta_key, {time}, meta_value, provider, model, gateway) DO UPDATE SET {set}",
+        m = MEASURES.join(", "),
+        arrays = measure_arrays(7),
+        set = saturating_set(Some(table)),
+    )
 }
 
-/// The same for SQLite, one row per statement (in-process: no round trip to save).
-macro_rules! metadata_upsert_sqlite {
-    ($table:literal, $time:literal) => {
-        concat!(
-            "INSERT INTO ",
-            $table,
-            " (meta_key, ",
-            $time,
-            ", meta_value, provider, model, gateway,
-                 requests, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (meta_key, ",
-            $time,
-            ", meta_value, provider, model, gateway) DO UPDATE SET
-                 requests = requests + excluded.requests, tokens_in = tokens_in + excluded.tokens_in,
-                 tokens_out = tokens_out + excluded.tokens_out,
-                 tokens_cached = tokens_cached + excluded.tokens_cached,
-                 tokens_reasoning = tokens_reasoning + excluded.tokens_reasoning,
-                 cost_nanos = cost_nanos + excluded.cost_nanos, errors = errors + excluded.errors"
-        )
-    };
+/// SQLite: one row per statement (in-process: no round trip to save).
+fn upsert_sqlite(table: &str, keys: &[&str]) -> String {
+    let columns: Vec<&str> = keys.iter().copied().chain(MEASURES).collect();
+    let marks = vec!["?"; columns.len()].join(", ");
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({marks}) ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        keys.join(", "),
+        saturating_set(None)
+    )
 }
 
-const METADATA_HOURLY_POSTGRES: &str = metadata_upsert_postgres!("spend_rollup_metadata_hourly", "hour");
-const METADATA_DAILY_POSTGRES: &str = metadata_upsert_postgres!("spend_rollup_metadata_daily", "day");
-const METADATA_HOURLY_SQLITE: &str = metadata_upsert_sqlite!("spend_rollup_metadata_hourly", "hour");
-const METADATA_DAILY_SQLITE: &str = metadata_upsert_sqlite!("spend_rollup_metadata_daily", "day");
+static HOURLY_SQLITE: LazyLock<String> =
+    LazyLock::new(|| upsert_sqlite("spend_rollup_hourly", &["hour", "provider", "model", "gateway"]));
+static VALUE_DAILY_SQLITE: LazyLock<String> =
+    LazyLock::new(|| upsert_sqlite("spend_rollup_metadata_value_daily", &["meta_key", "day", "meta_value"]));
+static METADATA_HOURLY_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| metadata_upsert_postgres("spend_rollup_metadata_hourly", "hour"));
+static METADATA_DAILY_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| metadata_upsert_postgres("spend_rollup_metadata_daily", "day"));
+static METADATA_HOURLY_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    upsert_sqlite("spend_rollup_metadata_hourly", &["meta_key", "hour", "meta_value", "provider", "model", "gateway"])
+});
+static METADATA_DAILY_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    upsert_sqlite("spend_rollup_metadata_daily", &["meta_key", "day", "meta_value", "provider", "model", "gateway"])
+});
 
 async fn upsert_metadata_postgres(
     tx: &mut Transaction<'_, Postgres>,

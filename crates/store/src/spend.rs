@@ -1,6 +1,7 @@
 //! The `spend_buckets` aggregate: add a batch of drained deltas exactly once, read totals back.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,9 @@ use sqlx::Row;
 use tollgate_limits::{BucketDelta, BucketTotal};
 
 use crate::error::StoreError;
-use crate::record::to_i64;
+use crate::quarantine::QuarantineKind;
+use crate::record::saturating_i64;
+use crate::rollup::saturating_add_sql;
 use crate::store::{Pool, Store};
 
 /// One drained batch of spend deltas with the id that makes adding it idempotent. Deltas are merged per
@@ -77,34 +80,20 @@ impl Store {
             rules.push(d.rule_id.as_str());
             keys.push(d.bucket_key.as_str());
             starts.push(d.window_start_ns);
-            amounts.push(to_i64(d.delta_nanos, "delta_nanos")?);
+            // Clamped, never refused: a delta above `i64::MAX` would otherwise fail its batch on every retry.
+            amounts.push(saturating_i64(d.delta_nanos));
         }
         match self.pool() {
             Pool::Postgres(pool) => {
                 // One statement, so one implicit transaction: the id is claimed if and only if the deltas land.
-                let done = sqlx::query(
-                    "WITH claimed AS (
-                         INSERT INTO spend_batches_applied (batch_id) VALUES ($1)
-                         ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
-                     ), upserted AS (
-                         INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-                         SELECT u.r, u.k, u.s, u.d, now()
-                         FROM claimed, UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[]) AS u(r, k, s, d)
-                         ORDER BY u.r, u.k, u.s
-                         ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
-                             spent_nanos = spend_buckets.spent_nanos + EXCLUDED.spent_nanos,
-                             updated_at = EXCLUDED.updated_at
-                         RETURNING 1
-                     )
-                     SELECT (SELECT count(*) FROM claimed) AS claimed",
-                )
-                .bind(&batch.id)
-                .bind(&rules)
-                .bind(&keys)
-                .bind(&starts)
-                .bind(&amounts)
-                .fetch_one(pool)
-                .await?;
+                let done = sqlx::query(SPEND_UPSERT_POSTGRES.as_str())
+                    .bind(&batch.id)
+                    .bind(&rules)
+                    .bind(&keys)
+                    .bind(&starts)
+                    .bind(&amounts)
+                    .fetch_one(pool)
+                    .await?;
                 Ok(done.try_get::<i64, _>(0)? == 1)
             }
             Pool::Sqlite(pool) => {
@@ -120,26 +109,44 @@ impl Store {
                         == 1;
                 if claimed {
                     for (((rule, key), start), amount) in rules.iter().zip(&keys).zip(&starts).zip(&amounts) {
-                        sqlx::query(
-                            "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-                             VALUES (?, ?, ?, ?, ?)
-                             ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
-                                 spent_nanos = spent_nanos + excluded.spent_nanos,
-                                 updated_at = excluded.updated_at",
-                        )
-                        .bind(rule)
-                        .bind(key)
-                        .bind(start)
-                        .bind(amount)
-                        .bind(now_us)
-                        .execute(&mut *tx)
-                        .await?;
+                        sqlx::query(SPEND_UPSERT_SQLITE.as_str())
+                            .bind(rule)
+                            .bind(key)
+                            .bind(start)
+                            .bind(amount)
+                            .bind(now_us)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                 }
                 tx.commit().await?;
                 Ok(claimed)
             }
         }
+    }
+
+    /// [`Store::apply_spend_batch`], and when the database refuses the batch for its values (not an outage), its
+    /// deltas one at a time, each under an id derived from the batch's (`<id>/<n>`, so a retry skips those already
+    /// in): every good delta lands and a refused one is quarantined. An outage fails the call as before.
+    pub(crate) async fn store_spend_batch(&self, batch: &SpendBatch) -> Result<(), StoreError> {
+        let error = match self.apply_spend_batch(batch).await {
+            Ok(_) => return Ok(()),
+            Err(error) if error.is_data_error() => error,
+            Err(error) => return Err(error),
+        };
+        if batch.deltas.len() == 1 {
+            self.quarantine(QuarantineKind::Spend, batch, &error).await;
+            return Ok(());
+        }
+        for (n, delta) in batch.deltas.iter().enumerate() {
+            let one = SpendBatch { id: format!("{}/{n}", batch.id), deltas: vec![delta.clone()] };
+            match self.apply_spend_batch(&one).await {
+                Ok(_) => {}
+                Err(error) if error.is_data_error() => self.quarantine(QuarantineKind::Spend, &one, &error).await,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// Replaces rule `rule_id`'s rows whose window start lies in `span` (`[start, end)`: a fixed window's one
@@ -157,7 +164,7 @@ impl Store {
         let (lo, hi) = (timestamp_nanos(span.0), timestamp_nanos(span.1));
         let keys: Vec<&str> = totals.iter().map(|(k, _, _)| k.as_str()).collect();
         let starts: Vec<i64> = totals.iter().map(|(_, start, _)| timestamp_nanos(*start)).collect();
-        let amounts = totals.iter().map(|(_, _, n)| to_i64(*n, "spent_nanos")).collect::<Result<Vec<_>, _>>()?;
+        let amounts: Vec<i64> = totals.iter().map(|(_, _, n)| saturating_i64(*n)).collect();
         let deleted: Vec<(String, i64)> = match self.pool() {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -252,7 +259,7 @@ impl Store {
                 .bind(&ends)
                 .fetch_all(pool)
                 .await?;
-                Ok(TotalsRead { totals: totals(&rows)?, read_at_us })
+                Ok(TotalsRead { totals: self.totals(&rows), read_at_us })
             }
             Pool::Sqlite(pool) => {
                 let read_at_us = Timestamp::now().as_microsecond();
@@ -267,7 +274,7 @@ impl Store {
                     .bind(span.end_ns)
                     .fetch_all(pool)
                     .await?;
-                    out.extend(totals(&rows)?);
+                    out.extend(self.totals(&rows));
                 }
                 Ok(TotalsRead { totals: out, read_at_us })
             }
@@ -286,7 +293,7 @@ impl Store {
                 .bind(since_us)
                 .fetch_all(pool)
                 .await?;
-                Ok(TotalsRead { totals: totals(&rows)?, read_at_us })
+                Ok(TotalsRead { totals: self.totals(&rows), read_at_us })
             }
             Pool::Sqlite(pool) => {
                 let read_at_us = Timestamp::now().as_microsecond();
@@ -297,11 +304,46 @@ impl Store {
                 .bind(since_us)
                 .fetch_all(pool)
                 .await?;
-                Ok(TotalsRead { totals: totals(&rows)?, read_at_us })
+                Ok(TotalsRead { totals: self.totals(&rows), read_at_us })
             }
         }
     }
 }
+
+/// Adds a batch's deltas and claims its id in one statement (see [`Store::apply_spend_batch`]); the sum stops at
+/// `i64::MAX` instead of failing.
+static SPEND_UPSERT_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH claimed AS (
+             INSERT INTO spend_batches_applied (batch_id) VALUES ($1)
+             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
+         ), upserted AS (
+             INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+             SELECT u.r, u.k, u.s, u.d, now()
+             FROM claimed, UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[]) AS u(r, k, s, d)
+             ORDER BY u.r, u.k, u.s
+             ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
+                 spent_nanos = {},
+                 updated_at = EXCLUDED.updated_at
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM claimed) AS claimed",
+        saturating_add_sql("spend_buckets.spent_nanos", "EXCLUDED.spent_nanos")
+    )
+});
+
+/// One delta on SQLite; the sum stops at `i64::MAX` (a plain `+` would turn the column into a REAL, which no read
+/// accepts). A REAL left by an older version compares above the bound, so the next delta writes `i64::MAX` back.
+static SPEND_UPSERT_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
+             spent_nanos = {},
+             updated_at = excluded.updated_at",
+        saturating_add_sql("spent_nanos", "excluded.spent_nanos")
+    )
+});
 
 async fn postgres_now_us(pool: &sqlx::PgPool) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT (extract(epoch FROM now()) * 1000000)::int8").fetch_one(pool).await?;
@@ -326,28 +368,54 @@ impl TryFrom<TotalRow> for BucketTotal {
             rule_id: row.rule_id,
             bucket_key: row.bucket_key,
             window_start,
-            total_nanos: u64::try_from(row.spent_nanos).unwrap_or(0),
+            total_nanos: u64::try_from(row.spent_nanos).map_err(|_| StoreError::OutOfRange { field: "spent_nanos" })?,
         })
     }
 }
 
-fn totals<R>(rows: &[R]) -> Result<Vec<BucketTotal>, StoreError>
-where
-    R: Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    rows.iter()
-        .map(|row| {
-            BucketTotal::try_from(TotalRow {
-                rule_id: row.try_get(0)?,
-                bucket_key: row.try_get(1)?,
-                window_start_ns: row.try_get(2)?,
-                spent_nanos: row.try_get(3)?,
+impl Store {
+    /// The rows as totals. A row that cannot be read (a REAL or text amount, a negative one, a window start out of
+    /// range) is reported, counted in `/status` (`unreadable_rows`) and skipped: one bad row must not keep every
+    /// other budget from loading, nor `serve` from starting.
+    fn totals<R>(&self, rows: &[R]) -> Vec<BucketTotal>
+    where
+        R: Row,
+        usize: sqlx::ColumnIndex<R>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        let mut skipped = 0u64;
+        let totals = rows
+            .iter()
+            .filter_map(|row| {
+                let read = (|| -> Result<BucketTotal, StoreError> {
+                    BucketTotal::try_from(TotalRow {
+                        rule_id: row.try_get(0)?,
+                        bucket_key: row.try_get(1)?,
+                        window_start_ns: row.try_get(2)?,
+                        spent_nanos: row.try_get(3)?,
+                    })
+                })();
+                match read {
+                    Ok(total) => Some(total),
+                    Err(error) => {
+                        skipped += 1;
+                        let rule_id = row.try_get::<String, _>(0).unwrap_or_default();
+                        let bucket_key = row.try_get::<String, _>(1).unwrap_or_default();
+                        tracing::warn!(
+                            %rule_id,
+                            %bucket_key,
+                            error = %crate::quarantine::error_chain(&error),
+                            "unreadable spend bucket row skipped"
+                        );
+                        None
+                    }
+                }
             })
-        })
-        .collect()
+            .collect();
+        self.note_unreadable(skipped);
+        totals
+    }
 }
 
 /// Unix nanoseconds of `at` (the engine's window starts are whole nanoseconds well inside `i64`).

@@ -6,8 +6,9 @@
 //!    queue lives in this handle, not in the cycle's future, so a cycle cancelled mid-write (task aborted at
 //!    shutdown) loses nothing: `flush_now` picks the batch up.
 //! 2. Each pending batch, oldest first, is added in its own statement that also claims its id (see
-//!    `spend_batches_applied`), so a retry after an ambiguous commit is a no-op. On failure the batches stay
-//!    queued; past `max_pending_batches` the oldest go to the spill file, so a long outage holds bounded memory
+//!    `spend_batches_applied`), so a retry after an ambiguous commit is a no-op. A batch the database refuses for
+//!    its values is written one delta at a time and the refused delta quarantined (`Store::store_spend_batch`), so
+//!    it can never block the queue. On an outage the batches stay queued; past `max_pending_batches` the oldest go to the spill file, so a long outage holds bounded memory
 //!    (peer lesson: failed spend flushes queued in RAM forever).
 //! 3. Read back every row any replica changed since the previous read (minus a margin for transactions that
 //!    committed late), plus the full current windows of rules this replica has not loaded yet, and
@@ -91,7 +92,8 @@ impl SpendSync {
     }
 
     /// Loads the totals of every rule's current window into the engine, so a restart resets no budget. Returns the
-    /// number of bucket rows loaded.
+    /// number of bucket rows loaded. A row that cannot be read is logged, counted in `/status`
+    /// (`database.unreadable_rows`) and skipped; only an unreachable database fails the load.
     pub async fn load(&self) -> Result<usize, StoreError> {
         let _cycle = self.inner.cycle.lock().await;
         self.read_back(true).await
@@ -141,8 +143,8 @@ impl SpendSync {
         // 2. Write, oldest first.
         loop {
             let Some(batch) = self.lock().pending.front().cloned() else { break };
-            match store.apply_spend_batch(&batch).await {
-                Ok(_) => {
+            match store.store_spend_batch(&batch).await {
+                Ok(()) => {
                     store.record_write(true);
                     let mut state = self.lock();
                     if state.pending.front().is_some_and(|b| b.id == batch.id) {

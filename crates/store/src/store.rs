@@ -27,6 +27,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "cache_write_tokens", include_str!("../../../migrations/postgres/0004_cache_write_tokens.sql")),
     (5, "rollup_metadata_daily", include_str!("../../../migrations/postgres/0005_spend_rollup_metadata_daily.sql")),
     (6, "rollup_metadata_keys", include_str!("../../../migrations/postgres/0006_spend_rollup_metadata_keys.sql")),
+    (
+        7,
+        "spend_only_rows_and_quarantine",
+        include_str!("../../../migrations/postgres/0007_spend_only_rows_and_quarantine.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
@@ -35,7 +40,15 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "cache_write_tokens", include_str!("../../../migrations/sqlite/0004_cache_write_tokens.sql")),
     (5, "rollup_metadata_daily", include_str!("../../../migrations/sqlite/0005_spend_rollup_metadata_daily.sql")),
     (6, "rollup_metadata_keys", include_str!("../../../migrations/sqlite/0006_spend_rollup_metadata_keys.sql")),
+    (
+        7,
+        "spend_only_rows_and_quarantine",
+        include_str!("../../../migrations/sqlite/0007_spend_only_rows_and_quarantine.sql"),
+    ),
 ];
+
+/// Records in the quarantine table, read once at migrate (`StoreStatus::quarantined_records`).
+const COUNT_QUARANTINED: &str = "SELECT count(*) FROM quarantine";
 
 /// Tunables of a [`Store`]. `Default` gives the production values.
 #[derive(Debug, Clone)]
@@ -113,6 +126,13 @@ pub struct StoreStatus {
     pub last_flush_at: Option<Timestamp>,
     /// Records waiting: in the writer's queue plus in the spill file.
     pub pending_records: u64,
+    /// Records the database refused and that were set aside (the `quarantine` table, or the quarantine file beside
+    /// the spill file when even that failed): those the table held when this process migrated it, plus those this
+    /// process set aside since.
+    pub quarantined_records: u64,
+    /// Rows this process could not read back and skipped (a spend bucket holding a non-integer or negative
+    /// amount, for instance), counted at every read that met one.
+    pub unreadable_rows: u64,
 }
 
 /// Cheap-to-clone handle on the database, the spill file and the health counters.
@@ -133,6 +153,10 @@ pub(crate) struct Inner {
     pub(crate) queued: AtomicU64,
     /// One spill replay at a time, whichever task notices the backlog first.
     pub(crate) replay: tokio::sync::Mutex<()>,
+    /// See [`StoreStatus::quarantined_records`].
+    pub(crate) quarantined: AtomicU64,
+    /// See [`StoreStatus::unreadable_rows`].
+    pub(crate) unreadable: AtomicU64,
 }
 
 impl Store {
@@ -180,6 +204,8 @@ impl Store {
                 last_flush_us: AtomicI64::new(i64::MIN),
                 queued: AtomicU64::new(0),
                 replay: tokio::sync::Mutex::new(()),
+                quarantined: AtomicU64::new(0),
+                unreadable: AtomicU64::new(0),
             }),
         })
     }
@@ -209,6 +235,11 @@ impl Store {
             Pool::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await,
         }
         .map_err(StoreError::Migrate)?;
+        let quarantined: i64 = match &self.inner.pool {
+            Pool::Postgres(pool) => sqlx::query_scalar(COUNT_QUARANTINED).fetch_one(pool).await?,
+            Pool::Sqlite(pool) => sqlx::query_scalar(COUNT_QUARANTINED).fetch_one(pool).await?,
+        };
+        self.inner.quarantined.fetch_add(u64::try_from(quarantined).unwrap_or(0), Ordering::Relaxed);
         self.add_rollup_metadata_keys(&self.inner.options.rollup_metadata_keys).await?;
         Ok(())
     }
@@ -233,7 +264,13 @@ impl Store {
             kind: self.kind().as_str(),
             ok: self.inner.ok.load(Ordering::Relaxed),
             last_flush_at: (last != i64::MIN).then(|| Timestamp::from_microsecond(last).ok()).flatten(),
-            pending_records: self.inner.queued.load(Ordering::Relaxed) + self.inner.spill.pending_records(),
+            pending_records: self
+                .inner
+                .queued
+                .load(Ordering::Relaxed)
+                .saturating_add(self.inner.spill.pending_records()),
+            quarantined_records: self.inner.quarantined.load(Ordering::Relaxed),
+            unreadable_rows: self.inner.unreadable.load(Ordering::Relaxed),
         }
     }
 
@@ -249,6 +286,13 @@ impl Store {
         self.inner.ok.store(ok, Ordering::Relaxed);
         if ok {
             self.inner.last_flush_us.store(Timestamp::now().as_microsecond(), Ordering::Relaxed);
+        }
+    }
+
+    /// Counts rows skipped because they could not be read (see [`StoreStatus::unreadable_rows`]).
+    pub(crate) fn note_unreadable(&self, rows: u64) {
+        if rows > 0 {
+            self.inner.unreadable.fetch_add(rows, Ordering::Relaxed);
         }
     }
 

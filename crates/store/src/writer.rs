@@ -3,7 +3,7 @@
 //! # Path of a record
 //!
 //! 1. `try_send` puts it in a bounded queue without waiting. When the queue is full (the database is slow or
-//!    down and the backlog reached `capacity`), the record is appended to the spill file instead, as one
+//!    down and the backlog reached `capacity` records or `max_queue_bytes` of approximate record size), the record is appended to the spill file instead, as one
 //!    buffered `write(2)`; the fsync is left to the writer's next batch. A record is dropped only when the spill
 //!    file is full or unwritable, and that is logged.
 //! 2. The writer task collects up to `batch_size` records or waits at most `max_delay` after the first one, and
@@ -29,8 +29,11 @@ use crate::store::Store;
 /// Tunables of a [`LogWriter`].
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
-    /// Queue capacity in records (64Ki × ~1 KiB ≈ 64 MiB at worst).
+    /// Queue capacity in records.
     pub capacity: usize,
+    /// Queue capacity in bytes of approximate record size ([`approx_size`]): records are not bounded in size (a
+    /// logged body can be megabytes), so a count alone does not bound memory while the database is slow.
+    pub max_queue_bytes: u64,
     /// Most records per insert. Large, because a batch's cost is mostly its rollup upserts, which grow with the
     /// distinct (hour, provider, model, metadata value) keys in it rather than with its rows: on a 2-core machine
     /// 1,000-row batches sustained ~10k rows/s into Postgres, 5,000-row batches ~29k. Under light load a batch is
@@ -46,6 +49,7 @@ impl Default for WriterOptions {
     fn default() -> Self {
         Self {
             capacity: 65_536,
+            max_queue_bytes: 64 << 20,
             batch_size: 5_000,
             max_delay: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
@@ -76,6 +80,9 @@ struct Inner {
     closing: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
     dropped: AtomicU64,
+    /// Approximate bytes of the records in the queue (shared with the writer task, which takes them off).
+    queued_bytes: Arc<AtomicU64>,
+    max_queue_bytes: u64,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -89,7 +96,9 @@ impl LogWriter {
     pub fn spawn(store: &Store, options: WriterOptions) -> Self {
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
         let (closing, closing_rx) = watch::channel(false);
-        let task = tokio::spawn(run(store.clone(), options, rx, closing_rx));
+        let queued_bytes = Arc::new(AtomicU64::new(0));
+        let max_queue_bytes = options.max_queue_bytes.max(1);
+        let task = tokio::spawn(run(store.clone(), options, rx, closing_rx, Arc::clone(&queued_bytes)));
         Self {
             inner: Arc::new(Inner {
                 tx,
@@ -97,6 +106,8 @@ impl LogWriter {
                 closing,
                 task: Mutex::new(Some(task)),
                 dropped: AtomicU64::new(0),
+                queued_bytes,
+                max_queue_bytes,
             }),
         }
     }
@@ -104,12 +115,29 @@ impl LogWriter {
     /// Queues `record` without ever waiting (see the module docs).
     pub fn try_send(&self, record: LogRecord) -> Enqueued {
         let queued = &self.inner.store.inner.queued;
-        queued.fetch_add(1, Ordering::Relaxed);
-        let record = match self.inner.tx.try_send(record) {
-            Ok(()) => return Enqueued::Queued,
-            Err(mpsc::error::TrySendError::Full(record) | mpsc::error::TrySendError::Closed(record)) => record,
+        let size = approx_size(&record);
+        let bytes = &self.inner.queued_bytes;
+        // Claimed before sending, so concurrent senders never overshoot the bound together.
+        let fits = bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                let total = held.saturating_add(size);
+                // One record larger than the whole bound still goes through an empty queue.
+                (total <= self.inner.max_queue_bytes || held == 0).then_some(total)
+            })
+            .is_ok();
+        let record = if fits {
+            queued.fetch_add(1, Ordering::Relaxed);
+            match self.inner.tx.try_send(record) {
+                Ok(()) => return Enqueued::Queued,
+                Err(mpsc::error::TrySendError::Full(record) | mpsc::error::TrySendError::Closed(record)) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    bytes.fetch_sub(size, Ordering::Relaxed);
+                    record
+                }
+            }
+        } else {
+            record
         };
-        queued.fetch_sub(1, Ordering::Relaxed);
         let id = record.id.clone();
         match self.inner.store.spill().append(&[SpillEntry::Log(record)], false) {
             Ok(()) => Enqueued::Spilled,
@@ -146,6 +174,7 @@ async fn run(
     options: WriterOptions,
     mut rx: mpsc::Receiver<LogRecord>,
     mut closing: watch::Receiver<bool>,
+    queued_bytes: Arc<AtomicU64>,
 ) {
     let batch_size = options.batch_size.max(1);
     let mut backoff = Backoff::new(options.max_backoff);
@@ -189,6 +218,8 @@ async fn run(
                 }
             }
         }
+        let size = batch.iter().map(approx_size).fold(0u64, u64::saturating_add);
+        queued_bytes.fetch_sub(size.min(queued_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
         write(&store, batch, &mut backoff, closed).await;
     }
     // Closed and drained: a last chance for the backlog (costs at most `acquire_timeout` if the database is down).
@@ -225,6 +256,38 @@ async fn write(store: &Store, batch: Vec<LogRecord>, backoff: &mut Backoff, clos
             }
             store.inner.queued.fetch_sub(n, Ordering::Relaxed);
         }
+    }
+}
+
+/// A record's approximate size in memory, in bytes: its strings and metadata plus a fixed part for the rest. Cheap
+/// (no serialisation) and the same for a record whenever it is asked, so what `try_send` adds the writer takes off.
+pub(crate) fn approx_size(record: &LogRecord) -> u64 {
+    fn opt(text: Option<&String>) -> usize {
+        text.map_or(0, String::len)
+    }
+    let metadata: usize = record.metadata.iter().map(|(k, v)| k.len() + json_size(v)).sum();
+    let size = 256
+        + record.id.len()
+        + opt(record.gateway.as_ref())
+        + record.provider.len()
+        + record.model.len()
+        + record.path.len()
+        + metadata
+        + opt(record.event_id.as_ref())
+        + json_size(&record.rule_decisions)
+        + opt(record.error.as_ref())
+        + opt(record.request_body.as_ref())
+        + opt(record.response_body.as_ref());
+    u64::try_from(size).unwrap_or(u64::MAX)
+}
+
+/// Approximate bytes of a JSON value (strings and keys by length, anything else a few bytes).
+fn json_size(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(s) => s.len() + 8,
+        serde_json::Value::Array(items) => items.iter().map(json_size).sum::<usize>() + 8,
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| k.len() + json_size(v)).sum::<usize>() + 8,
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => 8,
     }
 }
 

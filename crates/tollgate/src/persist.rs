@@ -27,17 +27,15 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
-/// Queues each record's log row (never waits: a full queue spills to disk). `cf-aig-collect-log: false`
-/// writes no row; the spend was already counted by the limits engine.
+/// Queues each record's log row (never waits: a full queue spills to disk). `cf-aig-collect-log: false` writes a
+/// spend-only row (`listed: false`, no bodies, no event id): `/api/logs` never shows it, but its spend counts in
+/// the rollups, `/spend`, `/api/stats` and a recompute, which would otherwise take it out of the budgets.
 pub struct StoreSink {
     pub writer: LogWriter,
 }
 
 impl RecordSink for StoreSink {
     fn record(&self, record: UsageRecord) {
-        if !record.collect_log {
-            return;
-        }
         if let Enqueued::Dropped = self.writer.try_send(log_row(record)) {
             tracing::error!("a request log row could not be queued nor spilled");
         }
@@ -45,6 +43,7 @@ impl RecordSink for StoreSink {
 }
 
 fn log_row(r: UsageRecord) -> LogRecord {
+    let listed = r.collect_log;
     LogRecord {
         tokens_in: r.tokens_in(),
         tokens_out: r.usage.output,
@@ -71,11 +70,12 @@ fn log_row(r: UsageRecord) -> LogRecord {
         duration_ms: r.duration.as_millis() as u64,
         ttfb_ms: r.ttfb.map(|t| t.as_millis() as u64),
         metadata: r.metadata,
-        event_id: r.event_id,
+        event_id: r.event_id.filter(|_| listed),
         step: r.step.unwrap_or(0) as u32,
         rule_decisions: r.rule_decisions,
         error: r.error,
-        request_body: r.request_body.map(|b| String::from_utf8_lossy(&b).into_owned()),
-        response_body: r.response_body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        request_body: r.request_body.filter(|_| listed).map(|b| String::from_utf8_lossy(&b).into_owned()),
+        response_body: r.response_body.filter(|_| listed).map(|b| String::from_utf8_lossy(&b).into_owned()),
+        listed,
     }
 }

@@ -61,7 +61,7 @@ macro_rules! entry {
 
 impl Store {
     /// Up to `limit` rows matching `filter`, newest first, after `cursor`; and the cursor of the next page when
-    /// there may be one.
+    /// there may be one. Spend-only rows (`cf-aig-collect-log: false`) are never listed.
     pub async fn logs(
         &self,
         filter: &LogFilter,
@@ -92,18 +92,18 @@ impl Store {
         Ok((entries, next))
     }
 
-    /// One row by id, with its bodies when stored.
+    /// One row by id, with its bodies when stored; `None` for a spend-only row.
     pub async fn log(&self, id: &str) -> Result<Option<LogEntry>, QueryError> {
         Ok(match self.pool() {
             Pool::Postgres(pool) => {
                 let mut b = select::<Postgres>(StoreKind::Postgres, ONE_COLUMNS);
-                b.push(" WHERE id = ").push_bind(id.to_owned());
+                b.push(" WHERE listed AND id = ").push_bind(id.to_owned());
                 let row = b.build().fetch_optional(pool).await?;
                 row.map(|row| Ok::<_, sqlx::Error>(entry!(row))).transpose()?
             }
             Pool::Sqlite(pool) => {
                 let mut b = select::<Sqlite>(StoreKind::Sqlite, ONE_COLUMNS);
-                b.push(" WHERE id = ").push_bind(id.to_owned());
+                b.push(" WHERE listed AND id = ").push_bind(id.to_owned());
                 let row = b.build().fetch_optional(pool).await?;
                 row.map(|row| Ok::<_, sqlx::Error>(entry!(row))).transpose()?
             }
@@ -133,7 +133,7 @@ fn list_sql<D: Dialect>(
     fetch: i64,
 ) -> Result<QueryBuilder<D>, QueryError> {
     let mut b = select::<D>(kind, LIST_COLUMNS);
-    b.push(" WHERE 1 = 1");
+    b.push(" WHERE listed");
     if let Some(provider) = &filter.provider {
         b.push(" AND provider = ");
         D::push_text(&mut b, provider.clone());

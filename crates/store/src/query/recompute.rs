@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use crate::error::StoreError;
 use crate::log_scan::{LogScan, cost_source};
 use crate::metadata_keys;
-use crate::record::{CostSource, LogRecord, to_i64};
+use crate::record::{CostSource, LogRecord, saturating_i64};
 use crate::rollup::{FLUSH_ROWS, Rollups};
 use crate::store::{Pool, Store};
 
@@ -114,7 +114,7 @@ impl Store {
                         {
                             record.cost_nanos = cost;
                             record.cost_source = cost_source(new_source);
-                            updates.push((record.id.clone(), to_i64(cost, "cost_nanos")?, new_source));
+                            updates.push((record.id.clone(), saturating_i64(cost), new_source));
                         }
                     }
                     rollups.add(&record, $keys);

@@ -43,30 +43,43 @@ impl Store {
     /// Every API rule. A stored spec that no longer parses (written by a newer version) is logged and skipped.
     pub async fn api_spend_rules(&self) -> Result<ApiSpendRules, StoreError> {
         let version = self.spend_rules_version().await?;
+        // A row that cannot be read (not text) or does not parse is reported, counted in `/status`
+        // (`unreadable_rows`) and skipped: one bad rule must not keep the others from loading.
+        let mut unreadable = 0u64;
+        let mut read = |row: Result<(String, String), sqlx::Error>| match row {
+            Ok(texts) => Some(texts),
+            Err(error) => {
+                unreadable += 1;
+                tracing::warn!(%error, "unreadable spend rule row skipped");
+                None
+            }
+        };
         let texts: Vec<(String, String)> = match self.pool() {
             Pool::Postgres(pool) => sqlx::query("SELECT id, spec::text FROM spend_rules ORDER BY created_at, id")
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect::<Result<_, sqlx::Error>>()?,
+                .filter_map(|row| read((|| Ok((row.try_get(0)?, row.try_get(1)?)))()))
+                .collect(),
             Pool::Sqlite(pool) => sqlx::query("SELECT id, spec FROM spend_rules ORDER BY created_at, id")
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect::<Result<_, sqlx::Error>>()?,
+                .filter_map(|row| read((|| Ok((row.try_get(0)?, row.try_get(1)?)))()))
+                .collect(),
         };
         let specs = texts
             .into_iter()
             .filter_map(|(id, text)| match serde_json::from_str::<SpendRuleSpec>(&text) {
                 Ok(spec) => Some(spec),
                 Err(error) => {
+                    unreadable += 1;
                     tracing::error!(rule = %id, %error, "stored spend rule does not parse; skipped");
                     None
                 }
             })
             .collect();
+        self.note_unreadable(unreadable);
         Ok(ApiSpendRules { version, specs })
     }
 

@@ -20,12 +20,12 @@ use futures_util::TryStreamExt;
 use jiff::Timestamp;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::{GroupBy, QueryError, SpendGroupRow, StatsTotals, unsigned};
+use super::{GroupBy, QueryError, SpendGroupRow, StatsTotals, is_overflow, unsigned};
 use crate::query::Dialect;
 use crate::rollup::DAY_US;
 use crate::store::{Pool, Store};
 
-const HOUR_US: i64 = 3_600_000_000;
+pub(super) const HOUR_US: i64 = 3_600_000_000;
 
 /// Where a metadata grouping's rows come from: hours from the hourly table, whole UTC days from the daily one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl SpanSplit {
 }
 
 /// The smallest multiple of `unit` at or above `value`.
-fn ceil_to(value: i64, unit: i64) -> i64 {
+pub(super) fn ceil_to(value: i64, unit: i64) -> i64 {
     let floor = value.div_euclid(unit) * unit;
     if floor == value { floor } else { floor + unit }
 }
@@ -71,12 +71,15 @@ impl Store {
     /// Requests, tokens and cost of the hours starting in `[from, to)` (unbounded where `None`), and the providers
     /// seen there.
     pub async fn stats(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<StatsTotals, QueryError> {
-        fn sql<D: Dialect>(from: Option<Timestamp>, to: Option<Timestamp>) -> QueryBuilder<D> {
-            let mut b = QueryBuilder::new(
-                "SELECT provider, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(tokens_in) AS BIGINT) AS ti,
-                     CAST(SUM(tokens_out) AS BIGINT) AS tout, CAST(SUM(cost_nanos) AS BIGINT) AS cost
-                 FROM spend_rollup_hourly WHERE 1 = 1",
-            );
+        fn sql<D: Dialect>(from: Option<Timestamp>, to: Option<Timestamp>, saturate: bool) -> QueryBuilder<D> {
+            let sum = if saturate { D::saturating_sum } else { D::sum };
+            let mut b = QueryBuilder::new(format!(
+                "SELECT provider, {} AS requests, {} AS ti, {} AS tout, {} AS cost FROM spend_rollup_hourly WHERE 1 = 1",
+                sum("requests"),
+                sum("tokens_in"),
+                sum("tokens_out"),
+                sum("cost_nanos")
+            ));
             push_span(&mut b, from, to);
             b.push(" GROUP BY provider ORDER BY provider");
             b
@@ -97,10 +100,23 @@ impl Store {
                 totals
             }};
         }
-        Ok(match self.pool() {
-            Pool::Postgres(pool) => collect!(sql::<Postgres>(from, to).build().fetch_all(pool).await?),
-            Pool::Sqlite(pool) => collect!(sql::<Sqlite>(from, to).build().fetch_all(pool).await?),
-        })
+        // Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by a second, saturating run.
+        let mut saturate = false;
+        loop {
+            let result = async {
+                Ok::<_, QueryError>(match self.pool() {
+                    Pool::Postgres(pool) => {
+                        collect!(sql::<Postgres>(from, to, saturate).build().fetch_all(pool).await?)
+                    }
+                    Pool::Sqlite(pool) => collect!(sql::<Sqlite>(from, to, saturate).build().fetch_all(pool).await?),
+                })
+            }
+            .await;
+            match result {
+                Err(error) if !saturate && is_overflow(&error) => saturate = true,
+                other => return other,
+            }
+        }
     }
 
     /// Spend of the hours starting in `[from, to)`, one row per distinct value of `group_by` (all rows in one
@@ -182,55 +198,72 @@ impl Store {
         }
         // One statement, so one snapshot: a batch committing meanwhile is in every part or in none.
         let parts = parts(from, to, split);
-        match self.pool() {
-            Pool::Postgres(pool) => collect!(spend_sql::<Postgres>(group_by, meta_key, &parts), pool),
-            Pool::Sqlite(pool) => collect!(spend_sql::<Sqlite>(group_by, meta_key, &parts), pool),
+        // Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by a second, saturating run.
+        let mut saturate = false;
+        loop {
+            rows.clear();
+            let result = async {
+                match self.pool() {
+                    Pool::Postgres(pool) => {
+                        collect!(spend_sql::<Postgres>(group_by, meta_key, &parts, saturate), pool);
+                    }
+                    Pool::Sqlite(pool) => collect!(spend_sql::<Sqlite>(group_by, meta_key, &parts, saturate), pool),
+                }
+                Ok::<_, QueryError>(())
+            }
+            .await;
+            match result {
+                Err(error) if !saturate && is_overflow(&error) => saturate = true,
+                other => break other?,
+            }
         }
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        rows.dedup_by(|later, kept| {
-            if later.0 != kept.0 {
-                return false;
-            }
-            for (kept, later) in kept.1.iter_mut().zip(later.1) {
-                *kept = kept.saturating_add(later);
-            }
-            true
-        });
-        // A report has few distinct days and hours: each is formatted once.
-        let mut times: HashMap<(bool, i64), String> = HashMap::new();
-        Ok(rows
-            .into_iter()
-            .map(|(key, [requests, tokens_in, tokens_out, cost])| SpendGroupRow {
-                values: key
-                    .into_iter()
-                    .zip(group_by)
-                    .map(|(value, group)| match value {
-                        GroupValue::Text(gateway) if *group == GroupBy::Gateway => {
-                            Some(gateway).filter(|g| !g.is_empty())
-                        }
-                        GroupValue::Text(text) => Some(text),
-                        GroupValue::Micros(micros) => {
-                            let day = *group == GroupBy::Day;
-                            let text = times
-                                .entry((day, micros))
-                                .or_insert_with(|| if day { day_text(micros) } else { hour_text(micros) });
-                            Some(text.clone())
-                        }
-                    })
-                    .collect(),
-                requests: unsigned(requests),
-                tokens_in: unsigned(tokens_in),
-                tokens_out: unsigned(tokens_out),
-                cost_nanos: unsigned(cost),
-            })
-            .collect())
+        Ok(group_rows(rows, group_by))
     }
+}
+
+/// Sorts `rows` by their groups, adds up a group found more than once (saturating), and formats the values.
+pub(super) fn group_rows(mut rows: Vec<(Vec<GroupValue>, [i64; 4])>, group_by: &[GroupBy]) -> Vec<SpendGroupRow> {
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows.dedup_by(|later, kept| {
+        if later.0 != kept.0 {
+            return false;
+        }
+        for (kept, later) in kept.1.iter_mut().zip(later.1) {
+            *kept = kept.saturating_add(later);
+        }
+        true
+    });
+    // A report has few distinct days and hours: each is formatted once.
+    let mut times: HashMap<(bool, i64), String> = HashMap::new();
+    rows.into_iter()
+        .map(|(key, [requests, tokens_in, tokens_out, cost])| SpendGroupRow {
+            values: key
+                .into_iter()
+                .zip(group_by)
+                .map(|(value, group)| match value {
+                    GroupValue::Text(gateway) if *group == GroupBy::Gateway => Some(gateway).filter(|g| !g.is_empty()),
+                    GroupValue::Text(text) => Some(text),
+                    GroupValue::Micros(micros) => {
+                        let day = *group == GroupBy::Day;
+                        let text = times
+                            .entry((day, micros))
+                            .or_insert_with(|| if day { day_text(micros) } else { hour_text(micros) });
+                        Some(text.clone())
+                    }
+                })
+                .collect(),
+            requests: unsigned(requests),
+            tokens_in: unsigned(tokens_in),
+            tokens_out: unsigned(tokens_out),
+            cost_nanos: unsigned(cost),
+        })
+        .collect()
 }
 
 /// One group value as the database returns it. Groups are ordered by these, in `group_by` order: text by its
 /// bytes (whatever the database's collation, so both backends and both tables agree), days and hours in time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum GroupValue {
+pub(super) enum GroupValue {
     Text(String),
     Micros(i64),
 }
@@ -259,13 +292,18 @@ fn parts(from: i64, to: i64, split: Option<SpanSplit>) -> Vec<Part> {
 /// The `/spend` statement: one `SELECT … GROUP BY` per part, joined by `UNION ALL`. No `ORDER BY` and no outer
 /// `GROUP BY`: the caller orders the groups and adds up the few found in two parts (cheaper than a second
 /// aggregation and a collated sort in the database: measured on 45,500 groups).
-fn spend_sql<D: Dialect>(group_by: &[GroupBy], meta_key: Option<&str>, parts: &[Part]) -> QueryBuilder<D> {
+fn spend_sql<D: Dialect>(
+    group_by: &[GroupBy],
+    meta_key: Option<&str>,
+    parts: &[Part],
+    saturate: bool,
+) -> QueryBuilder<D> {
     let mut b = QueryBuilder::new("");
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
             b.push(" UNION ALL ");
         }
-        push_part(&mut b, group_by, meta_key, part);
+        push_part(&mut b, group_by, meta_key, part, saturate);
     }
     b
 }
@@ -273,7 +311,13 @@ fn spend_sql<D: Dialect>(group_by: &[GroupBy], meta_key: Option<&str>, parts: &[
 /// `SELECT g0, g1…, sums FROM table WHERE … GROUP BY …` for one part. Groups by the stored columns (`hour`, `day`,
 /// or an hour's UTC day) and converts a time to Unix µs once per group, not per row. Without groupings, a part
 /// without rows yields no row at all (`HAVING`) rather than one of `NULL`s.
-fn push_part<D: Dialect>(b: &mut QueryBuilder<D>, group_by: &[GroupBy], meta_key: Option<&str>, part: &Part) {
+fn push_part<D: Dialect>(
+    b: &mut QueryBuilder<D>,
+    group_by: &[GroupBy],
+    meta_key: Option<&str>,
+    part: &Part,
+    saturate: bool,
+) {
     // Without provider, model or gateway among the groups, the whole days come summed over them already.
     let per_value = group_by.iter().all(|g| matches!(g, GroupBy::Metadata(_) | GroupBy::Day));
     let (table, time_column) = match (part, meta_key) {
@@ -303,7 +347,7 @@ fn push_part<D: Dialect>(b: &mut QueryBuilder<D>, group_by: &[GroupBy], meta_key
             _ => b.push(format_args!("{key} AS g{i}, ")),
         };
     }
-    let sum = D::sum;
+    let sum = if saturate { D::saturating_sum } else { D::sum };
     b.push(format_args!(
         "{} AS requests, {} AS ti, {} AS tout, {} AS cost FROM {table} WHERE ",
         sum("requests"),

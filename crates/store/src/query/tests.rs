@@ -156,6 +156,7 @@ mod database {
             error: n.is_multiple_of(5).then(|| "upstream 500".to_owned()),
             request_body: (n == 3).then(|| "{\"q\":1}".to_owned()),
             response_body: None,
+            listed: true,
         }
     }
 
@@ -591,6 +592,8 @@ mod database {
             "DROP TABLE spend_rollup_metadata_daily",
             "DROP TABLE spend_rollup_metadata_value_daily",
             "DROP TABLE spend_rollup_metadata_keys",
+            "DROP TABLE quarantine",
+            "ALTER TABLE request_logs DROP COLUMN listed",
             "DELETE FROM _sqlx_migrations WHERE version >= 5",
         ];
         for sql in undo {

@@ -34,6 +34,7 @@ fn rec(at: &str, provider: &str, success: bool, cost: u64, metadata: serde_json:
         error: None,
         request_body: None,
         response_body: None,
+        listed: true,
     }
 }
 

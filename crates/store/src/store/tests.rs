@@ -19,7 +19,17 @@ async fn in_memory_sqlite_migrates_and_reports() {
     let store = Store::open("sqlite::memory:", options(dir.path())).await.unwrap();
     store.migrate().await.unwrap();
     let status = store.status();
-    assert_eq!(status, StoreStatus { kind: "sqlite", ok: true, last_flush_at: None, pending_records: 0 });
+    assert_eq!(
+        status,
+        StoreStatus {
+            kind: "sqlite",
+            ok: true,
+            last_flush_at: None,
+            pending_records: 0,
+            quarantined_records: 0,
+            unreadable_rows: 0
+        }
+    );
 }
 
 #[tokio::test]

@@ -70,6 +70,7 @@ pub fn record(n: u64, created_at: Timestamp) -> LogRecord {
         error: n.is_multiple_of(5).then(|| "upstream 500".to_owned()),
         request_body: None,
         response_body: None,
+        listed: true,
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
 mod common;
+mod hardening;
 mod logs;
 mod metadata_keys;
 mod outage;

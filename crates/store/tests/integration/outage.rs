@@ -20,6 +20,7 @@ fn writer(store: &Store, capacity: usize) -> LogWriter {
         store,
         WriterOptions {
             capacity,
+            max_queue_bytes: WriterOptions::default().max_queue_bytes,
             batch_size: 100,
             max_delay: Duration::from_millis(10),
             max_backoff: Duration::from_millis(200),
