@@ -14,6 +14,9 @@ use crate::record::saturating_i64;
 use crate::rollup::saturating_add_sql;
 use crate::store::{Pool, Store};
 
+#[cfg(test)]
+mod tests;
+
 /// One drained batch of spend deltas with the id that makes adding it idempotent. Deltas are merged per
 /// (rule, bucket, window start) and sorted, so that a batch touches each row once and replicas lock rows in the
 /// same order.
@@ -136,7 +139,7 @@ impl Store {
         };
         if batch.deltas.len() == 1 {
             self.quarantine(QuarantineKind::Spend, batch, &error).await;
-            return Ok(());
+            return self.claim_spend_batch(&batch.id).await;
         }
         for (n, delta) in batch.deltas.iter().enumerate() {
             let one = SpendBatch { id: format!("{}/{n}", batch.id), deltas: vec![delta.clone()] };
@@ -144,6 +147,28 @@ impl Store {
                 Ok(_) => {}
                 Err(error) if error.is_data_error() => self.quarantine(QuarantineKind::Spend, &one, &error).await,
                 Err(error) => return Err(error),
+            }
+        }
+        // Claimed last: a later attempt at the whole batch (a replay of its spill line) is then a no-op even if the
+        // refused value has become storable, so no delta is ever added under both ids.
+        self.claim_spend_batch(&batch.id).await
+    }
+
+    /// Marks `id` applied without adding anything.
+    async fn claim_spend_batch(&self, id: &str) -> Result<(), StoreError> {
+        match self.pool() {
+            Pool::Postgres(pool) => {
+                sqlx::query("INSERT INTO spend_batches_applied (batch_id) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query("INSERT OR IGNORE INTO spend_batches_applied (batch_id, applied_at) VALUES (?, ?)")
+                    .bind(id)
+                    .bind(Timestamp::now().as_microsecond())
+                    .execute(pool)
+                    .await?;
             }
         }
         Ok(())
