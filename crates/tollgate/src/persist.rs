@@ -30,12 +30,17 @@ pub fn store_options(config: &Config) -> StoreOptions {
 /// Queues each record's log row (never waits: a full queue spills to disk). `cf-aig-collect-log: false` writes a
 /// spend-only row (`listed: false`, no bodies, no event id): `/api/logs` never shows it, but its spend counts in
 /// the rollups, `/spend`, `/api/stats` and a recompute, which would otherwise take it out of the budgets.
+/// A request refused before authentication writes nothing at all (the metrics still count it): whoever can
+/// reach the port must not be able to grow the database.
 pub struct StoreSink {
     pub writer: LogWriter,
 }
 
 impl RecordSink for StoreSink {
     fn record(&self, record: UsageRecord) {
+        if !record.authenticated {
+            return;
+        }
         if let Enqueued::Dropped = self.writer.try_send(log_row(record)) {
             tracing::error!("a request log row could not be queued nor spilled");
         }

@@ -50,7 +50,11 @@ async fn settled(gateway: &Gateway, database: &str, rows: i64) {
         if pending == 0 && count_rows(database).await == rows {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "rows never settled at {rows} (pending {pending})");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows never settled at {rows}: {} stored, {pending} pending",
+            count_rows(database).await
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -85,14 +89,15 @@ async fn s1_poison_attempts_leave_the_store_working_and_the_restart_clean(databa
     for _ in 0..10 {
         assert_eq!(ask(&gateway, Some(r#"{"total_cost":1000000000}"#)).await, StatusCode::OK);
     }
-    settled(&gateway, file_url, 10).await;
+    // Two refusals (authenticated, so recorded) and ten answers.
+    settled(&gateway, file_url, 12).await;
     assert_eq!(status(&gateway).await["database"]["ok"], true);
     assert_eq!(gateway.stop(), Some(0));
 
     // The next start loads the saturated bucket and serves.
     let gateway = Gateway::start(&dir, &config(&fake, database, 1e9));
     assert_eq!(ask(&gateway, None).await, StatusCode::OK);
-    settled(&gateway, file_url, 11).await;
+    settled(&gateway, file_url, 13).await;
     let usage = TestClient::new(gateway.admin.clone())
         .request(http::Method::GET, "/api/spend-limits/watch/usage", &[], "")
         .await
