@@ -6,7 +6,7 @@
 //! - a cost is summed in femto-dollars (`u128`), then converted to nano-dollars **rounded up**, so a request
 //!   that costs a fraction of a nano-dollar is never recorded as free.
 //!
-//! Cost of a request (wire-formats.md §8 "Cost formulas", on the normalised [`Usage`]):
+//! Cost of a request (the providers' published price formulas, on the normalised [`Usage`]):
 //! `input·in + cache_read·read + cache_write_5m·write_5m + cache_write_1h·write_1h + output·out`, where a
 //! missing cache-read or 5-minute write price falls back to the input price and a missing 1-hour write price
 //! to the 5-minute one (charging the full rate rather than inventing a discount).

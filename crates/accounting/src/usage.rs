@@ -1,6 +1,6 @@
 //! Normalised token usage, the API formats it is read from, and the per-field snapshot merge behind it.
 //!
-//! Providers disagree on what their counters mean (wire-formats.md §0): OpenAI, Gemini and DeepSeek report
+//! Providers disagree on what their counters mean: OpenAI, Gemini and DeepSeek report
 //! cached tokens as a subset of the prompt, Anthropic's `input_tokens` excludes cache reads and writes, and
 //! Gemini reports thinking tokens beside (not inside) the candidates. [`Usage`] is the one shape pricing sees.
 
@@ -117,7 +117,7 @@ pub(crate) enum Family {
 /// Every usage counter of every supported format, as last reported. `None` = never reported (or `null`).
 ///
 /// Each usage object seen in a response overwrites only the fields it carries, so the last non-null value of
-/// every field wins and nothing is ever summed across chunks (wire-formats.md §7.10).
+/// every field wins and nothing is ever summed across chunks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct UsageSnapshot {
     prompt: Option<u64>,
@@ -194,7 +194,7 @@ impl UsageSnapshot {
         self.service_tier = Some(tier.to_owned());
     }
 
-    /// Normalises the snapshot per wire-formats.md §0.
+    /// Normalises the snapshot to the meaning above: uncached input, cache reads and cache writes apart.
     pub(crate) fn normalise(&self, family: Family) -> Usage {
         let zero = |value: Option<u64>| value.unwrap_or(0);
         let mut usage = Usage {

@@ -1,4 +1,4 @@
-//! Rule specs in the file/API shape of the contract (`[[spend_limits]]`, `[[rate_limits]]`, `[[routes]]`) and their
+//! Rule specs in the file/API shape (docs/configuration.md) (`[[spend_limits]]`, `[[rate_limits]]`, `[[routes]]`) and their
 //! validation into runtime rules, collecting every error with its field path.
 
 use std::collections::HashSet;

@@ -13,7 +13,7 @@ use crate::clock::{nanos_timestamp, timestamp_nanos};
 #[cfg(test)]
 mod tests;
 
-/// Sub-buckets per rolling window: the contract asks for a resolution of 1/60 of the window or finer.
+/// Sub-buckets per rolling window: rolling windows promise a resolution of 1/60 of the window or finer (docs/limits.md).
 pub const ROLLING_SLOTS: i64 = 60;
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;

@@ -1,4 +1,4 @@
-//! Credentials (CONTRACT §3): accept the gateway token wherever an SDK puts its key, swap it for the
+//! Credentials (docs/proxy.md): accept the gateway token wherever an SDK puts its key, swap it for the
 //! provider's stored key, let a client's own provider key through, inject the stored key when none is sent.
 
 use http::HeaderValue;

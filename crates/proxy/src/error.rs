@@ -142,7 +142,7 @@ impl GatewayError {
         }
     }
 
-    /// Fields added to the error object beside the format's own (CONTRACT §3: a spend-limit 429 says which
+    /// Fields added to the error object beside the format's own (docs/errors.md: a spend-limit 429 says which
     /// rule and bucket, the budget, the spend and when it resets).
     fn extra_fields(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
         let value = match self {

@@ -8,7 +8,7 @@ use crate::body::StreamEnd;
 use crate::route::Api;
 
 /// Everything known about a finished request: where it went, what it used, what it cost. One per request,
-/// whatever the outcome (CONTRACT §5 log row fields).
+/// whatever the outcome (the log row fields of docs/admin-api.md).
 #[derive(Debug, Clone)]
 pub struct UsageRecord {
     pub log_id: String,

@@ -1,4 +1,4 @@
-//! Path shapes (CONTRACT §3): which provider a request goes to, at which upstream path, in which format.
+//! Path shapes (docs/proxy.md): which provider a request goes to, at which upstream path, in which format.
 //!
 //! Routing happens in two steps. [`classify`] looks at the method and the normalised path alone (no body yet)
 //! and says what kind of request this is; [`resolve`] adds what the body says (`model`, `stream`) and yields

@@ -1,4 +1,4 @@
-//! Credentials and header rules (CONTRACT §3 "Credentials", RFC 9110 hop-by-hop), through real sockets.
+//! Credentials and header rules (docs/proxy.md "Credentials", RFC 9110 hop-by-hop), through real sockets.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 

@@ -1,4 +1,4 @@
-//! Errors the gateway makes (CONTRACT §3 table), retries and timeouts, and provider errors passing through.
+//! Errors the gateway makes (docs/errors.md), retries and timeouts, and provider errors passing through.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 

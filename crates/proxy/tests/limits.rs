@@ -1,4 +1,4 @@
-//! Spend and rate limits through the real proxy (CONTRACT §3 429 bodies, §4 semantics).
+//! Spend and rate limits through the real proxy (the 429 bodies of docs/errors.md, the semantics of docs/limits.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 

@@ -1,4 +1,4 @@
-//! Every path shape of CONTRACT §3, through real sockets, against the fake provider.
+//! Every path shape of docs/proxy.md, through real sockets, against the fake provider.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
