@@ -154,3 +154,30 @@ async fn s3_long_gateway_segments_on_postgres() {
     let db = PgDb::create().await;
     s3_an_unauthenticated_long_gateway_stores_nothing_and_blocks_nobody(&db.url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_unauthenticated_requests_write_nothing_however_long_their_path() {
+    let fake = FakeProvider::start().await;
+    let dir = tempdir();
+    let file = format!("sqlite://{}", dir.join("s4.db").display());
+    let gateway = Gateway::start(&dir, &config(&fake, &file, 100.0));
+    let client = TestClient::new(gateway.proxy.clone());
+    let long = "x".repeat(65_000);
+    for path in [format!("/v1/a/{long}/openai/x"), format!("/openai/{long}"), format!("/v1/chat/completions?{long}")] {
+        for _ in 0..8 {
+            let response = client.request(http::Method::GET, &path, &[], "").await;
+            assert!(response.status.is_client_error(), "{path:.40}: {}", response.status);
+        }
+    }
+    assert_eq!(ask(&gateway, None).await, StatusCode::OK);
+    settled(&gateway, &file, 1).await;
+    assert_eq!(fake.requests().len(), 1, "nothing unauthenticated reached the provider");
+    assert_eq!(gateway.stop(), Some(0));
+    let size: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("s4.db"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(size < 1_000_000, "24 long unauthenticated requests left {size} bytes in the database");
+}
