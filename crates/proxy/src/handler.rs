@@ -27,6 +27,7 @@
 //! reservations) fit as one more function in this line.
 
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -150,7 +151,8 @@ async fn prepare(
     ctx.max_output = peek.as_ref().and_then(BodyPeek::max_output);
     admit(gateway, ctx, &mut target, &shape, query.as_deref(), peek.as_ref())?;
 
-    let (body, filter) = rewrite_body(gateway, &target, &body, peek.as_ref());
+    let model_span = peek.as_ref().and_then(|p| p.model).map(|raw| byte_span(&body, raw.get()));
+    let (body, filter) = rewrite_body(gateway, &target, body, model_span);
     credentials::inject_stored_key(&mut headers, &target.provider.config, target.auth);
     prepare_upstream(&mut headers);
     let url = target.provider.upstream_url(&target.upstream_path, controls.zdr)?;
@@ -351,16 +353,21 @@ fn blocked(b: Blocked) -> GatewayError {
 
 /// Phase 6, the body: the bare model name where the client's had a prefix, and for OpenAI-style streams
 /// without `include_usage`, a request for it (with the filter that takes the extra chunk out again, so the
-/// client sees the stream it asked for).
+/// client sees the stream it asked for). Each rewrite consumes the body it rewrites, so at most two copies of a
+/// large body are alive at once.
 fn rewrite_body(
     gateway: &Gateway,
     target: &Target,
-    body: &Bytes,
-    peek: Option<&BodyPeek<'_>>,
+    body: Bytes,
+    model_span: Option<Range<usize>>,
 ) -> (Bytes, Option<InjectedUsageFilter>) {
-    let mut body = match (&target.rewrite_model, peek.and_then(|p| p.model)) {
-        (Some(model), Some(raw)) => splice_model(body, raw.get(), model),
-        _ => body.clone(),
+    let mut body = match (&target.rewrite_model, model_span) {
+        (Some(model), Some(span)) => {
+            let spliced = splice_model(&body, span, model);
+            drop(body);
+            spliced
+        }
+        _ => body,
     };
     let mut filter = None;
     if gateway.config.gateway.accounting
@@ -604,11 +611,16 @@ async fn read_body(
         .map_err(|_| GatewayError::BodyTimeout { seconds: server.body_timeout.as_secs() })?
 }
 
-/// Replaces the JSON text of `model` (a slice of `body`, as serde_json's `RawValue` borrowed it) with `new`,
-/// leaving every other byte as the client sent it.
-fn splice_model(body: &Bytes, raw_model: &str, new: &str) -> Bytes {
-    let start = raw_model.as_ptr() as usize - body.as_ptr() as usize;
-    let end = start + raw_model.len();
+/// Where `part` (a slice of `body`, as serde_json's `RawValue` borrowed it) lies in `body`.
+fn byte_span(body: &[u8], part: &str) -> Range<usize> {
+    let start = part.as_ptr() as usize - body.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Replaces the JSON text of `model` (at `span` in `body`) with `new`, leaving every other byte as the client
+/// sent it.
+fn splice_model(body: &Bytes, span: Range<usize>, new: &str) -> Bytes {
+    let (start, end) = (span.start, span.end);
     let quoted = serde_json::Value::from(new).to_string();
     let mut out = BytesMut::with_capacity(body.len() + quoted.len());
     out.extend_from_slice(&body[..start]);

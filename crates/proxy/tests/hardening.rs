@@ -311,3 +311,28 @@ async fn s13_a_model_name_over_max_model_chars_is_refused_before_any_limit_or_re
     let r = &h.recorder.wait_for(1).await[0];
     assert!(r.model.is_none(), "the long name is not kept on the record");
 }
+
+#[tokio::test]
+async fn s15_a_prompt_held_by_the_provider_reserves_the_models_context_window() {
+    // gpt-4o-mini: 128k tokens of context at $0.15/M is about $0.019 of input alone, over a $0.01 budget; the
+    // same request with its prompt in the body reserves a few tokens and fits.
+    let rule = "[[spend_limits]]\nid = \"small\"\nbudget_usd = 0.01\nwindow = \"1d\"\n";
+    let h = Harness::with_config(rule).await;
+    let mut held = chat_body("gpt-4o-mini", false);
+    held["max_tokens"] = 10.into();
+    held["previous_response_id"] = "resp_123".into();
+    let response = h.client.post_json("/v1/chat/completions", &[], &held).await;
+    assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS, "{}", response.text());
+    assert!(h.fake.requests().is_empty());
+    let mut image = chat_body("gpt-4o-mini", false);
+    image["max_tokens"] = 10.into();
+    image["messages"] = serde_json::json!([{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    ]}]);
+    let response = h.client.post_json("/v1/chat/completions", &[], &image).await;
+    assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
+    let mut text = chat_body("gpt-4o-mini", false);
+    text["max_tokens"] = 10.into();
+    let response = h.client.post_json("/v1/chat/completions", &[], &text).await;
+    assert_eq!(response.status, StatusCode::OK);
+}
