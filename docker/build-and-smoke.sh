@@ -225,8 +225,8 @@ entrypoint="$(inspect '{{json .Config.Entrypoint}}')"
 [ "$entrypoint" = '["/usr/bin/tini","--"]' ] || fail "entrypoint is $entrypoint, expected tini"
 healthcheck="$(inspect '{{json .Config.Healthcheck}}')"
 case "$healthcheck" in
-  *"/status"*) ;;
-  *) fail "the image has no HEALTHCHECK on /status (got $healthcheck)" ;;
+  *"/usr/local/bin/tollgate-healthcheck"*) ;;
+  *) fail "the image's HEALTHCHECK is not tollgate-healthcheck (got $healthcheck)" ;;
 esac
 for label in title description licenses version revision created; do
   value="$(pm image inspect --format "{{index .Labels \"org.opencontainers.image.$label\"}}" "$image")"
@@ -236,11 +236,11 @@ done
 [ "$(pm image inspect --format '{{index .Labels "org.opencontainers.image.revision"}}' "$image")" = "$revision" ] ||
   fail "the revision label is not $revision"
 # No compiler, linker, package cache or Rust toolchain in the runtime stage.
-tools="$(pm run --rm --entrypoint /bin/sh "$image" -c \
-  'for t in cargo rustc cc gcc ld make git; do command -v "$t"; done; ls /var/lib/apt/lists /var/cache/apt/archives 2>/dev/null | grep -v -e "^partial$" -e "^lock$" -e ":$" -e "^$"; true')"
+tools="$(pm_quiet run --rm --entrypoint /bin/sh "$image" -c \
+  'for t in cargo rustc cc gcc ld make git curl; do command -v "$t"; done; ls /var/lib/apt/lists /var/cache/apt/archives 2>/dev/null | grep -v -e "^partial$" -e "^lock$" -e ":$" -e "^$"; true')"
 [ -z "$tools" ] || fail "build tools or package caches in the runtime image: $tools"
 echo "no build tools, no package lists"
-pm run --rm "$image" tollgate --version
+pm_quiet run --rm "$image" tollgate --version
 
 # --- 4. smoke test -----------------------------------------------------------------------------------------
 work="$(mktemp -d)"
@@ -258,9 +258,12 @@ cleanup() {
   pm volume rm -f "$smoke_volume" >/dev/null 2>&1 || true
   if [ -n "$compose_project" ]; then
     if [ "$status" -ne 0 ]; then
-      (cd docker && "$compose" -p "$compose_project" --env-file "$work/compose.env" logs 2>/dev/null | tail -n 60 >&2) || true
+      for container in $(pm ps -a --filter "label=com.docker.compose.project=$compose_project" --format '{{.Names}}'); do
+        echo "--- $container" >&2
+        pm logs "$container" 2>&1 | tail -n 30 >&2 || true
+      done
     fi
-    (cd docker && "$compose" -p "$compose_project" --env-file "$work/compose.env" down -v -t 5 >/dev/null 2>&1) || true
+    compose_cmd down -v -t 5 >/dev/null 2>&1 || true
   fi
   [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null || true
   rm -rf "$work"
@@ -326,6 +329,10 @@ echo "$processes" | grep -q '^pid1 tini$' || fail "PID 1 is not tini"
 echo "$processes" | grep -q '^tollgate 10001$' || fail "no tollgate process running as uid 10001"
 if echo "$processes" | grep -v '^pid1 ' | awk '$2 != 10001' | grep -q .; then
   fail "a process runs as another user than 10001"
+fi
+# The healthcheck can fail: pointed at a port nothing listens on, it reports unhealthy.
+if pm exec "$smoke_name" /usr/local/bin/tollgate-healthcheck 9 2>/dev/null; then
+  fail "tollgate-healthcheck passed against a closed port"
 fi
 # The root filesystem is read-only.
 if pm exec "$smoke_name" /bin/sh -c 'touch /usr/local/bin/probe' 2>/dev/null; then

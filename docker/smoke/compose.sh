@@ -51,9 +51,16 @@ services:
       TOLLGATE_PROVIDERS__OPENAI__BASE_URL: http://host.containers.internal:$fake_port/v1
 EOF
 compose_project="tollgate-compose-$run_id"
+# Debian's podman-compose (1.0.3) has no --env-file: the variables go in through its environment, which takes
+# precedence over a docker/.env of the user's (never written here).
 compose_cmd() {
-  (cd docker && "$compose" -p "$compose_project" -f docker-compose.yml -f "$work/compose.override.yml" \
-    --env-file "$work/compose.env" "$@")
+  (
+    set -a
+    . "$work/compose.env"
+    set +a
+    cd docker
+    "$compose" -p "$compose_project" -f docker-compose.yml -f "$work/compose.override.yml" "$@"
+  )
 }
 service_container() {
   pm ps -a --filter "label=com.docker.compose.project=$compose_project" \
