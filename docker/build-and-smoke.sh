@@ -230,7 +230,9 @@ case "$healthcheck" in
 esac
 for label in title description licenses version revision created; do
   value="$(pm image inspect --format "{{index .Labels \"org.opencontainers.image.$label\"}}" "$image")"
-  [ -n "$value" ] && [ "$value" != "<no value>" ] || fail "label org.opencontainers.image.$label is missing"
+  if [ -z "$value" ] || [ "$value" = "<no value>" ]; then
+    fail "label org.opencontainers.image.$label is missing"
+  fi
   echo "label org.opencontainers.image.$label=$value"
 done
 [ "$(pm image inspect --format '{{index .Labels "org.opencontainers.image.revision"}}' "$image")" = "$revision" ] ||
@@ -421,6 +423,7 @@ echo "== smoke test passed"
 
 # --- 5. compose --------------------------------------------------------------------------------------------
 if [ "$with_compose" = 1 ]; then
+  # shellcheck source=docker/smoke/compose.sh
   . docker/smoke/compose.sh
 fi
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # the variables named below come from the calling script
 # Sourced by docker/build-and-smoke.sh (step 5): brings up docker/docker-compose.yml's tollgate, postgres and
 # prometheus services with podman-compose, with local stand-ins tagged as the compose file's postgres and
 # prometheus images, and checks that a request through the gateway lands as a row in Postgres and that
@@ -58,7 +59,7 @@ compose_cmd() {
     set -a
     . "$work/compose.env"
     set +a
-    cd docker
+    cd docker || exit 1
     "$compose" -p "$compose_project" -f docker-compose.yml -f "$work/compose.override.yml" "$@"
   )
 }
