@@ -41,8 +41,10 @@ prometheus_image="docker.io/prom/prometheus:v2.55.1"
 # The gateway's server.shutdown_grace is 30 s; docker-compose.yml and the docs give the container 45 s.
 stop_grace=45
 
+# fd 4 is the script's stderr, so that a failure inside a polled check (whose output poll discards) is seen.
+exec 4>&2
 fail() {
-  echo "FAIL: $*" >&2
+  echo "FAIL: $*" >&4
   exit 1
 }
 

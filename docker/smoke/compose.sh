@@ -27,8 +27,15 @@ compose_admin_port="$(free_port)"
 compose_prometheus_port="$(free_port)"
 compose_admin_token="compose-admin-$(openssl rand -hex 8 2>/dev/null || echo "$RANDOM$RANDOM")"
 compose_gateway_token="compose-gateway-$(openssl rand -hex 8 2>/dev/null || echo "$RANDOM$RANDOM")"
+# podman-compose reads .env beside the compose file, over its own environment; Debian's 1.0.3 has no
+# --env-file. So the stack runs from a copy of the compose file and the files it mounts, with a .env of its
+# own: a docker/.env of the user's is neither read nor written.
+compose_dir="$work/compose"
+mkdir -p "$compose_dir"
+cp -r docker/docker-compose.yml docker/tollgate.compose.toml docker/prometheus.yml docker/prometheus-alerts.yml \
+  docker/grafana "$compose_dir/"
 # Every variable of docker/.env.example, with test values.
-cat > "$work/compose.env" <<EOF
+cat > "$compose_dir/.env" <<EOF
 ADMIN_TOKEN=$compose_admin_token
 GATEWAY_TOKEN=$compose_gateway_token
 POSTGRES_PASSWORD=$(openssl rand -hex 12 2>/dev/null || echo "pw$RANDOM$RANDOM")
@@ -45,23 +52,15 @@ GRAFANA_PORT=$(free_port)
 PROMETHEUS_RETENTION=1d
 EOF
 # The only addition to the compose file: the openai provider points at the fake provider on the host.
-cat > "$work/compose.override.yml" <<EOF
+cat > "$compose_dir/compose.override.yml" <<EOF
 services:
   tollgate:
     environment:
       TOLLGATE_PROVIDERS__OPENAI__BASE_URL: http://host.containers.internal:$fake_port/v1
 EOF
 compose_project="tollgate-compose-$run_id"
-# Debian's podman-compose (1.0.3) has no --env-file: the variables go in through its environment, which takes
-# precedence over a docker/.env of the user's (never written here).
 compose_cmd() {
-  (
-    set -a
-    . "$work/compose.env"
-    set +a
-    cd docker || exit 1
-    "$compose" -p "$compose_project" -f docker-compose.yml -f "$work/compose.override.yml" "$@"
-  )
+  (cd "$compose_dir" && "$compose" -p "$compose_project" -f docker-compose.yml -f compose.override.yml "$@")
 }
 service_container() {
   pm ps -a --filter "label=com.docker.compose.project=$compose_project" \
