@@ -60,15 +60,16 @@ esac
 [ "$(id -u)" -eq 0 ] || fail "run as root: podman, debootstrap and the volume checks need it"
 
 # --- tools ---------------------------------------------------------------------------------------------------
+# netavark and aardvark-dns: the compose network and its service names (postgres, tollgate).
 missing=()
-for tool in podman runc debootstrap python3 curl objcopy; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for package in podman runc netavark aardvark-dns debootstrap podman-compose python3 curl binutils openssl; do
+  dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq podman runc debootstrap python3 curl binutils >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 runc_path="$(command -v runc)"
 [ -x /usr/sbin/runc ] && runc_path=/usr/sbin/runc
@@ -294,8 +295,8 @@ poll 10 "the fake provider" test -s "$work/fake.port"
 fake_port="$(cat "$work/fake.port")"
 echo "== smoke test: fake provider on host port $fake_port"
 
-admin_token="smoke-admin-$(openssl rand -hex 8 2>/dev/null || echo "$RANDOM$RANDOM")"
-gateway_token="smoke-gateway-$(openssl rand -hex 8 2>/dev/null || echo "$RANDOM$RANDOM")"
+admin_token="smoke-admin-$(openssl rand -hex 8)"
+gateway_token="smoke-gateway-$(openssl rand -hex 8)"
 provider_key="sk-smoke-upstream-key"
 
 t_start="$(now)"

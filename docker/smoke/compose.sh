@@ -11,10 +11,6 @@ ensure_standin "$postgres_image" postgres.Containerfile
 ensure_standin "$prometheus_image" prometheus.Containerfile
 
 compose=podman-compose
-if ! command -v "$compose" >/dev/null 2>&1; then
-  echo "== installing podman-compose (Debian package)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman-compose >/dev/null
-fi
 # podman-compose calls `podman` from PATH: make that podman use runc as well.
 mkdir -p "$work/bin"
 printf '#!/bin/sh\nexec %s --runtime %s "$@"\n' "$(command -v podman)" "$runc_path" > "$work/bin/podman"
@@ -25,8 +21,8 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 compose_proxy_port="$(free_port)"
 compose_admin_port="$(free_port)"
 compose_prometheus_port="$(free_port)"
-compose_admin_token="compose-admin-$(openssl rand -hex 8 2>/dev/null || echo "$RANDOM$RANDOM")"
-compose_gateway_token="compose-gateway-$(openssl rand -hex 8 2>/dev/null || echo "$RANDOM$RANDOM")"
+compose_admin_token="compose-admin-$(openssl rand -hex 8)"
+compose_gateway_token="compose-gateway-$(openssl rand -hex 8)"
 # podman-compose reads .env beside the compose file, over its own environment; Debian's 1.0.3 has no
 # --env-file. So the stack runs from a copy of the compose file and the files it mounts, with a .env of its
 # own: a docker/.env of the user's is neither read nor written.
@@ -38,7 +34,7 @@ cp -r docker/docker-compose.yml docker/tollgate.compose.toml docker/prometheus.y
 cat > "$compose_dir/.env" <<EOF
 ADMIN_TOKEN=$compose_admin_token
 GATEWAY_TOKEN=$compose_gateway_token
-POSTGRES_PASSWORD=$(openssl rand -hex 12 2>/dev/null || echo "pw$RANDOM$RANDOM")
+POSTGRES_PASSWORD=$(openssl rand -hex 12)
 GRAFANA_ADMIN_PASSWORD=unused-grafana-is-not-started
 OPENAI_API_KEY=$provider_key
 ANTHROPIC_API_KEY=
