@@ -144,7 +144,7 @@ EOF
     "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*.log
   find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
   find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
-  tar -C "$rootfs" -c . | pm import --change 'CMD ["bash"]' - "$debian_image" >/dev/null
+  tar -C "$rootfs" -c . | pm import --quiet --change 'CMD ["bash"]' - "$debian_image" >/dev/null
   rm -rf "$rootfs"
   record_time "base image (debootstrap)" "$(elapsed "$t0")"
 }
