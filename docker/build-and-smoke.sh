@@ -269,6 +269,7 @@ cleanup() {
       done
     fi
     compose_cmd down -v -t 5 >/dev/null 2>&1 || true
+    pm network rm -f "${compose_project}_default" >/dev/null 2>&1 || true
   fi
   [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null || true
   rm -rf "$work"

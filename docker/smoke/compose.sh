@@ -119,6 +119,8 @@ echo "Prometheus: $rules alert rules loaded from prometheus-alerts.yml"
 
 t_down="$(now)"
 compose_cmd down -v -t "$stop_grace" >"$work/compose-down.log" 2>&1 || { cat "$work/compose-down.log" >&2; fail "compose down failed"; }
+# podman-compose 1.0.3 leaves the project's network behind.
+pm network rm -f "${compose_project}_default" >/dev/null 2>&1 || true
 compose_project=""
 record_time "compose: down" "$(elapsed "$t_down")"
 record_time "compose: whole" "$(elapsed "$t_compose")"
