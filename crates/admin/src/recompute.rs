@@ -45,8 +45,7 @@ pub struct RecomputeView {
 /// read is missing from the rebuilt buckets until it is next drained.
 #[utoipa::path(post, path = "/admin/recompute",
     responses((status = 200, description = "rebuilt", body = RecomputeView),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn recompute(State(state): State<AdminState>) -> Result<Json<RecomputeView>, AdminError> {
     let store = params::store(&state)?;
     let catalog = &state.gateway.catalog;
