@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tollgate_limits::{FieldError, SpendRuleSpec, nanos_to_usd};
 use tollgate_store::SpendRuleChange;
 
-use crate::rule_sync::load_rules;
+use crate::rules::load_rules;
 use crate::{AdminError, AdminState, params};
 
 /// One bucket of a rule, as `GET /api/spend-limits/{id}/usage` returns it.
@@ -59,7 +59,7 @@ pub struct SpendLimitsView {
     pub spend_limits: Vec<Value>,
 }
 
-/// The body of `POST`/`PUT` (CONTRACT §2 `[[spend_limits]]` as JSON).
+/// The body of `POST`/`PUT`: a `[[spend_limits]]` entry (docs/configuration.md) as JSON.
 #[derive(Debug, utoipa::ToSchema)]
 #[expect(dead_code, reason = "schema of tollgate_limits::SpendRuleSpec for the OpenAPI document")]
 pub struct SpendLimitBody {

@@ -12,7 +12,7 @@ const DAY_SECONDS: i64 = 86_400;
 /// Burn is the mean daily spend of this many full UTC days before today.
 const BURN_DAYS: i64 = 7;
 
-/// Exactly the eight fields of CONTRACT §5.
+/// Exactly the eight fields of docs/admin-api.md, `/api/stats`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// `stats.cap_usd`.

@@ -249,8 +249,8 @@ fn start_tasks(
     supervisor.spawn("spend_sync", tasks::until_stopped(spend_sync.spawn(), stop()));
     supervisor.spawn("retention", tasks::retention(store.clone(), admin.config.database.retention, stop()));
     supervisor.spawn("rate_sweep", tasks::sweep_rate_buckets(admin.gateway.clone(), stop()));
-    supervisor.spawn("rule_sync", tollgate_admin::run_rule_sync(admin.clone(), stop()));
-    supervisor.spawn("rollup_key_sync", tollgate_admin::run_rollup_key_sync(admin.clone(), stop()));
+    supervisor.spawn("rule_sync", tasks::rule_sync(admin.clone(), stop()));
+    supervisor.spawn("rollup_key_sync", tasks::rollup_key_sync(admin.clone(), stop()));
     let (admin, shutdown) = (admin.clone(), supervisor.shutdown_token());
     supervisor.spawn("admin", async move {
         if let Err(error) = tollgate_admin::serve(admin_listener, admin, shutdown).await {

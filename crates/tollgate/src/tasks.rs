@@ -1,6 +1,8 @@
 //! The gateway's background work, each task a loop over one [`Poll`] until the supervisor stops it.
 
 mod retention;
+mod rollup_keys;
+mod rule_sync;
 mod sweep;
 
 use std::future::Future;
@@ -11,6 +13,8 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 pub use retention::retention;
+pub use rollup_keys::{rollup_key_sync, rule_metadata_keys};
+pub use rule_sync::rule_sync;
 pub use sweep::sweep_rate_buckets;
 
 /// The skeleton every poll loop shares: a tick every `interval` (the first at once; a late tick is delayed, never
@@ -36,7 +40,6 @@ impl Poll {
     }
 
     /// Runs one step unless `stop` comes first (`None`: the step is dropped and the loop should end).
-    #[expect(dead_code, reason = "used by the rule and rollup-key syncs")]
     pub async fn or_stop<T>(&self, step: impl Future<Output = T>) -> Option<T> {
         tokio::select! {
             () = self.stop.cancelled() => None,
