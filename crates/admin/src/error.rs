@@ -1,9 +1,11 @@
-//! Admin API errors: `{"error":{"code","message"}}` with the matching status.
+//! Admin API errors: one edge type, [`AdminError`], and the one body every error response carries, [`ErrorBody`]
+//! (the type `into_response` serialises is the type the OpenAPI document describes).
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -25,6 +27,9 @@ pub enum AdminError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A query or write the database refused or could not answer; logged with its cause chain when rendered.
+    #[error("database: {0}")]
+    Database(#[source] tollgate_store::StoreError),
     #[error("{0}")]
     Internal(String),
 }
@@ -48,9 +53,7 @@ impl From<tollgate_store::QueryError> for AdminError {
 
 impl From<tollgate_store::StoreError> for AdminError {
     fn from(error: tollgate_store::StoreError) -> Self {
-        // Logged once, here at the edge, with its cause chain; the client gets the summary.
-        tracing::warn!(error = &error as &dyn std::error::Error, "admin query failed");
-        Self::Unavailable(format!("database: {error}"))
+        Self::Database(error)
     }
 }
 
@@ -64,7 +67,7 @@ impl AdminError {
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AdminError::Unavailable(_) | AdminError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -72,12 +75,50 @@ impl AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
-        if let AdminError::BadRequest { field, .. } = &self {
-            body["error"]["field"] = json!(field);
+        if let AdminError::Database(error) = &self {
+            // Logged once, here at the edge, with its cause chain; the client gets the summary.
+            tracing::warn!(error = error as &dyn std::error::Error, "admin query failed");
         }
+        let (status, code) = self.status_and_code();
+        let field = match &self {
+            AdminError::BadRequest { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let body = ErrorBody { error: ErrorDetail { code, message: self.to_string(), field } };
         (status, Json(body)).into_response()
+    }
+}
+
+/// Every error: `{"error":{"code","message"}}` (`field` names the bad parameter on 400).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `unauthorized`, `forbidden`, `unsupported_media_type`, `request_timeout`, `not_found`, `invalid_request`,
+    /// `conflict`, `unavailable`, `internal`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    pub message: String,
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A response whose body is an [`ErrorBody`], for the shared responses of the OpenAPI document.
+pub(crate) fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
+}
+
+/// The shared 503 of every endpoint that reads or writes the database.
+pub struct Unavailable;
+
+impl<'s> utoipa::ToResponse<'s> for Unavailable {
+    fn response() -> (&'s str, RefOr<utoipa::openapi::Response>) {
+        ("Unavailable", error_response("no database is attached, or it did not answer"))
     }
 }
 

@@ -14,8 +14,7 @@ mod openapi;
 mod params;
 mod prometheus;
 mod recompute;
-mod rollup_keys;
-mod rule_sync;
+mod rules;
 mod server;
 mod spend;
 mod stats;
@@ -33,8 +32,7 @@ use tollgate_proxy::metrics::Metrics;
 
 pub use body_deadline::MAX_BODY_BYTES;
 pub use error::AdminError;
-pub use rollup_keys::run_rollup_key_sync;
-pub use rule_sync::{POLL_INTERVAL, load_rules, run_rule_sync};
+pub use rules::load_rules;
 pub use server::{ServeOptions, serve, serve_with};
 pub use status::DatabaseStatus;
 

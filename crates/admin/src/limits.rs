@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tollgate_limits::{FieldError, SpendRuleSpec, nanos_to_usd};
 use tollgate_store::SpendRuleChange;
 
-use crate::rule_sync::load_rules;
+use crate::rules::load_rules;
 use crate::{AdminError, AdminState, params};
 
 /// One bucket of a rule, as `GET /api/spend-limits/{id}/usage` returns it.
@@ -59,7 +59,7 @@ pub struct SpendLimitsView {
     pub spend_limits: Vec<Value>,
 }
 
-/// The body of `POST`/`PUT` (CONTRACT §2 `[[spend_limits]]` as JSON).
+/// The body of `POST`/`PUT`: a `[[spend_limits]]` entry (docs/configuration.md) as JSON.
 #[derive(Debug, utoipa::ToSchema)]
 #[expect(dead_code, reason = "schema of tollgate_limits::SpendRuleSpec for the OpenAPI document")]
 pub struct SpendLimitBody {
@@ -131,8 +131,7 @@ fn invalid(errors: &[FieldError]) -> AdminError {
 }
 
 #[utoipa::path(get, path = "/api/spend-limits",
-    responses((status = 200, description = "every rule in force", body = SpendLimitsView),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "every rule in force", body = SpendLimitsView)))]
 pub async fn list(State(state): State<AdminState>) -> Json<SpendLimitsView> {
     let rules: Vec<Value> = state.gateway.spend.rules().iter().map(|r| rule_json(&state, r.spec())).collect();
     Json(SpendLimitsView { spend_limits: rules })
@@ -140,8 +139,7 @@ pub async fn list(State(state): State<AdminState>) -> Json<SpendLimitsView> {
 
 #[utoipa::path(get, path = "/api/spend-limits/{id}", params(("id" = String, Path)),
     responses((status = 200, description = "the rule", body = SpendLimitView),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 404, description = "no such rule", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "no such rule", body = crate::error::ErrorBody)))]
 pub async fn one(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
     let rules = state.gateway.spend.rules();
     let rule =
@@ -151,10 +149,9 @@ pub async fn one(State(state): State<AdminState>, Path(id): Path<String>) -> Res
 
 #[utoipa::path(post, path = "/api/spend-limits", request_body = SpendLimitBody,
     responses((status = 201, description = "created; in force on every replica within 2 s", body = SpendLimitView),
-        (status = 400, description = "invalid rule; `field` names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 409, description = "the id is taken (by a file rule or an API rule)", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "invalid rule; `field` names the field", body = crate::error::ErrorBody),
+        (status = 409, description = "the id is taken (by a file rule or an API rule)", body = crate::error::ErrorBody),
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn create(State(state): State<AdminState>, body: Bytes) -> Result<(StatusCode, Json<Value>), AdminError> {
     let store = params::store(&state)?;
     let spec = parse_spec(&body, None)?;
@@ -174,10 +171,9 @@ pub async fn create(State(state): State<AdminState>, body: Bytes) -> Result<(Sta
 #[utoipa::path(put, path = "/api/spend-limits/{id}", params(("id" = String, Path)), request_body = SpendLimitBody,
     responses((status = 200, description = "replaced", body = SpendLimitView),
         (status = 201, description = "created", body = SpendLimitView),
-        (status = 400, description = "invalid rule; `field` names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 409, description = "a file rule (read-only)", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "invalid rule; `field` names the field", body = crate::error::ErrorBody),
+        (status = 409, description = "a file rule (read-only)", body = crate::error::ErrorBody),
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn replace(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -198,10 +194,9 @@ pub async fn replace(
 
 #[utoipa::path(delete, path = "/api/spend-limits/{id}", params(("id" = String, Path)),
     responses((status = 204, description = "deleted"),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 404, description = "no such API rule", body = crate::openapi::ErrorBody),
-        (status = 409, description = "a file rule (read-only)", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "no such API rule", body = crate::error::ErrorBody),
+        (status = 409, description = "a file rule (read-only)", body = crate::error::ErrorBody),
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn delete(State(state): State<AdminState>, Path(id): Path<String>) -> Result<StatusCode, AdminError> {
     let store = params::store(&state)?;
     if is_file_rule(&state, &id) {
@@ -219,8 +214,7 @@ pub async fn delete(State(state): State<AdminState>, Path(id): Path<String>) -> 
 
 #[utoipa::path(get, path = "/api/spend-limits/{id}/usage", params(("id" = String, Path)),
     responses((status = 200, description = "usage per bucket", body = UsageView),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 404, description = "no such rule", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "no such rule", body = crate::error::ErrorBody)))]
 pub async fn usage(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<UsageView>, AdminError> {
     let buckets =
         state.gateway.spend.usage(&id).ok_or_else(|| AdminError::NotFound(format!("no spend limit {id:?}")))?;

@@ -1,21 +1,21 @@
 //! `GET /api/logs` (filtered, newest first, cursor pages) and `GET /api/logs/{id}`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+use jiff::Timestamp;
 use serde::Serialize;
 use tollgate_store::{Cursor, LogEntry, LogFilter};
 
-use crate::params::{self, DateEnd};
+use crate::params::{self, DateEnd, FromQueryPairs, Params};
 use crate::{AdminError, AdminState};
 
-const DEFAULT_LIMIT: u64 = 50;
+const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u64 = 1000;
 
-/// Query parameters (for the OpenAPI document). Besides these, any `metadata.<key>=value` filters on a metadata
-/// entry, the stored value compared as text (`metadata.team=1` matches `1` and `"1"`); several are ANDed.
-#[derive(Debug, utoipa::IntoParams)]
+/// Query parameters. Besides these, any `metadata.<key>=value` filters on a metadata entry, the stored value
+/// compared as text (`metadata.team=1` matches `1` and `"1"`); several are ANDed.
+#[derive(Debug, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[expect(dead_code, reason = "documents the query string; the handler parses it itself")]
 pub struct LogsParams {
     provider: Option<String>,
     model: Option<String>,
@@ -25,23 +25,78 @@ pub struct LogsParams {
     success: Option<bool>,
     cached: Option<bool>,
     /// USD, inclusive.
-    #[param(minimum = 0)]
-    min_cost: Option<f64>,
+    #[param(minimum = 0, value_type = Option<f64>)]
+    min_cost: Option<u64>,
     /// USD, inclusive.
-    #[param(minimum = 0)]
-    max_cost: Option<f64>,
+    #[param(minimum = 0, value_type = Option<f64>)]
+    max_cost: Option<u64>,
     /// Created at or after: RFC 3339 or `YYYY-MM-DD`.
-    start: Option<String>,
+    #[param(value_type = Option<String>)]
+    start: Option<Timestamp>,
     /// Created before: RFC 3339, or `YYYY-MM-DD` (inclusive of that day).
-    end: Option<String>,
+    #[param(value_type = Option<String>)]
+    end: Option<Timestamp>,
     /// Rows per page, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    cursor: Option<Cursor>,
+    #[param(ignore)]
+    metadata: Vec<(String, String)>,
 }
 
-/// One log row (CONTRACT §5).
+impl FromQueryPairs for LogsParams {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, AdminError> {
+        let mut params = Self::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "provider" => params.provider = Some(value),
+                "model" => params.model = Some(value),
+                "status" => params.status = Some(params::integer(&name, &value, 100, 599)?),
+                "success" => params.success = Some(params::boolean(&name, &value)?),
+                "cached" => params.cached = Some(params::boolean(&name, &value)?),
+                "min_cost" => params.min_cost = Some(params::usd(&name, &value)?),
+                "max_cost" => params.max_cost = Some(params::usd(&name, &value)?),
+                "start" => params.start = Some(params::time(&name, &value, DateEnd::Start)?),
+                "end" => params.end = Some(params::time(&name, &value, DateEnd::End)?),
+                "limit" => params.limit = Some(params::integer(&name, &value, 1, MAX_LIMIT)?),
+                "cursor" => params.cursor = Some(Cursor::decode(&value)?),
+                other => match other.strip_prefix("metadata.") {
+                    Some(key) if !key.is_empty() => params.metadata.push((key.to_owned(), value)),
+                    _ => {
+                        return Err(AdminError::bad(
+                            other,
+                            "unknown parameter; expected provider, model, status, success, cached, min_cost, \
+                             max_cost, start, end, metadata.<key>, limit, cursor",
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(params)
+    }
+}
+
+impl LogsParams {
+    fn filter(self) -> (LogFilter, Option<Cursor>, u32) {
+        let filter = LogFilter {
+            provider: self.provider,
+            model: self.model,
+            status: self.status,
+            success: self.success,
+            cached: self.cached,
+            min_cost_nanos: self.min_cost,
+            max_cost_nanos: self.max_cost,
+            start: self.start,
+            end: self.end,
+            metadata: self.metadata,
+        };
+        (filter, self.cursor, self.limit.unwrap_or(DEFAULT_LIMIT))
+    }
+}
+
+/// One log row (docs/admin-api.md).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogView {
     id: String,
@@ -89,52 +144,22 @@ pub struct LogsPage {
 
 #[utoipa::path(get, path = "/api/logs", params(LogsParams),
     responses((status = 200, description = "a page of rows, newest first", body = LogsPage),
-        (status = 400, description = "bad parameter", body = crate::openapi::ErrorBody),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "bad parameter", body = crate::error::ErrorBody),
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn list(
     State(state): State<AdminState>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    Params(params): Params<LogsParams>,
 ) -> Result<Json<LogsPage>, AdminError> {
     let store = params::store(&state)?;
-    let pairs = params::pairs(query)?;
-    let mut filter = LogFilter::default();
-    let mut limit = DEFAULT_LIMIT as u32;
-    let mut cursor = None;
-    for (name, value) in &pairs {
-        match name.as_str() {
-            "provider" => filter.provider = Some(value.clone()),
-            "model" => filter.model = Some(value.clone()),
-            "status" => filter.status = Some(params::integer(name, value, 100, 599)?),
-            "success" => filter.success = Some(params::boolean(name, value)?),
-            "cached" => filter.cached = Some(params::boolean(name, value)?),
-            "min_cost" => filter.min_cost_nanos = Some(params::usd(name, value)?),
-            "max_cost" => filter.max_cost_nanos = Some(params::usd(name, value)?),
-            "start" => filter.start = Some(params::time(name, value, DateEnd::Start)?),
-            "end" => filter.end = Some(params::time(name, value, DateEnd::End)?),
-            "limit" => limit = params::integer(name, value, 1, MAX_LIMIT)?,
-            "cursor" => cursor = Some(Cursor::decode(value)?),
-            other => match other.strip_prefix("metadata.") {
-                Some(key) if !key.is_empty() => filter.metadata.push((key.to_owned(), value.clone())),
-                _ => {
-                    return Err(AdminError::bad(
-                        other,
-                        "unknown parameter; expected provider, model, status, success, cached, min_cost, max_cost, \
-                         start, end, metadata.<key>, limit, cursor",
-                    ));
-                }
-            },
-        }
-    }
+    let (filter, cursor, limit) = params.filter();
     let (logs, next) = store.logs(&filter, cursor.as_ref(), limit).await?;
     Ok(Json(LogsPage { logs, next_cursor: next.map(|c| c.encode()) }))
 }
 
 #[utoipa::path(get, path = "/api/logs/{id}", params(("id" = String, Path, description = "log row id")),
     responses((status = 200, description = "the row, with its bodies when stored", body = LogView),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 404, description = "no such row", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "no such row", body = crate::error::ErrorBody),
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn one(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<LogEntry>, AdminError> {
     let store = params::store(&state)?;
     store.log(&id).await?.map(Json).ok_or_else(|| AdminError::NotFound(format!("no log row {id:?}")))

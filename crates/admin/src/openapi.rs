@@ -1,9 +1,9 @@
 //! `GET /openapi.json`: the OpenAPI 3 description of the admin API, generated from the handlers.
 
 use axum::Json;
-use serde::Serialize;
 use utoipa::OpenApi;
 
+use crate::error::{self, ErrorBody, ErrorDetail, Unavailable};
 use crate::{limits, logs, prometheus, recompute, spend, stats, status};
 
 #[derive(OpenApi)]
@@ -42,27 +42,11 @@ use crate::{limits, logs, prometheus, recompute, spend, stats, status};
         stats::StatsView,
         status::DatabaseStatus,
         status::StatusView
-    )),
+    ), responses(Unavailable)),
     modifiers(&BearerAuth, &GuardResponses),
     security(("bearer" = []))
 )]
 pub struct AdminApi;
-
-/// Every error: `{"error":{"code","message"}}` (`field` names the bad parameter on 400).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// `unauthorized`, `forbidden`, `unsupported_media_type`, `request_timeout`, `not_found`, `invalid_request`,
-    /// `conflict`, `unavailable`, `internal`.
-    pub code: String,
-    pub message: String,
-    #[schema(nullable = false)]
-    pub field: Option<String>,
-}
 
 struct BearerAuth;
 
@@ -78,27 +62,33 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The refusals of the middleware in front of every handler, described once as shared responses and referenced
-/// from each operation: 403 (without `admin.token`, a request that is not addressed to a loopback name or that
-/// comes from another site) on all, 415 (a body that is not JSON) on the mutations.
+/// from each operation: 401 (no or wrong token) and 403 (without `admin.token`, a request that is not addressed to
+/// a loopback name or that comes from another site) on all, 415 (a body that is not JSON) and 408 (a body that did
+/// not arrive in time) on the mutations.
 struct GuardResponses;
+
+impl GuardResponses {
+    const ALL: [(&str, &str, &str); 2] = [
+        ("401", "Unauthorized", "no or wrong token"),
+        (
+            "403",
+            "Forbidden",
+            "refused: without admin.token, the Host is not a loopback name or the request came from another site",
+        ),
+    ];
+    const MUTATIONS: [(&str, &str, &str); 2] = [
+        ("408", "RequestTimeout", "the request body did not arrive in time"),
+        ("415", "UnsupportedMediaType", "the request body is not Content-Type: application/json"),
+    ];
+}
 
 impl utoipa::Modify for GuardResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-        let shared = |description: &str| {
-            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
-            RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
-        };
+        use utoipa::openapi::{Ref, RefOr};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.responses.insert(
-            "Forbidden".into(),
-            shared(
-                "refused: without admin.token, the Host is not a loopback name or the request came from another site",
-            ),
-        );
-        components
-            .responses
-            .insert("UnsupportedMediaType".into(), shared("the request body is not Content-Type: application/json"));
+        for (_, name, description) in Self::ALL.iter().chain(&Self::MUTATIONS) {
+            components.responses.insert((*name).into(), error::error_response(description));
+        }
         for item in openapi.paths.paths.values_mut() {
             for (operation, mutation) in [
                 (&mut item.get, false),
@@ -110,12 +100,10 @@ impl utoipa::Modify for GuardResponses {
                 (&mut item.delete, true),
             ] {
                 let Some(operation) = operation else { continue };
-                let responses = &mut operation.responses.responses;
-                responses.entry("403".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("Forbidden")));
-                if mutation {
-                    responses
-                        .entry("415".into())
-                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("UnsupportedMediaType")));
+                let shared = if mutation { &Self::MUTATIONS[..] } else { &[] };
+                for (status, name, _) in Self::ALL.iter().chain(shared) {
+                    let responses = &mut operation.responses.responses;
+                    responses.entry((*status).into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
                 }
             }
         }

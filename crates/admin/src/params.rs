@@ -1,6 +1,9 @@
-//! Query-string values shared by the read endpoints: times (`RFC 3339` or `YYYY-MM-DD`, UTC), booleans, numbers,
-//! each failure naming its parameter.
+//! Query strings: the [`Params`] extractor that reads one into an endpoint's documented parameter struct, and the
+//! values they share (times as `RFC 3339` or `YYYY-MM-DD` in UTC, booleans, numbers), each failure naming its
+//! parameter.
 
+use axum::extract::{FromRequestParts, Query};
+use http::request::Parts;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -64,9 +67,22 @@ pub fn store(state: &crate::AdminState) -> Result<&tollgate_store::Store, AdminE
     state.store.as_ref().ok_or_else(|| AdminError::Unavailable("no database is attached to this gateway".to_owned()))
 }
 
-/// The query string as name/value pairs, in order; a malformed one is a 400 in the admin error shape.
-pub fn pairs(
-    query: Result<axum::extract::Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Result<Vec<(String, String)>, AdminError> {
-    query.map(|q| q.0).map_err(|e| AdminError::bad("query", e.body_text()))
+/// A parameter struct read from the query string's name/value pairs, in order, each bad one a 400 naming it.
+pub trait FromQueryPairs: Sized {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, AdminError>;
+}
+
+/// Extracts `T` from the query string; the rejection is an [`AdminError`] (a malformed query string is a 400 in
+/// the admin error shape), so the handler receives the struct the OpenAPI document describes.
+pub struct Params<T>(pub T);
+
+impl<T: FromQueryPairs, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AdminError::bad("query", e.body_text()))?;
+        T::from_pairs(pairs).map(Params)
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use tollgate_limits::nanos_to_usd;
-use tollgate_proxy::metrics::{COST_SOURCES, Histogram, SECONDS_BUCKETS, STATUS_CLASSES, TOKEN_KINDS};
+use tollgate_proxy::metrics::{COST_SOURCES, Histogram, Metrics, SECONDS_BUCKETS, STATUS_CLASSES, TOKEN_KINDS};
 
 use crate::AdminState;
 
@@ -37,11 +37,19 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count {count}");
 }
 
+/// Every family, in the order scrapers have always seen them.
 fn render(state: &AdminState) -> String {
-    let m = &state.metrics;
     let mut out = String::with_capacity(8 * 1024);
+    render_requests(&mut out, &state.metrics);
+    render_latencies(&mut out, &state.metrics);
+    render_limits(&mut out, state);
+    render_process(&mut out, state);
+    out
+}
 
-    header(&mut out, "tollgate_requests_total", "counter", "Requests finished, by provider and status class.");
+/// The per-provider counters: requests, tokens, cost and cost sources.
+fn render_requests(out: &mut String, m: &Metrics) {
+    header(out, "tollgate_requests_total", "counter", "Requests finished, by provider and status class.");
     for (provider, p) in m.providers() {
         for (class, cell) in STATUS_CLASSES.iter().zip(&p.requests) {
             let _ = writeln!(
@@ -52,7 +60,7 @@ fn render(state: &AdminState) -> String {
             );
         }
     }
-    header(&mut out, "tollgate_tokens_total", "counter", "Tokens used, by provider and kind.");
+    header(out, "tollgate_tokens_total", "counter", "Tokens used, by provider and kind.");
     for (provider, p) in m.providers() {
         for (kind, cell) in TOKEN_KINDS.iter().zip(&p.tokens) {
             let _ = writeln!(
@@ -63,7 +71,7 @@ fn render(state: &AdminState) -> String {
             );
         }
     }
-    header(&mut out, "tollgate_cost_usd_total", "counter", "Cost of the requests, in US dollars, by provider.");
+    header(out, "tollgate_cost_usd_total", "counter", "Cost of the requests, in US dollars, by provider.");
     for (provider, p) in m.providers() {
         let _ = writeln!(
             out,
@@ -72,7 +80,7 @@ fn render(state: &AdminState) -> String {
             nanos_to_usd(p.cost_nanos.load(Ordering::Relaxed))
         );
     }
-    header(&mut out, "tollgate_priced_requests_total", "counter", "Requests by where their cost came from.");
+    header(out, "tollgate_priced_requests_total", "counter", "Requests by where their cost came from.");
     for (provider, p) in m.providers() {
         for (source, cell) in COST_SOURCES.iter().zip(&p.by_cost_source) {
             let _ = writeln!(
@@ -83,21 +91,18 @@ fn render(state: &AdminState) -> String {
             );
         }
     }
-    histogram(
-        &mut out,
-        "tollgate_request_duration_seconds",
-        "Time from arrival to the end of the response.",
-        &m.duration,
-    );
-    histogram(&mut out, "tollgate_upstream_ttfb_seconds", "Time from arrival to the upstream response head.", &m.ttfb);
-    histogram(
-        &mut out,
-        "tollgate_gateway_overhead_seconds",
-        "Time the gateway spent before sending upstream.",
-        &m.overhead,
-    );
+}
 
-    header(&mut out, "tollgate_spend_limit_decisions_total", "counter", "Spend-limit rule decisions.");
+fn render_latencies(out: &mut String, m: &Metrics) {
+    histogram(out, "tollgate_request_duration_seconds", "Time from arrival to the end of the response.", &m.duration);
+    histogram(out, "tollgate_upstream_ttfb_seconds", "Time from arrival to the upstream response head.", &m.ttfb);
+    histogram(out, "tollgate_gateway_overhead_seconds", "Time the gateway spent before sending upstream.", &m.overhead);
+}
+
+/// Spend and rate limit decisions, and what is left of each spend rule.
+fn render_limits(out: &mut String, state: &AdminState) {
+    let m = &state.metrics;
+    header(out, "tollgate_spend_limit_decisions_total", "counter", "Spend-limit rule decisions.");
     for (decision, cell) in
         [("allowed", &m.spend_allowed), ("would_block", &m.spend_would_block), ("blocked", &m.spend_blocked)]
     {
@@ -107,11 +112,11 @@ fn render(state: &AdminState) -> String {
             cell.load(Ordering::Relaxed)
         );
     }
-    header(&mut out, "tollgate_rate_limited_total", "counter", "Requests refused by a rate limit.");
+    header(out, "tollgate_rate_limited_total", "counter", "Requests refused by a rate limit.");
     let _ = writeln!(out, "tollgate_rate_limited_total {}", m.rate_limited.load(Ordering::Relaxed));
 
     header(
-        &mut out,
+        out,
         "tollgate_spend_limit_remaining_usd",
         "gauge",
         "Budget left in the rule's most-spent bucket of the current window, in US dollars.",
@@ -128,25 +133,25 @@ fn render(state: &AdminState) -> String {
             nanos_to_usd(remaining)
         );
     }
-    header(&mut out, "tollgate_unpriced_requests_total", "counter", "Responses of models with no price.");
+}
+
+/// Pricing gaps, disconnects, the database, the process.
+fn render_process(out: &mut String, state: &AdminState) {
+    let m = &state.metrics;
+    header(out, "tollgate_unpriced_requests_total", "counter", "Responses of models with no price.");
     let _ =
         writeln!(out, "tollgate_unpriced_requests_total {}", state.gateway.counters.unpriced.load(Ordering::Relaxed));
-    header(&mut out, "tollgate_client_disconnects_total", "counter", "Responses the client left before their end.");
+    header(out, "tollgate_client_disconnects_total", "counter", "Responses the client left before their end.");
     let _ = writeln!(out, "tollgate_client_disconnects_total {}", m.client_disconnects.load(Ordering::Relaxed));
 
     if let Some(store) = &state.store {
         let db = store.status();
-        header(&mut out, "tollgate_database_up", "gauge", "1 when the last database write succeeded.");
+        header(out, "tollgate_database_up", "gauge", "1 when the last database write succeeded.");
         let _ = writeln!(out, "tollgate_database_up {}", u8::from(db.ok));
-        header(
-            &mut out,
-            "tollgate_database_pending_records",
-            "gauge",
-            "Records waiting to be written (queue and spill).",
-        );
+        header(out, "tollgate_database_pending_records", "gauge", "Records waiting to be written (queue and spill).");
         let _ = writeln!(out, "tollgate_database_pending_records {}", db.pending_records);
         header(
-            &mut out,
+            out,
             "tollgate_database_quarantined_records",
             "gauge",
             "Records the database refused for their values, set aside so the rest were written.",
@@ -154,12 +159,11 @@ fn render(state: &AdminState) -> String {
         let _ = writeln!(out, "tollgate_database_quarantined_records {}", db.quarantined_records);
     }
     if let Some(rss) = resident_memory_bytes() {
-        header(&mut out, "tollgate_process_resident_memory_bytes", "gauge", "Resident memory of the process.");
+        header(out, "tollgate_process_resident_memory_bytes", "gauge", "Resident memory of the process.");
         let _ = writeln!(out, "tollgate_process_resident_memory_bytes {rss}");
     }
-    header(&mut out, "tollgate_uptime_seconds", "gauge", "Seconds since the gateway started.");
+    header(out, "tollgate_uptime_seconds", "gauge", "Seconds since the gateway started.");
     let _ = writeln!(out, "tollgate_uptime_seconds {}", state.started.elapsed().as_secs());
-    out
 }
 
 /// Resident set size from `/proc/self/statm` (Linux; pages of 4 KiB).

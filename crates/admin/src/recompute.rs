@@ -1,15 +1,12 @@
 //! `POST /admin/recompute`: reprices the request log with the current prices, rebuilds the spend rollups from it,
 //! and rebuilds every spend rule's current buckets: the window of a fixed-window rule, the slots of a rolling one.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use tollgate_accounting::{CostSource, PriceCatalog, Usage};
-use tollgate_limits::{LiveBucket, Metadata, ROLLING_SLOTS, RequestDims, SpendRule, WindowKind, bucket_key};
+use tollgate_limits::{Metadata, RequestDims, SpendRebuild};
 use tollgate_store::{LogRecord, RepriceInput};
 
 use crate::{AdminError, AdminState, params};
@@ -45,15 +42,14 @@ pub struct RecomputeView {
 /// read is missing from the rebuilt buckets until it is next drained.
 #[utoipa::path(post, path = "/admin/recompute",
     responses((status = 200, description = "rebuilt", body = RecomputeView),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn recompute(State(state): State<AdminState>) -> Result<Json<RecomputeView>, AdminError> {
     let store = params::store(&state)?;
     let catalog = &state.gateway.catalog;
     let engine = &state.gateway.spend;
     let now = engine.clock().now();
-    let mut sums = SpanSums::new(engine.rules(), now);
-    let report = store.recompute(&|row| reprice(catalog, row), &mut |record| sums.add(record)).await?;
+    let mut sums = SpendRebuild::new(engine.rules(), now);
+    let report = store.recompute(&|row| reprice(catalog, row), &mut |record| add(&mut sums, record)).await?;
     // A fixed-window bucket this replica counts that no longer has a row in the window drops to zero.
     sums.keep_live(&engine.live_buckets());
     let mut totals = Vec::new();
@@ -102,100 +98,16 @@ fn reprice(catalog: &PriceCatalog, row: &RepriceInput<'_>) -> Option<(u64, &'sta
     Some((priced.cost_nanos, priced.source.as_str()))
 }
 
-/// Per spend rule, the cost of the log rows in its current span, by bucket key and window or slot start.
-struct SpanSums {
-    rules: Vec<RuleSums>,
-}
-
-struct RuleSums {
-    rule: SpendRule,
-    /// `Window::bounds` now: the current window (fixed), or the span of the slots still counted (rolling).
-    start: Timestamp,
-    end: Timestamp,
-    /// Rolling rules: the slot length in nanoseconds (the span is exactly [`ROLLING_SLOTS`] of them).
-    slot_nanos: Option<i128>,
-    sums: BTreeMap<(String, Timestamp), u64>,
-}
-
-impl RuleSums {
-    /// The window or slot start that `at` counts under, if the span holds it.
-    fn start_of(&self, at: Timestamp) -> Option<Timestamp> {
-        if at < self.start || at >= self.end {
-            return None;
-        }
-        let Some(slot) = self.slot_nanos else { return Some(self.start) };
-        let offset = (at.as_nanosecond() - self.start.as_nanosecond()) / slot * slot;
-        Timestamp::from_nanosecond(self.start.as_nanosecond() + offset).ok()
+/// Adds a repriced row to the rebuild, under the dimensions admission would have seen.
+fn add(sums: &mut SpendRebuild, record: &LogRecord) {
+    if !sums.counts(record.created_at) {
+        return;
     }
-}
-
-impl SpanSums {
-    fn new(rules: impl IntoIterator<Item = SpendRule>, now: Timestamp) -> Self {
-        Self {
-            rules: rules
-                .into_iter()
-                .map(|rule| {
-                    let (start, end) = rule.window().bounds(now);
-                    let slot_nanos = (rule.window().kind() == WindowKind::Rolling)
-                        .then(|| (end.as_nanosecond() - start.as_nanosecond()) / i128::from(ROLLING_SLOTS))
-                        .filter(|slot| *slot > 0);
-                    RuleSums { rule, start, end, slot_nanos, sums: BTreeMap::new() }
-                })
-                .collect(),
-        }
-    }
-
-    /// Adds a repriced row to the bucket and window or slot of every rule whose span holds it and whose filters
-    /// match it.
-    fn add(&mut self, record: &LogRecord) {
-        if !self.rules.iter().any(|r| r.start <= record.created_at && record.created_at < r.end) {
-            return;
-        }
-        // Stored metadata passed the header's checks when logged; a row that no longer parses counts without it.
-        let metadata = Metadata::parse(&serde_json::Value::Object(record.metadata.clone()).to_string(), usize::MAX)
-            .unwrap_or_else(|_| Metadata::empty());
-        let dims = RequestDims::new(&record.provider, &record.model)
-            .with_gateway(record.gateway.as_deref())
-            .with_metadata(&metadata);
-        for rule in &mut self.rules {
-            let Some(start) = rule.start_of(record.created_at) else { continue };
-            if !rule.rule.applies_to(&dims) {
-                continue;
-            }
-            let sum = rule.sums.entry((bucket_key(rule.rule.dimensions(), &dims), start)).or_default();
-            *sum = sum.saturating_add(record.cost_nanos);
-        }
-    }
-
-    /// Gives every live engine bucket of a fixed-window rule a sum for the current window (zero when no row fell
-    /// into it). Rolling buckets get none (a zero per slot would make 60 slots per bucket): a slot the database had
-    /// and the rebuild does not is zeroed by `replace_spend_span` instead.
-    fn keep_live(&mut self, live: &[LiveBucket]) {
-        for bucket in live.iter().filter(|b| b.window_kind == WindowKind::Fixed) {
-            for rule in &mut self.rules {
-                if rule.slot_nanos.is_none() && *rule.rule.id() == *bucket.rule_id && rule.start == bucket.window_start
-                {
-                    rule.sums.entry((bucket.bucket_key.to_string(), rule.start)).or_insert(0);
-                }
-            }
-        }
-    }
-
-    /// Per rule: its span and its rows.
-    fn finish(self) -> impl Iterator<Item = RebuiltRule> {
-        self.rules.into_iter().map(|r| RebuiltRule {
-            rows: r.sums.into_iter().map(|((key, start), total)| (key, start, total)).collect(),
-            span: (r.start, r.end),
-            rule: r.rule,
-        })
-    }
-}
-
-/// A rule's rebuilt `spend_buckets` rows over its current span.
-struct RebuiltRule {
-    rule: SpendRule,
-    /// `[start, end)`: the rule's current window or rolling span.
-    span: (Timestamp, Timestamp),
-    /// (bucket key, window or slot start, nano-dollars).
-    rows: Vec<(String, Timestamp, u64)>,
+    // Stored metadata passed the header's checks when logged; a row that no longer parses counts without it.
+    let metadata = Metadata::parse(&serde_json::Value::Object(record.metadata.clone()).to_string(), usize::MAX)
+        .unwrap_or_else(|_| Metadata::empty());
+    let dims = RequestDims::new(&record.provider, &record.model)
+        .with_gateway(record.gateway.as_deref())
+        .with_metadata(&metadata);
+    sums.add(record.created_at, &dims, record.cost_nanos);
 }

@@ -4,31 +4,48 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use tollgate_limits::nanos_to_usd;
 use tollgate_store::GroupBy;
 
-use crate::params::{self, DateEnd};
+use crate::params::{self, DateEnd, FromQueryPairs, Params};
 use crate::{AdminError, AdminState};
 
 /// Default span when `from` is absent: the 30 days before `to`.
 const DEFAULT_DAYS: i64 = 30;
 
-/// Query parameters (for the OpenAPI document; parsed by hand to name the bad one).
-#[derive(Debug, utoipa::IntoParams)]
+/// Query parameters.
+#[derive(Debug, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[expect(dead_code, reason = "documents the query string; the handler parses it itself")]
 pub struct SpendParams {
     /// Start, inclusive: RFC 3339 or `YYYY-MM-DD` (UTC midnight). Default: 30 days before `to`.
-    from: Option<String>,
+    #[param(value_type = Option<String>)]
+    from: Option<Timestamp>,
     /// End: RFC 3339 (exclusive) or `YYYY-MM-DD` (inclusive of that day). Default: now.
-    to: Option<String>,
+    #[param(value_type = Option<String>)]
+    to: Option<Timestamp>,
     /// Comma-separated: `provider`, `model`, `gateway`, `day`, `hour`, `metadata.<key>` (one metadata key at most;
     /// a key no spend rule uses is answered from a bounded scan of the retained log rows, see `source`).
-    group_by: Option<String>,
+    #[param(value_type = Option<String>)]
+    group_by: Vec<GroupBy>,
+}
+
+impl FromQueryPairs for SpendParams {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, AdminError> {
+        let mut params = Self::default();
+        for (name, value) in &pairs {
+            match name.as_str() {
+                "from" => params.from = Some(params::time(name, value, DateEnd::Start)?),
+                "to" => params.to = Some(params::time(name, value, DateEnd::End)?),
+                "group_by" => params.group_by = GroupBy::parse_list(value)?,
+                other => return Err(AdminError::bad(other, "unknown parameter; expected from, to, group_by")),
+            }
+        }
+        Ok(params)
+    }
 }
 
 /// One group.
@@ -79,24 +96,13 @@ pub struct SpendView {
 
 #[utoipa::path(get, path = "/spend", params(SpendParams),
     responses((status = 200, description = "spend per group", body = SpendView),
-        (status = 400, description = "bad parameter", body = crate::openapi::ErrorBody),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "bad parameter", body = crate::error::ErrorBody),
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn spend(
     State(state): State<AdminState>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    Params(SpendParams { from, to, group_by }): Params<SpendParams>,
 ) -> Result<Json<SpendView>, AdminError> {
     let store = params::store(&state)?;
-    let pairs = params::pairs(query)?;
-    let (mut from, mut to, mut group_by) = (None, None, Vec::new());
-    for (name, value) in &pairs {
-        match name.as_str() {
-            "from" => from = Some(params::time(name, value, DateEnd::Start)?),
-            "to" => to = Some(params::time(name, value, DateEnd::End)?),
-            "group_by" => group_by = GroupBy::parse_list(value)?,
-            other => return Err(AdminError::bad(other, "unknown parameter; expected from, to, group_by")),
-        }
-    }
     let to = to.unwrap_or_else(Timestamp::now);
     let from = from.unwrap_or(to - SignedDuration::from_hours(24 * DEFAULT_DAYS));
     if from >= to {

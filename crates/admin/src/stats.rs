@@ -12,7 +12,7 @@ const DAY_SECONDS: i64 = 86_400;
 /// Burn is the mean daily spend of this many full UTC days before today.
 const BURN_DAYS: i64 = 7;
 
-/// Exactly the eight fields of CONTRACT §5.
+/// Exactly the eight fields of docs/admin-api.md, `/api/stats`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// `stats.cap_usd`.
@@ -42,8 +42,7 @@ pub fn window_bounds(text: &str, now: Timestamp) -> Result<Option<(Timestamp, Ti
 
 #[utoipa::path(get, path = "/api/stats",
     responses((status = 200, description = "headline totals", body = StatsView),
-        (status = 401, description = "no or wrong token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "no database", body = crate::openapi::ErrorBody)))]
+        (status = 503, response = crate::error::Unavailable)))]
 pub async fn stats(State(state): State<AdminState>) -> Result<Json<StatsView>, AdminError> {
     let store = params::store(&state)?;
     let file = &state.config.file.stats;

@@ -92,9 +92,55 @@ window = "1d"
     let state = AdminState { config, gateway, metrics, started: Instant::now(), store };
     tollgate_admin::load_rules(&state).await.unwrap();
     tokio::spawn(tollgate_admin::serve(listener, state.clone(), shutdown.clone()));
-    tokio::spawn(tollgate_admin::run_rule_sync(state.clone(), shutdown.clone()));
-    tokio::spawn(tollgate_admin::run_rollup_key_sync(state.clone(), shutdown.clone()));
+    tokio::spawn(follow_rules(state.clone(), shutdown.clone()));
+    tokio::spawn(follow_rule_keys(state.clone(), shutdown.clone()));
     Replica { admin: TestClient::new(url), state, shutdown }
+}
+
+/// The binary's `rule_sync` task, as each replica runs it: every second, reload the rules when their version moved.
+async fn follow_rules(state: AdminState, shutdown: CancellationToken) {
+    let Some(store) = state.store.clone() else { return };
+    let mut seen = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Ok(version) = store.spend_rules_version().await
+            && seen != Some(version)
+        {
+            seen = tollgate_admin::load_rules(&state).await.ok();
+        }
+    }
+}
+
+/// The binary's `rollup_key_sync` task, as each replica runs it: every second, add the metadata keys of the rules
+/// in force to the rollups.
+async fn follow_rule_keys(state: AdminState, shutdown: CancellationToken) {
+    let Some(store) = state.store.clone() else { return };
+    let mut counted = BTreeSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let wanted: BTreeSet<String> = state
+            .gateway
+            .spend
+            .rules()
+            .iter()
+            .flat_map(tollgate_limits::SpendRule::dimensions)
+            .filter_map(|dimension| match &dimension.key {
+                tollgate_limits::DimensionKey::Metadata(key) => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        if !wanted.is_subset(&counted) && store.add_rollup_metadata_keys(&wanted).await.is_ok() {
+            counted.extend(wanted);
+        }
+    }
 }
 
 /// Row `n` at `at`: provider openai on even n, the hosted `local` on odd n; user u0..u2; cost n cents + 1.

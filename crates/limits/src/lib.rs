@@ -8,6 +8,7 @@ mod engine;
 mod metadata;
 mod money;
 mod rate;
+mod rebuild;
 mod spec;
 mod window;
 
@@ -24,6 +25,7 @@ pub use metadata::{
 };
 pub use money::{MAX_NANOS, NANOS_PER_USD, clamp_nanos, nanos_to_i64, nanos_to_usd, usd_to_nanos};
 pub use rate::{RateLimited, RateLimiter};
+pub use rebuild::{RebuiltRule, Span, SpendRebuild};
 pub use spec::{
     Action, DimensionModeSpec, DimensionSpec, FieldError, MAX_ID_BYTES, RatePer, RateRule, RateRuleSpec, Reserve,
     Route, RouteCandidate, RouteSpec, SpendRule, SpendRuleSpec, validate_rate_rules, validate_routes,

@@ -6,14 +6,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod persist;
+mod supervisor;
+mod tasks;
 
 use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tollgate_accounting::PriceCatalog;
 use tollgate_config::{Config, LogFormat, Source};
 use tollgate_proxy::Gateway;
 use tollgate_proxy::metrics::{MeteredSink, Metrics};
 use tollgate_store::{LogWriter, SpendSync, SpendSyncOptions, Store, WriterOptions};
+
+use crate::supervisor::Supervisor;
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "A self-hosted AI gateway with exact spend limits")]
@@ -151,28 +156,12 @@ fn init_tracing(format: Option<LogFormat>) -> tracing_appender::non_blocking::Wo
 }
 
 async fn serve(config: Arc<Config>) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(listen = %config.server.listen, %error, "cannot listen");
-            return ExitCode::FAILURE;
-        }
-    };
-    let admin_listener = match tokio::net::TcpListener::bind(config.admin.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(listen = %config.admin.listen, %error, "cannot listen (admin)");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let Some((listener, admin_listener)) = bind(&config).await else { return ExitCode::FAILURE };
     for warning in config.startup_warnings() {
         tracing::warn!("{warning}");
     }
-    tracing::info!(listen = %local, version = env!("CARGO_PKG_VERSION"), "tollgate proxy listening");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
-    let grace = config.server.shutdown_grace;
+    let supervisor = Supervisor::new();
+    supervisor.spawn("signals", wait_for_signal(supervisor.shutdown_token(), supervisor.stop_token()));
     let catalog = match load_catalog(&config) {
         Ok(catalog) => Arc::new(catalog),
         Err(error) => {
@@ -197,53 +186,112 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         started: std::time::Instant::now(),
         store: Some(store.clone()),
     };
-    // Rules created through the admin API live in the database: load them before the first request, then
-    // follow changes made on any replica.
-    match tollgate_admin::load_rules(&admin).await {
+    let Some(spend_sync) = load_rules_and_spend(&admin, &store).await else { return ExitCode::FAILURE };
+    start_tasks(&supervisor, &admin, &store, &spend_sync, admin_listener);
+    let proxy = tollgate_proxy::serve(listener, gateway, supervisor.shutdown_token(), config.server.shutdown_grace);
+    shut_down(proxy, supervisor, Persistence { spend_sync, writer, store }).await
+}
+
+/// Binds the proxy and admin listeners; a port that cannot be bound is fatal (logged here).
+async fn bind(config: &Config) -> Option<(TcpListener, TcpListener)> {
+    let listener = match TcpListener::bind(config.server.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listen = %config.server.listen, %error, "cannot listen");
+            return None;
+        }
+    };
+    let admin_listener = match TcpListener::bind(config.admin.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listen = %config.admin.listen, %error, "cannot listen (admin)");
+            return None;
+        }
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(listen = %local, version = env!("CARGO_PKG_VERSION"), "tollgate proxy listening");
+    Some((listener, admin_listener))
+}
+
+/// Loads, before the first request, the rules created through the admin API (they live in the database) and the
+/// current windows' spend, so budgets continue where they were. Either failing is fatal (logged here).
+async fn load_rules_and_spend(admin: &tollgate_admin::AdminState, store: &Store) -> Option<SpendSync> {
+    match tollgate_admin::load_rules(admin).await {
         Ok(loaded) => tracing::info!(api_rules = loaded, "spend rules loaded"),
         Err(error) => {
             tracing::error!(%error, "cannot load the spend rules from the database");
-            return ExitCode::FAILURE;
+            return None;
         }
     }
-    // Budgets continue where they were: load the current windows' spend before the first request.
-    let spend_sync = SpendSync::new(
-        &store,
-        Arc::new(gateway.spend.clone()),
-        SpendSyncOptions { flush_interval: config.database.flush_interval, ..SpendSyncOptions::default() },
-    );
+    let options =
+        SpendSyncOptions { flush_interval: admin.config.database.flush_interval, ..SpendSyncOptions::default() };
+    let spend_sync = SpendSync::new(store, Arc::new(admin.gateway.spend.clone()), options);
     match spend_sync.load().await {
         Ok(buckets) => tracing::info!(buckets, "spend loaded"),
         Err(error) => {
             tracing::error!(%error, "cannot load spend from the database");
-            return ExitCode::FAILURE;
+            return None;
         }
     }
-    let spend_task = spend_sync.spawn();
-    let retention_task = tokio::spawn(retention(store.clone(), config.database.retention, shutdown.clone()));
-    let sweep_task = tokio::spawn(sweep_rate_buckets(gateway.clone(), shutdown.clone()));
-    let rule_sync_task = tokio::spawn(tollgate_admin::run_rule_sync(admin.clone(), shutdown.clone()));
-    let rollup_key_task = tokio::spawn(tollgate_admin::run_rollup_key_sync(admin.clone(), shutdown.clone()));
-    let admin_task = tokio::spawn(tollgate_admin::serve(admin_listener, admin, shutdown.clone()));
-    tollgate_proxy::serve(listener, gateway, shutdown, grace).await;
-    if let Ok(Err(error)) = admin_task.await {
-        tracing::warn!(%error, "admin server ended with an error");
-    }
-    // Every request has finished and recorded: write out what is still in memory.
-    spend_task.abort();
-    retention_task.abort();
-    sweep_task.abort();
-    rule_sync_task.abort();
-    rollup_key_task.abort();
-    if let Err(error) = spend_sync.flush_now().await {
+    Some(spend_sync)
+}
+
+/// Registers every task with the supervisor: the admin server stops with the listeners, the rest once the proxy
+/// has drained.
+fn start_tasks(
+    supervisor: &Supervisor,
+    admin: &tollgate_admin::AdminState,
+    store: &Store,
+    spend_sync: &SpendSync,
+    admin_listener: TcpListener,
+) {
+    let stop = || supervisor.stop_token();
+    supervisor.spawn("spend_sync", tasks::until_stopped(spend_sync.spawn(), stop()));
+    supervisor.spawn("retention", tasks::retention(store.clone(), admin.config.database.retention, stop()));
+    supervisor.spawn("rate_sweep", tasks::sweep_rate_buckets(admin.gateway.clone(), stop()));
+    supervisor.spawn("rule_sync", tasks::rule_sync(admin.clone(), stop()));
+    supervisor.spawn("rollup_key_sync", tasks::rollup_key_sync(admin.clone(), stop()));
+    let (admin, shutdown) = (admin.clone(), supervisor.shutdown_token());
+    supervisor.spawn("admin", async move {
+        if let Err(error) = tollgate_admin::serve(admin_listener, admin, shutdown).await {
+            tracing::warn!(%error, "admin server ended with an error");
+        }
+    });
+}
+
+/// What holds spend and request logs not yet in the database.
+struct Persistence {
+    spend_sync: SpendSync,
+    writer: LogWriter,
+    store: Store,
+}
+
+/// The shutdown order, written once:
+///
+/// 1. Stop accepting: a signal (or the first task to end) cancels the supervisor's shutdown token, and the proxy
+///    and admin listeners stop accepting.
+/// 2. Drain: `proxy` returns once the requests in flight have finished, at most `server.shutdown_grace`.
+/// 3. Stop the tasks: the background tasks are stopped and awaited, the admin server's requests included.
+/// 4. Flush spend: every request has finished and settled, so what is still in memory is written out.
+/// 5. Close the log writer, then 6. the store.
+///
+/// Exits 1 when a task ended before shutdown began.
+async fn shut_down(
+    proxy: impl std::future::Future<Output = ()>,
+    supervisor: Supervisor,
+    persistence: Persistence,
+) -> ExitCode {
+    proxy.await;
+    let healthy = supervisor.stop().await;
+    if let Err(error) = persistence.spend_sync.flush_now().await {
         tracing::error!(%error, "spend could not be flushed at exit (it is in the spill file)");
     }
-    if let Err(error) = writer.close().await {
+    if let Err(error) = persistence.writer.close().await {
         tracing::error!(%error, "request logs could not be flushed at exit (they are in the spill file)");
     }
-    store.close().await;
+    persistence.store.close().await;
     tracing::info!("tollgate stopped");
-    ExitCode::SUCCESS
+    if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 /// The bundled catalog with `[pricing] file` layered over it.
@@ -254,42 +302,15 @@ fn load_catalog(config: &Config) -> Result<PriceCatalog, String> {
     catalog.with_overrides(&text).map_err(|e| format!("pricing.file {}: {e}", path.display()))
 }
 
-/// Deletes request log rows older than `retention`, hourly, in small batches (rollups are kept).
-async fn retention(store: Store, retention: std::time::Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_hours(1));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let Ok(age) = jiff::SignedDuration::try_from(retention) else { continue };
-        let Ok(cutoff) = jiff::Timestamp::now().checked_sub(age) else { continue };
-        match store.delete_older_than(cutoff).await {
-            Ok(report) if report.deleted > 0 => tracing::info!(deleted = report.deleted, "old request logs deleted"),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "retention failed; will retry"),
-        }
+/// Cancels `shutdown` at SIGINT or SIGTERM; returns without it once `stop` is cancelled (a task ended first).
+async fn wait_for_signal(shutdown: CancellationToken, stop: CancellationToken) {
+    tokio::select! {
+        () = signal() => shutdown.cancel(),
+        () = stop.cancelled() => {}
     }
 }
 
-/// Rate-limit buckets that no request has touched for a whole window hold nothing: drop them, so a client
-/// cycling through split values cannot grow memory without bound.
-const RATE_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_mins(1);
-
-async fn sweep_rate_buckets(gateway: Arc<Gateway>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(RATE_SWEEP_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let kept = gateway.rates.sweep();
-                tracing::debug!(kept, "rate-limit buckets swept");
-            }
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
-async fn wait_for_signal(shutdown: CancellationToken) {
+async fn signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -298,7 +319,6 @@ async fn wait_for_signal(shutdown: CancellationToken) {
             Err(error) => {
                 tracing::error!(%error, "cannot listen for SIGTERM");
                 let _ = ctrl_c.await;
-                shutdown.cancel();
                 return;
             }
         };
@@ -311,5 +331,4 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     {
         let _ = ctrl_c.await;
     }
-    shutdown.cancel();
 }

@@ -5,7 +5,7 @@
 //!
 //! 1. The file rules' keys are added when the store is migrated, before the gateway serves
 //!    (`StoreOptions::rollup_metadata_keys`).
-//! 2. [`run_rollup_key_sync`] looks at the engine's rules every [`POLL_INTERVAL`] (in memory: the database is
+//! 2. [`rollup_key_sync`] looks at the engine's rules every [`POLL_INTERVAL`] (in memory: the database is
 //!    asked only when some rule uses a key this task has not seen added yet) and adds the missing keys with
 //!    `Store::add_rollup_metadata_keys`, which counts each key's history exactly once in the same transaction
 //!    (see `tollgate_store`'s `metadata_keys` for why no row is lost or counted twice while writers insert).
@@ -19,13 +19,14 @@
 use std::collections::BTreeSet;
 
 use tokio_util::sync::CancellationToken;
+use tollgate_admin::AdminState;
 use tollgate_limits::{DimensionKey, SpendRule};
 
-use crate::AdminState;
-use crate::rule_sync::POLL_INTERVAL;
+use super::Poll;
+use super::rule_sync::POLL_INTERVAL;
 
 /// The metadata keys `rules` split or filter on.
-pub(crate) fn rule_metadata_keys(rules: &[SpendRule]) -> BTreeSet<String> {
+pub fn rule_metadata_keys(rules: &[SpendRule]) -> BTreeSet<String> {
     rules
         .iter()
         .flat_map(SpendRule::dimensions)
@@ -36,28 +37,20 @@ pub(crate) fn rule_metadata_keys(rules: &[SpendRule]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Adds the metadata keys of the rules in force to the rollups until `shutdown` (see the module docs). Spawn it
-/// once per process; returns at once without a store. A failed attempt is retried at the next tick; one cut short
-/// by `shutdown` rolls back and is made again at the next start.
-pub async fn run_rollup_key_sync(state: AdminState, shutdown: CancellationToken) {
+/// Adds the metadata keys of the rules in force to the rollups until `stop` (see the module docs). Spawn it once
+/// per process; returns at once without a store. A failed attempt is retried at the next tick; one cut short by
+/// `stop` rolls back and is made again at the next start.
+pub async fn rollup_key_sync(state: AdminState, stop: CancellationToken) {
     let Some(store) = state.store.clone() else { return };
     // Keys this task has seen rolled up; the database is asked again only for a key outside this set.
     let mut counted: BTreeSet<String> = BTreeSet::new();
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut poll = Poll::every(POLL_INTERVAL, stop);
+    while poll.tick().await {
         let wanted = rule_metadata_keys(&state.gateway.spend.rules());
         if wanted.is_subset(&counted) {
             continue;
         }
-        let added = tokio::select! {
-            () = shutdown.cancelled() => return,
-            added = store.add_rollup_metadata_keys(&wanted) => added,
-        };
+        let Some(added) = poll.or_stop(store.add_rollup_metadata_keys(&wanted)).await else { return };
         match added {
             // The store logs the keys it added.
             Ok(_) => counted.extend(wanted),
