@@ -182,3 +182,44 @@ async fn sigterm_under_load_loses_no_record() {
     let url = format!("sqlite://{}", dir.join("tollgate.db").display());
     assert_eq!(count_rows(&url).await, (answered, answered), "every answered request has its row");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_created_on_one_replica_is_enforced_by_the_other_within_two_seconds() {
+    let fake = priced_fake().await;
+    let db = PgDb::create().await;
+    let config = format!(
+        "[database]\nurl = \"{}\"\nflush_interval = \"200ms\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"k\"\n",
+        db.url,
+        fake.url()
+    );
+    let (dir_a, dir_b) = (tempdir(), tempdir());
+    let a = Gateway::start(&dir_a, &config);
+    let b = Gateway::start(&dir_b, &config);
+    assert_eq!(ask(&b).await, StatusCode::OK, "no rule yet");
+    // A budget smaller than one request's worst case: once B knows the rule, B refuses.
+    let rule = json!({"id": "tiny", "budget_usd": 0.0001, "window": "1d"});
+    let created = tollgate_testkit::TestClient::new(a.admin.clone())
+        .request(http::Method::POST, "/api/spend-limits", &[("content-type", "application/json")], rule.to_string())
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let created_at = tokio::time::Instant::now();
+    loop {
+        if ask(&b).await == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert!(created_at.elapsed() < Duration::from_secs(2), "replica B did not follow the rule within 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And a deletion on B frees A within the same bound.
+    let deleted = tollgate_testkit::TestClient::new(b.admin.clone())
+        .request(http::Method::DELETE, "/api/spend-limits/tiny", &[], "")
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.status);
+    let deleted_at = tokio::time::Instant::now();
+    while ask(&a).await != StatusCode::OK {
+        assert!(deleted_at.elapsed() < Duration::from_secs(2), "replica A kept a deleted rule past 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.stop(), Some(0));
+    assert_eq!(b.stop(), Some(0));
+}
