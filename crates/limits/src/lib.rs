@@ -26,8 +26,8 @@ pub use money::{MAX_NANOS, NANOS_PER_USD, clamp_nanos, nanos_to_i64, nanos_to_us
 pub use rate::{RateLimited, RateLimiter};
 pub use spec::{
     Action, DimensionModeSpec, DimensionSpec, FieldError, MAX_ID_BYTES, RatePer, RateRule, RateRuleSpec, Reserve,
-    Route, RouteCandidate, RouteSpec, SpendRule, SpendRuleSpec, validate_rate_rules, validate_routes,
-    validate_spend_rules,
+    Route, RouteCandidate, RouteSpec, SpendRule, SpendRuleSpec, rule_metadata_keys, validate_rate_rules,
+    validate_routes, validate_spend_rules,
 };
 pub use window::{ROLLING_SLOTS, Window, WindowError, WindowKind, WindowLength, parse_window};
 

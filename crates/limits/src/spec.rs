@@ -1,7 +1,7 @@
 //! Rule specs in the file/API shape of the contract (`[[spend_limits]]`, `[[rate_limits]]`, `[[routes]]`) and their
 //! validation into runtime rules, collecting every error with its field path.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,19 @@ pub struct SpendRuleSpec {
     /// `worst_case` (default) or `none`.
     #[serde(default)]
     pub reserve: Reserve,
+}
+
+/// The metadata keys `rules` split or filter on (`metadata.<key>` dimensions), without the `metadata.` prefix:
+/// the keys the store's rollups must count for `/spend` to group by them.
+pub fn rule_metadata_keys(rules: &[SpendRule]) -> BTreeSet<String> {
+    rules
+        .iter()
+        .flat_map(SpendRule::dimensions)
+        .filter_map(|dimension| match &dimension.key {
+            DimensionKey::Metadata(key) => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A validated spend rule.

@@ -1,7 +1,5 @@
 //! Wiring between the request path and the store: records become log rows, spend flows to the database.
 
-use std::collections::BTreeSet;
-
 use tollgate_accounting::CostSource;
 use tollgate_config::Config;
 use tollgate_proxy::{RecordSink, UsageRecord};
@@ -12,13 +10,7 @@ use tollgate_store::{Enqueued, LogRecord, LogWriter, StoreOptions};
 /// `tollgate_admin::run_rollup_key_sync`). Only rule keys are rolled up, so a high-cardinality key never makes the
 /// rollup as large as the log.
 pub fn store_options(config: &Config) -> StoreOptions {
-    let rollup_metadata_keys: BTreeSet<String> = config
-        .file
-        .spend_limits
-        .iter()
-        .flat_map(|rule| rule.dimensions.iter())
-        .filter_map(|d| d.key.strip_prefix("metadata.").map(str::to_string))
-        .collect();
+    let rollup_metadata_keys = tollgate_limits::rule_metadata_keys(&config.spend_rules);
     StoreOptions {
         spill_path: config.database.spill_path.clone(),
         spill_max_bytes: config.database.spill_max_bytes,
