@@ -101,6 +101,24 @@ fn a_bad_config_exits_1_naming_every_key_before_listening() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9"));
 }
 
+#[test]
+fn a_bad_stats_window_exits_1_naming_its_key_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let port = free_port();
+    std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[stats]\nwindow = \"fortnight\"\n"))
+        .unwrap();
+    for command in ["check-config", "serve"] {
+        let out = Command::new(BIN).args([command, "--config"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("stats.window"), "{command}: {stderr}");
+        assert!(stderr.contains("fortnight"), "{command}: {stderr}");
+    }
+    // Nothing was left listening on the configured port.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
+
 #[tokio::test]
 async fn serve_proxies_and_sigterm_drains_an_in_flight_stream_then_exits_0() {
     let fake = FakeProvider::start().await;
