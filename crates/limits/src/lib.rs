@@ -16,8 +16,7 @@ pub use dimension::{
     Dimension, DimensionKey, DimensionMode, MISSING_VALUE, RequestDims, SINGLE_BUCKET_KEY, bucket_key,
 };
 pub use engine::{
-    Admission, Blocked, BucketDelta, BucketTotal, BucketUsage, Decision, EngineCounters, LiveBucket, RuleDecision,
-    SpendEngine,
+    Admission, Blocked, BucketDelta, BucketTotal, BucketUsage, Decision, LiveBucket, RuleDecision, SpendEngine,
 };
 pub use metadata::{
     DEFAULT_MAX_ENTRIES, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Metadata, MetadataError, MetadataValue,
