@@ -242,7 +242,6 @@ impl SpendEngine {
         &self.inner.clock
     }
 
-    /// The current rules.
     pub fn rules(&self) -> Vec<SpendRule> {
         self.inner.rules.load().rules.iter().map(|s| s.rule.clone()).collect()
     }

@@ -150,7 +150,6 @@ pub struct SpendRule {
 }
 
 impl SpendRule {
-    /// The rule id.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -160,7 +159,6 @@ impl SpendRule {
         self.budget_nanos
     }
 
-    /// The window.
     pub fn window(&self) -> &Window {
         &self.window
     }
@@ -359,7 +357,6 @@ pub struct RateRule {
 }
 
 impl RateRule {
-    /// The rule id.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -374,7 +371,6 @@ impl RateRule {
         self.per
     }
 
-    /// The window length.
     pub fn window(&self) -> WindowLength {
         self.window
     }
@@ -452,7 +448,6 @@ pub struct Route {
 }
 
 impl Route {
-    /// The route name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -23,11 +23,8 @@ pub enum Decision {
 /// One rule's decision, borrowed from the [`Admission`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RuleDecision<'a> {
-    /// The rule id.
     pub rule: &'a str,
-    /// The bucket key.
     pub bucket: &'a str,
-    /// The decision.
     pub decision: Decision,
 }
 
