@@ -1,20 +1,21 @@
 //! Turns the file shape into the runtime [`Config`], collecting every problem with its key path.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+mod issues;
+mod providers;
+
 use std::time::Duration;
 
 use tollgate_limits::{Window, parse_window, usd_to_nanos};
 
-use url::Url;
-
 use crate::file::{AdminFile, DatabaseFile, FileConfig, GatewayFile, LoggingFile, PricingFile, ServerFile, StatsFile};
-use crate::provider::{BUILTIN_PROVIDERS, Provider, ProviderFamily};
-use crate::units::{parse_byte_size, parse_duration};
+use crate::units::parse_byte_size;
 use crate::{
-    Admin, Backoff, Config, ConfigError, ConfigIssue, CredentialKind, Database, Gateway, LogFormat, Logging, Pricing,
-    Secret, Server, Stats, UnpricedPolicy, redact,
+    Admin, Backoff, Config, ConfigError, CredentialKind, Database, Gateway, LogFormat, Logging, Pricing, Server, Stats,
+    UnpricedPolicy, redact,
 };
+use issues::Issues;
+pub(crate) use issues::Sources;
+use providers::{providers, routes, unknown_provider};
 
 /// Bounds of `gateway.max_model_chars`: a name longer than 4096 characters is no model name anywhere.
 pub const MAX_MODEL_CHARS: u64 = 4_096;
@@ -24,85 +25,6 @@ pub const MAX_MODEL_CHARS: u64 = 4_096;
 pub const MAX_ATTEMPTS: u32 = 5;
 /// The longest wait between attempts, in `gateway.retry_delay` and `cf-aig-retry-delay` (Cloudflare's cap too).
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-
-#[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
-
-impl Issues {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigIssue { path: path.into(), message: message.into() });
-    }
-
-    fn check<T>(&mut self, path: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|message| self.push(path, message)).ok()
-    }
-
-    fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
-        self.check(path, text.parse().map_err(|_| format!("{text:?} is not an address like 0.0.0.0:8080")))
-    }
-
-    /// Takes a limits-engine validation result, prefixing its errors with the list's key.
-    fn rules<T>(&mut self, list: &str, result: Result<Vec<T>, Vec<tollgate_limits::FieldError>>) -> Vec<T> {
-        result.unwrap_or_else(|errors| {
-            for error in errors {
-                let sep = if error.path.starts_with('[') || error.path.is_empty() { "" } else { "." };
-                self.push(format!("{list}{sep}{}", error.path), error.message);
-            }
-            Vec::new()
-        })
-    }
-
-    fn duration(&mut self, path: &str, text: &str) -> Option<Duration> {
-        self.check(path, parse_duration(text))
-    }
-
-    /// A provider base URL: http(s), and neither a query nor a fragment, since the request path is appended to
-    /// it (a query would swallow the path). Messages print the URL redacted: it may carry a password.
-    fn base_url(&mut self, path: &str, text: &str) -> Option<Url> {
-        let shown = redact::url(text);
-        let url = self.check(path, Url::parse(text).map_err(|e| format!("{shown:?} is not a URL: {e}")))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            self.push(path, format!("{shown:?} must be an http or https URL"));
-            return None;
-        }
-        if url.query().is_some() {
-            self.push(
-                path,
-                format!("{shown:?} has a query string: the request path is appended to this URL, so it would land inside the query"),
-            );
-            return None;
-        }
-        if url.fragment().is_some() {
-            self.push(path, format!("{shown:?} has a #fragment: the request path is appended to this URL"));
-            return None;
-        }
-        Some(url)
-    }
-
-    /// A secret: absent is unset; present must not be empty (an empty `${NAME}` is a mistake that would
-    /// otherwise turn authentication off or send an empty key).
-    fn secret(&mut self, path: &str, value: Option<&String>, sources: &Sources) -> Option<Secret> {
-        let value = value?;
-        if value.trim().is_empty() {
-            self.push(path, empty_secret_message(sources.get(path).map(String::as_str)));
-            return None;
-        }
-        Some(Secret::new(value.clone()))
-    }
-}
-
-/// The environment variable each interpolated key was read from, by dotted key path.
-pub(crate) type Sources = BTreeMap<String, String>;
-
-fn empty_secret_message(variable: Option<&str>) -> String {
-    match variable {
-        Some(name) => format!(
-            "is empty: environment variable {name} is set to an empty string. Set it, or write \"${{{name}:-}}\" \
-             to leave the key unset when the variable is empty"
-        ),
-        None => "is empty; remove the key to leave it unset".to_string(),
-    }
-}
 
 /// Every section in turn, each adding its problems to one list (as Vector's `compile` runs its checks); the
 /// runtime [`Config`] only when the list stays empty. Issues come in the order of the sections.
@@ -349,114 +271,4 @@ fn pricing(file: &PricingFile, issues: &mut Issues) -> Option<Pricing> {
         }
     };
     Some(Pricing { file: file.file.as_ref().map(Into::into), unpriced: unpriced? })
-}
-
-/// The providers the gateway routes to: every built-in that reaches a remote API, the loopback built-ins
-/// (`ollama`, `vllm`) only when they appear under `[providers.*]` (otherwise any client could reach those local
-/// ports through the gateway), and every configured entry.
-fn providers(file: &FileConfig, sources: &Sources, issues: &mut Issues) -> BTreeMap<String, Provider> {
-    let builtins: BTreeMap<&str, Provider> = BUILTIN_PROVIDERS
-        .iter()
-        .map(|&(name, family, base, hosted)| {
-            let base_url = base.and_then(|b| Url::parse(b).ok());
-            (name, Provider { name: name.to_string(), family, base_url, api_key: None, zdr_base_url: None, hosted })
-        })
-        .collect();
-    let mut out: BTreeMap<String, Provider> = builtins
-        .iter()
-        .filter(|(_, provider)| !provider.base_url.as_ref().is_some_and(points_at_loopback))
-        .map(|(name, provider)| ((*name).to_string(), provider.clone()))
-        .collect();
-    for (name, entry) in &file.providers {
-        let path = format!("providers.{name}");
-        if matches!(name.as_str(), "v1" | "compat" | "dynamic") || name.is_empty() || name.contains('/') {
-            issues.push(&path, format!("{name:?} is reserved or not a valid provider name"));
-            continue;
-        }
-        let builtin = builtins.get(name.as_str());
-        let family = match (entry.kind.as_deref(), builtin) {
-            (None, Some(b)) => b.family,
-            (Some("openai-compatible"), None) => ProviderFamily::OpenAi,
-            (Some(kind), Some(_)) => {
-                issues.push(format!("{path}.kind"), format!("{name} is built in; remove kind ({kind:?})"));
-                continue;
-            }
-            (Some(kind), None) => {
-                issues.push(format!("{path}.kind"), format!("{kind:?} is not a known kind; use \"openai-compatible\""));
-                continue;
-            }
-            (None, None) => {
-                issues.push(
-                    format!("{path}.kind"),
-                    "is required for a provider that is not built in (\"openai-compatible\")",
-                );
-                continue;
-            }
-        };
-        let base_url = match &entry.base_url {
-            Some(text) => issues.base_url(&format!("{path}.base_url"), text),
-            None => builtin.and_then(|b| b.base_url.clone()),
-        };
-        if entry.base_url.is_none() && builtin.is_none() {
-            issues.push(format!("{path}.base_url"), "is required for an openai-compatible provider");
-        }
-        let api_key = issues.secret(&format!("{path}.api_key"), entry.api_key.as_ref(), sources);
-        // Without a base_url, Azure's host comes from the client's path (`/azure-openai/{resource}/...`): the
-        // client would choose which host receives the stored key.
-        if family == ProviderFamily::Azure && entry.api_key.is_some() && entry.base_url.is_none() {
-            issues.push(
-                format!("{path}.base_url"),
-                "is required when api_key is set: without it the client's path names the Azure resource that \
-                 receives the stored key (e.g. base_url = \"https://my-resource.openai.azure.com/openai/v1\")",
-            );
-        }
-        let zdr_base_url =
-            entry.zdr_base_url.as_ref().and_then(|t| issues.base_url(&format!("{path}.zdr_base_url"), t));
-        let hosted = entry.hosted.or(builtin.map(|b| b.hosted)).unwrap_or(false);
-        out.insert(name.clone(), Provider { name: name.clone(), family, base_url, api_key, zdr_base_url, hosted });
-    }
-    out
-}
-
-/// Whether a URL's host is this machine: `localhost`, `127.0.0.0/8` or `::1`.
-pub(crate) fn points_at_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.');
-            name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost")
-        }
-        None => false,
-    }
-}
-
-/// The message for a provider name that is not registered; names the built-ins that need a section.
-fn unknown_provider(name: &str) -> String {
-    let loopback_builtin = BUILTIN_PROVIDERS.iter().any(|&(builtin, _, base, _)| {
-        builtin == name && base.and_then(|b| Url::parse(b).ok()).is_some_and(|u| points_at_loopback(&u))
-    });
-    if loopback_builtin {
-        format!(
-            "{name:?} is built in but reaches this machine, so it exists only when configured: add [providers.{name}]"
-        )
-    } else {
-        format!("{name:?} is not a configured or built-in provider")
-    }
-}
-
-fn routes(
-    file: &FileConfig,
-    providers: &BTreeMap<String, Provider>,
-    issues: &mut Issues,
-) -> Vec<tollgate_limits::Route> {
-    let routes = issues.rules("routes", tollgate_limits::validate_routes(&file.routes));
-    for (i, route) in routes.iter().enumerate() {
-        for (j, candidate) in route.candidates().iter().enumerate() {
-            if !providers.contains_key(&candidate.provider) {
-                issues.push(format!("routes[{i}].candidates[{j}]"), unknown_provider(&candidate.provider));
-            }
-        }
-    }
-    routes
 }
