@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
-use tollgate_limits::{Window, nanos_to_usd, parse_window};
+use tollgate_limits::nanos_to_usd;
 
 use crate::{AdminError, AdminState, params};
 
@@ -12,7 +12,7 @@ const DAY_SECONDS: i64 = 86_400;
 /// Burn is the mean daily spend of this many full UTC days before today.
 const BURN_DAYS: i64 = 7;
 
-/// Exactly the eight fields of docs/admin-api.md, `/api/stats`.
+/// The headline of `GET /api/stats`: exactly these eight fields (docs/admin-api.md).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// `stats.cap_usd`.
@@ -30,24 +30,16 @@ pub struct StatsView {
     pub hosted_only_ok: bool,
 }
 
-/// The `[start, end)` that `stats.window` means now: `None` for `lifetime`, otherwise the fixed UTC window
-/// containing `now` (calendar day, week from Monday, month for `1d`, `7d`, `Nmo`; epoch-aligned otherwise).
-pub fn window_bounds(text: &str, now: Timestamp) -> Result<Option<(Timestamp, Timestamp)>, AdminError> {
-    if text == "lifetime" {
-        return Ok(None);
-    }
-    let length = parse_window(text).map_err(|e| AdminError::Internal(format!("config stats.window: {e}")))?;
-    Ok(Some(Window::fixed_utc(length).bounds(now)))
-}
-
 #[utoipa::path(get, path = "/api/stats",
     responses((status = 200, description = "headline totals", body = StatsView),
         (status = 503, response = crate::error::Unavailable)))]
 pub async fn stats(State(state): State<AdminState>) -> Result<Json<StatsView>, AdminError> {
     let store = params::store(&state)?;
-    let file = &state.config.file.stats;
+    let config = &state.config.stats;
     let now = Timestamp::now();
-    let (from, to) = match window_bounds(&file.window, now)? {
+    // `lifetime` is all time; any other window is the fixed UTC window containing `now` (calendar day, week from
+    // Monday, month for `1d`, `7d`, `Nmo`; epoch-aligned otherwise).
+    let (from, to) = match config.window.as_ref().map(|window| window.bounds(now)) {
         Some((start, end)) => (Some(start), Some(end)),
         None => (None, None),
     };
@@ -60,9 +52,9 @@ pub async fn stats(State(state): State<AdminState>) -> Result<Json<StatsView>, A
     let hosted_only_ok =
         totals.providers.iter().all(|name| state.config.providers.get(name).is_some_and(|provider| provider.hosted));
     Ok(Json(StatsView {
-        cap_usd: file.cap_usd,
+        cap_usd: config.cap_usd,
         spent_usd,
-        remaining_usd: (file.cap_usd - spent_usd).max(0.0),
+        remaining_usd: (config.cap_usd - spent_usd).max(0.0),
         burn_per_day_usd: nanos_to_usd(burn.cost_nanos) / BURN_DAYS as f64,
         total_requests: totals.requests,
         total_tokens_in: totals.tokens_in,

@@ -23,10 +23,10 @@ pub use file::FileConfig;
 pub use provider::{AuthStyle, BUILTIN_PROVIDERS, Provider, ProviderFamily};
 pub use secret::Secret;
 pub use units::{parse_byte_size, parse_duration};
-pub use validate::MAX_MODEL_CHARS;
+pub use validate::{MAX_ATTEMPTS, MAX_MODEL_CHARS, MAX_RETRY_DELAY};
 
-/// The validated configuration the gateway runs with. `Debug` leaves out the raw file shape, which holds the
-/// secrets in clear.
+/// The validated configuration the gateway runs with. `Debug` leaves out the effective file shape (it repeats
+/// the runtime values).
 #[derive(Clone)]
 pub struct Config {
     pub server: Server,
@@ -41,9 +41,9 @@ pub struct Config {
     pub spend_rules: Vec<tollgate_limits::SpendRule>,
     pub rate_rules: Vec<tollgate_limits::RateRule>,
     pub routes: Vec<tollgate_limits::Route>,
-    /// The file shape after `${NAME}` interpolation; kept to print the effective config and for sections
-    /// validated by the crates that own them (spend and rate limits, stats).
-    pub file: FileConfig,
+    pub stats: Stats,
+    /// The file shape after `${NAME}` interpolation with every secret hidden: what [`Config::redacted`] prints.
+    effective: FileConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +99,24 @@ pub enum Backoff {
     Linear,
     Exponential,
 }
+
+impl std::str::FromStr for Backoff {
+    type Err = UnknownBackoff;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "constant" => Ok(Backoff::Constant),
+            "linear" => Ok(Backoff::Linear),
+            "exponential" => Ok(Backoff::Exponential),
+            other => Err(UnknownBackoff(other.to_string())),
+        }
+    }
+}
+
+/// A backoff name that is none of `constant`, `linear`, `exponential`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not one of constant, linear, exponential")]
+pub struct UnknownBackoff(pub String);
 
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -178,6 +196,15 @@ pub enum UnpricedPolicy {
 pub struct Pricing {
     pub file: Option<PathBuf>,
     pub unpriced: UnpricedPolicy,
+}
+
+/// What `/api/stats` reports against (`[stats]`).
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// The budget the headline shows, in USD (non-negative).
+    pub cap_usd: f64,
+    /// The fixed UTC window spend is counted in; `None` for `lifetime` (all time).
+    pub window: Option<tollgate_limits::Window>,
 }
 
 /// One problem in the configuration, with the dotted key path it is about.
@@ -425,6 +452,7 @@ impl std::fmt::Debug for Config {
             .field("spend_rules", &self.spend_rules)
             .field("rate_rules", &self.rate_rules)
             .field("routes", &self.routes)
+            .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }

@@ -7,23 +7,28 @@ impl Config {
     /// keys whole, and in every URL (`database.url`, each provider's `base_url` and `zdr_base_url`) the
     /// password of the userinfo and the value of each query parameter.
     pub fn redacted(&self) -> FileConfig {
-        let mut file = self.file.clone();
-        let redact = |s: &mut Option<String>| {
-            if s.is_some() {
-                *s = Some(Secret::REDACTED.to_string());
-            }
-        };
-        redact(&mut file.admin.token);
-        redact(&mut file.gateway.auth_token);
-        for provider in file.providers.values_mut() {
-            redact(&mut provider.api_key);
-            for text in [&mut provider.base_url, &mut provider.zdr_base_url].into_iter().flatten() {
-                *text = url(text);
-            }
-        }
-        file.database.url = url(&file.database.url);
-        file
+        self.effective.clone()
     }
+}
+
+/// `file` as [`Config::redacted`] shows it; made once at load, so the runtime config never holds the secrets
+/// of the file shape in clear.
+pub(crate) fn file(mut file: FileConfig) -> FileConfig {
+    let redact = |s: &mut Option<String>| {
+        if s.is_some() {
+            *s = Some(Secret::REDACTED.to_string());
+        }
+    };
+    redact(&mut file.admin.token);
+    redact(&mut file.gateway.auth_token);
+    for provider in file.providers.values_mut() {
+        redact(&mut provider.api_key);
+        for text in [&mut provider.base_url, &mut provider.zdr_base_url].into_iter().flatten() {
+            *text = url(text);
+        }
+    }
+    file.database.url = url(&file.database.url);
+    file
 }
 
 /// A URL as it may be shown: the userinfo password and every query value replaced by `[redacted]` (the user

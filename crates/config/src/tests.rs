@@ -464,3 +464,18 @@ fn spend_scan_max_rows_defaults_and_refuses_zero() {
     let text = Config::from_toml("[database]\nspend_scan_max_rows = 0\n", &[]).unwrap_err().to_string();
     assert!(text.contains("database.spend_scan_max_rows"), "{text}");
 }
+
+#[test]
+fn stats_window_and_cap_are_checked_at_load() {
+    let config = Config::from_toml("", &[]).unwrap();
+    assert!(config.stats.window.is_none(), "lifetime is all time");
+    assert!(config.stats.cap_usd.abs() < f64::EPSILON);
+    let config = Config::from_toml("[stats]\ncap_usd = 2.5\nwindow = \"1d\"\n", &[]).unwrap();
+    assert!((config.stats.cap_usd - 2.5).abs() < f64::EPSILON);
+    let window = config.stats.window.expect("a 1d window");
+    assert_eq!(window.length(), tollgate_limits::parse_window("1d").unwrap());
+    assert_eq!(window.time_zone_name(), "UTC");
+    let err = Config::from_toml("[stats]\ncap_usd = -1.0\nwindow = \"1 day\"\n", &[]).unwrap_err();
+    assert_eq!(paths(&err), ["stats.cap_usd", "stats.window"]);
+    assert!(issue(&err, "stats.window").message.contains("\"1 day\""), "{err}");
+}

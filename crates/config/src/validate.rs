@@ -1,114 +1,82 @@
 //! Turns the file shape into the runtime [`Config`], collecting every problem with its key path.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+mod issues;
+mod providers;
+
 use std::time::Duration;
 
-use tollgate_limits::usd_to_nanos;
+use tollgate_limits::{Window, parse_window, usd_to_nanos};
 
-use url::Url;
-
-use crate::file::FileConfig;
-use crate::provider::{BUILTIN_PROVIDERS, Provider, ProviderFamily};
-use crate::units::{parse_byte_size, parse_duration};
+use crate::file::{AdminFile, DatabaseFile, FileConfig, GatewayFile, LoggingFile, PricingFile, ServerFile, StatsFile};
+use crate::units::parse_byte_size;
 use crate::{
-    Admin, Backoff, Config, ConfigError, ConfigIssue, CredentialKind, Database, Gateway, LogFormat, Logging, Pricing,
-    Secret, Server, UnpricedPolicy, redact,
+    Admin, Backoff, Config, ConfigError, CredentialKind, Database, Gateway, LogFormat, Logging, Pricing, Server, Stats,
+    UnpricedPolicy, redact,
 };
+use issues::Issues;
+pub(crate) use issues::Sources;
+use providers::{providers, routes, unknown_provider};
 
 /// Bounds of `gateway.max_model_chars`: a name longer than 4096 characters is no model name anywhere.
 pub const MAX_MODEL_CHARS: u64 = 4_096;
 
-/// Attempts and retry delay are capped as Cloudflare caps its `cf-aig-max-attempts` / `cf-aig-retry-delay`.
+/// The most attempts per request, in `gateway.max_attempts` and `cf-aig-max-attempts`: Cloudflare's cap, so
+/// requests written for it behave the same here.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// The longest wait between attempts, in `gateway.retry_delay` and `cf-aig-retry-delay` (Cloudflare's cap too).
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
-
-impl Issues {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigIssue { path: path.into(), message: message.into() });
-    }
-
-    fn check<T>(&mut self, path: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|message| self.push(path, message)).ok()
-    }
-
-    fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
-        self.check(path, text.parse().map_err(|_| format!("{text:?} is not an address like 0.0.0.0:8080")))
-    }
-
-    /// Takes a limits-engine validation result, prefixing its errors with the list's key.
-    fn rules<T>(&mut self, list: &str, result: Result<Vec<T>, Vec<tollgate_limits::FieldError>>) -> Vec<T> {
-        result.unwrap_or_else(|errors| {
-            for error in errors {
-                let sep = if error.path.starts_with('[') || error.path.is_empty() { "" } else { "." };
-                self.push(format!("{list}{sep}{}", error.path), error.message);
-            }
-            Vec::new()
-        })
-    }
-
-    fn duration(&mut self, path: &str, text: &str) -> Option<Duration> {
-        self.check(path, parse_duration(text))
-    }
-
-    /// A provider base URL: http(s), and neither a query nor a fragment, since the request path is appended to
-    /// it (a query would swallow the path). Messages print the URL redacted: it may carry a password.
-    fn base_url(&mut self, path: &str, text: &str) -> Option<Url> {
-        let shown = redact::url(text);
-        let url = self.check(path, Url::parse(text).map_err(|e| format!("{shown:?} is not a URL: {e}")))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            self.push(path, format!("{shown:?} must be an http or https URL"));
-            return None;
-        }
-        if url.query().is_some() {
-            self.push(
-                path,
-                format!("{shown:?} has a query string: the request path is appended to this URL, so it would land inside the query"),
-            );
-            return None;
-        }
-        if url.fragment().is_some() {
-            self.push(path, format!("{shown:?} has a #fragment: the request path is appended to this URL"));
-            return None;
-        }
-        Some(url)
-    }
-
-    /// A secret: absent is unset; present must not be empty (an empty `${NAME}` is a mistake that would
-    /// otherwise turn authentication off or send an empty key).
-    fn secret(&mut self, path: &str, value: Option<&String>, sources: &Sources) -> Option<Secret> {
-        let value = value?;
-        if value.trim().is_empty() {
-            self.push(path, empty_secret_message(sources.get(path).map(String::as_str)));
-            return None;
-        }
-        Some(Secret::new(value.clone()))
-    }
-}
-
-/// The environment variable each interpolated key was read from, by dotted key path.
-pub(crate) type Sources = BTreeMap<String, String>;
-
-fn empty_secret_message(variable: Option<&str>) -> String {
-    match variable {
-        Some(name) => format!(
-            "is empty: environment variable {name} is set to an empty string. Set it, or write \"${{{name}:-}}\" \
-             to leave the key unset when the variable is empty"
-        ),
-        None => "is empty; remove the key to leave it unset".to_string(),
-    }
-}
-
+/// Every section in turn, each adding its problems to one list (as Vector's `compile` runs its checks); the
+/// runtime [`Config`] only when the list stays empty. Issues come in the order of the sections.
 pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, ConfigError> {
     let mut issues = Issues::default();
+    let server = server(&file.server, &mut issues);
+    let admin = admin(&file.admin, sources, &mut issues);
+    let database = database(&file.database, sources, &mut issues);
+    let logging = logging(&file.logging, &mut issues);
+    let gateway = gateway(&file.gateway, sources, &mut issues);
+    let providers = providers(&file, sources, &mut issues);
+    if !providers.contains_key(&file.server.default_provider) {
+        issues.push("server.default_provider", unknown_provider(&file.server.default_provider));
+    }
+    let routes = routes(&file, &providers, &mut issues);
+    let spend_rules = issues.rules("spend_limits", tollgate_limits::validate_spend_rules(&file.spend_limits));
+    let rate_rules = issues.rules("rate_limits", tollgate_limits::validate_rate_rules(&file.rate_limits));
+    let stats = stats(&file.stats, &mut issues);
+    let pricing = pricing(&file.pricing, &mut issues);
+    if !issues.0.is_empty() {
+        return Err(ConfigError { issues: issues.0 });
+    }
+    // A section is None only after pushing an issue, so with none pushed every section is Some.
+    let (Some(server), Some(admin), Some(database), Some(gateway), Some(stats), Some(pricing)) =
+        (server, admin, database, gateway, stats, pricing)
+    else {
+        return Err(ConfigError::one("", "internal: a value failed to validate without an issue"));
+    };
+    Ok(Config {
+        server,
+        admin,
+        database,
+        logging,
+        gateway,
+        providers,
+        pricing,
+        spend_rules,
+        rate_rules,
+        routes,
+        stats,
+        effective: redact::file(file),
+    })
+}
 
-    let listen = issues.addr("server.listen", &file.server.listen);
-    let max_request_body = issues.check("server.max_request_body", parse_byte_size(&file.server.max_request_body));
-    let shutdown_grace = issues.duration("server.shutdown_grace", &file.server.shutdown_grace);
-    let body_timeout = issues.duration("server.body_timeout", &file.server.body_timeout).and_then(|d| {
+// Each section below checks every key before it returns, so one bad key never hides another: the values are
+// computed (pushing an issue for each bad one) and only then unwrapped with `?` into the runtime type.
+
+fn server(file: &ServerFile, issues: &mut Issues) -> Option<Server> {
+    let listen = issues.addr("server.listen", &file.listen);
+    let max_request_body = issues.check("server.max_request_body", parse_byte_size(&file.max_request_body));
+    let shutdown_grace = issues.duration("server.shutdown_grace", &file.shutdown_grace);
+    let body_timeout = issues.duration("server.body_timeout", &file.body_timeout).and_then(|d| {
         if d.is_zero() {
             issues.push("server.body_timeout", "must be longer than 0s");
             None
@@ -116,43 +84,65 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
             Some(d)
         }
     });
-    let max_connections = match usize::try_from(file.server.max_connections) {
+    let max_connections = match usize::try_from(file.max_connections) {
         Ok(n) if n >= 1 => Some(n),
         _ => {
             issues.push("server.max_connections", "must be at least 1");
             None
         }
     };
+    Some(Server {
+        listen: listen?,
+        max_request_body: max_request_body?,
+        default_provider: file.default_provider.clone(),
+        shutdown_grace: shutdown_grace?,
+        body_timeout: body_timeout?,
+        max_connections: max_connections?,
+    })
+}
 
-    let admin_listen = issues.addr("admin.listen", &file.admin.listen);
-    let admin_token = issues.secret("admin.token", file.admin.token.as_ref(), sources);
-    let admin_token_written = file.admin.token.is_some();
-    if let Some(addr) = admin_listen
+fn admin(file: &AdminFile, sources: &Sources, issues: &mut Issues) -> Option<Admin> {
+    let listen = issues.addr("admin.listen", &file.listen);
+    let token = issues.secret("admin.token", file.token.as_ref(), sources);
+    if let Some(addr) = listen
         && !addr.ip().is_loopback()
-        && !admin_token_written
+        && file.token.is_none()
     {
         issues.push("admin.token", format!("is required when admin.listen ({addr}) is beyond loopback"));
     }
+    Some(Admin { listen: listen?, token, public_metrics: file.public_metrics })
+}
 
-    let flush_interval = issues.duration("database.flush_interval", &file.database.flush_interval);
-    let retention = issues.duration("database.retention", &file.database.retention);
-    let spill_max_bytes = issues.check("database.spill_max_bytes", parse_byte_size(&file.database.spill_max_bytes));
-    let spend_scan_max_rows = file.database.spend_scan_max_rows;
-    if spend_scan_max_rows == 0 {
+fn database(file: &DatabaseFile, sources: &Sources, issues: &mut Issues) -> Option<Database> {
+    let flush_interval = issues.duration("database.flush_interval", &file.flush_interval);
+    let retention = issues.duration("database.retention", &file.retention);
+    let spill_max_bytes = issues.check("database.spill_max_bytes", parse_byte_size(&file.spill_max_bytes));
+    if file.spend_scan_max_rows == 0 {
         issues.push("database.spend_scan_max_rows", "must be at least 1");
     }
-    if file.database.spill_path.is_empty() {
+    if file.spill_path.is_empty() {
         issues.push("database.spill_path", "must name a file");
     }
-    let db_url = &file.database.url;
-    let database_url = issues.secret("database.url", Some(db_url), sources);
-    if database_url.is_some()
-        && !(db_url.starts_with("sqlite:") || db_url.starts_with("postgres://") || db_url.starts_with("postgresql://"))
+    let url = issues.secret("database.url", Some(&file.url), sources);
+    if url.is_some()
+        && !(file.url.starts_with("sqlite:")
+            || file.url.starts_with("postgres://")
+            || file.url.starts_with("postgresql://"))
     {
         issues.push("database.url", "must start with sqlite:, postgres:// or postgresql://");
     }
+    Some(Database {
+        url: url?,
+        flush_interval: flush_interval?,
+        retention: retention?,
+        spill_path: file.spill_path.clone().into(),
+        spill_max_bytes: spill_max_bytes?,
+        spend_scan_max_rows: file.spend_scan_max_rows,
+    })
+}
 
-    let format = match file.logging.format.as_deref() {
+fn logging(file: &LoggingFile, issues: &mut Issues) -> Logging {
+    let format = match file.format.as_deref() {
         None => None,
         Some("json") => Some(LogFormat::Json),
         Some("pretty") => Some(LogFormat::Pretty),
@@ -161,22 +151,58 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
             None
         }
     };
+    Logging { format, payloads: file.payloads }
+}
 
-    let gw = &file.gateway;
-    let metadata_max_entries = if gw.metadata_max_entries == 0 || gw.metadata_max_entries > 1_000 {
+fn gateway(file: &GatewayFile, sources: &Sources, issues: &mut Issues) -> Option<Gateway> {
+    let metadata_max_entries = if file.metadata_max_entries == 0 || file.metadata_max_entries > 1_000 {
         issues.push("gateway.metadata_max_entries", "must be between 1 and 1000");
         None
     } else {
-        Some(gw.metadata_max_entries as usize)
+        usize::try_from(file.metadata_max_entries).ok()
     };
-    let request_timeout = issues.duration("gateway.request_timeout", &gw.request_timeout);
-    let max_attempts = if (1..=u64::from(MAX_ATTEMPTS)).contains(&gw.max_attempts) {
-        Some(gw.max_attempts as u32)
+    let request_timeout = issues.duration("gateway.request_timeout", &file.request_timeout);
+    let (max_attempts, retry_delay, backoff) = retries(file, issues);
+    let drain_timeout = issues.duration("gateway.disconnect_drain_timeout", &file.disconnect_drain_timeout);
+    let drain_bytes =
+        issues.check("gateway.disconnect_drain_max_bytes", parse_byte_size(&file.disconnect_drain_max_bytes));
+    let auth_token = issues.secret("gateway.auth_token", file.auth_token.as_ref(), sources);
+    let max_custom_cost_nanos = max_custom_cost_nanos(file.max_custom_cost_usd, issues);
+    let custom_cost_from = custom_cost_from(&file.custom_cost_from, issues);
+    let max_model_chars = if (1..=MAX_MODEL_CHARS).contains(&file.max_model_chars) {
+        usize::try_from(file.max_model_chars).ok()
     } else {
-        issues.push("gateway.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS}"));
+        issues.push("gateway.max_model_chars", format!("must be between 1 and {MAX_MODEL_CHARS}"));
         None
     };
-    let retry_delay = issues.duration("gateway.retry_delay", &gw.retry_delay).and_then(|d| {
+    Some(Gateway {
+        auth_token,
+        metadata_max_entries: metadata_max_entries?,
+        request_timeout: request_timeout?,
+        max_attempts: max_attempts?,
+        retry_delay: retry_delay?,
+        backoff: backoff?,
+        disconnect_drain_timeout: drain_timeout?,
+        disconnect_drain_max_bytes: drain_bytes?,
+        accounting: file.accounting,
+        max_custom_cost_usd: file.max_custom_cost_usd,
+        max_custom_cost_nanos: max_custom_cost_nanos?,
+        custom_cost_from,
+        max_model_chars: max_model_chars?,
+    })
+}
+
+/// `gateway.max_attempts`, `gateway.retry_delay` and `gateway.backoff`, within the caps the `cf-aig-*` headers
+/// have too.
+fn retries(file: &GatewayFile, issues: &mut Issues) -> (Option<u32>, Option<Duration>, Option<Backoff>) {
+    let max_attempts = match u32::try_from(file.max_attempts) {
+        Ok(n) if (1..=MAX_ATTEMPTS).contains(&n) => Some(n),
+        _ => {
+            issues.push("gateway.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS}"));
+            None
+        }
+    };
+    let retry_delay = issues.duration("gateway.retry_delay", &file.retry_delay).and_then(|d| {
         if d > MAX_RETRY_DELAY {
             issues.push("gateway.retry_delay", "must be at most 5000ms");
             None
@@ -184,41 +210,36 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
             Some(d)
         }
     });
-    let backoff = match gw.backoff.as_str() {
-        "constant" => Some(Backoff::Constant),
-        "linear" => Some(Backoff::Linear),
-        "exponential" => Some(Backoff::Exponential),
-        other => {
-            issues.push("gateway.backoff", format!("{other:?} is not one of constant, linear, exponential"));
+    let backoff = file.backoff.parse::<Backoff>().map_err(|e| issues.push("gateway.backoff", e.to_string())).ok();
+    (max_attempts, retry_delay, backoff)
+}
+
+/// `gateway.max_custom_cost_usd` in nano-dollars: positive, finite, at most 1e9 dollars, and not rounding to 0.
+fn max_custom_cost_nanos(usd: f64, issues: &mut Issues) -> Option<u64> {
+    let path = "gateway.max_custom_cost_usd";
+    if !usd.is_finite() || usd <= 0.0 {
+        issues.push(path, "must be a positive, finite number of dollars");
+        return None;
+    }
+    match usd_to_nanos(usd) {
+        Some(0) => {
+            issues.push(path, "rounds to 0 nano-dollars; use at least 1e-9");
             None
         }
-    };
-    let drain_timeout = issues.duration("gateway.disconnect_drain_timeout", &gw.disconnect_drain_timeout);
-    let drain_bytes =
-        issues.check("gateway.disconnect_drain_max_bytes", parse_byte_size(&gw.disconnect_drain_max_bytes));
-    let auth_token = issues.secret("gateway.auth_token", gw.auth_token.as_ref(), sources);
-
-    // Money and input from the client.
-    let max_custom_cost_nanos = if !gw.max_custom_cost_usd.is_finite() || gw.max_custom_cost_usd <= 0.0 {
-        issues.push("gateway.max_custom_cost_usd", "must be a positive, finite number of dollars");
-        None
-    } else {
-        match usd_to_nanos(gw.max_custom_cost_usd) {
-            Some(0) => {
-                issues.push("gateway.max_custom_cost_usd", "rounds to 0 nano-dollars; use at least 1e-9");
-                None
-            }
-            Some(nanos) => Some(nanos),
-            None => {
-                issues.push("gateway.max_custom_cost_usd", "must be at most 1e9 dollars");
-                None
-            }
+        Some(nanos) => Some(nanos),
+        None => {
+            issues.push(path, "must be at most 1e9 dollars");
+            None
         }
-    };
-    let mut custom_cost_from = Vec::new();
-    for (i, text) in gw.custom_cost_from.iter().enumerate() {
+    }
+}
+
+/// `gateway.custom_cost_from`, duplicates dropped; an unknown name is an issue at its index.
+fn custom_cost_from(names: &[String], issues: &mut Issues) -> Vec<CredentialKind> {
+    let mut kinds = Vec::new();
+    for (i, text) in names.iter().enumerate() {
         match CredentialKind::parse(text) {
-            Some(kind) if !custom_cost_from.contains(&kind) => custom_cost_from.push(kind),
+            Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
             Some(_) => {}
             None => issues.push(
                 format!("gateway.custom_cost_from[{i}]"),
@@ -226,27 +247,22 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
             ),
         }
     }
-    let max_model_chars = if (1..=MAX_MODEL_CHARS).contains(&gw.max_model_chars) {
-        Some(gw.max_model_chars as usize)
-    } else {
-        issues.push("gateway.max_model_chars", format!("must be between 1 and {MAX_MODEL_CHARS}"));
-        None
-    };
+    kinds
+}
 
-    let providers = providers(&file, sources, &mut issues);
-    if !providers.contains_key(&file.server.default_provider) {
-        issues.push("server.default_provider", unknown_provider(&file.server.default_provider));
-    }
-
-    let routes = routes(&file, &providers, &mut issues);
-    let spend_rules = issues.rules("spend_limits", tollgate_limits::validate_spend_rules(&file.spend_limits));
-    let rate_rules = issues.rules("rate_limits", tollgate_limits::validate_rate_rules(&file.rate_limits));
-
-    if file.stats.cap_usd < 0.0 || !file.stats.cap_usd.is_finite() {
+fn stats(file: &StatsFile, issues: &mut Issues) -> Option<Stats> {
+    if file.cap_usd < 0.0 || !file.cap_usd.is_finite() {
         issues.push("stats.cap_usd", "must be a non-negative number");
     }
+    let window = match file.window.as_str() {
+        "lifetime" => Some(None),
+        text => issues.check("stats.window", parse_window(text)).map(|length| Some(Window::fixed_utc(length))),
+    };
+    Some(Stats { cap_usd: file.cap_usd, window: window? })
+}
 
-    let unpriced = match file.pricing.unpriced.as_str() {
+fn pricing(file: &PricingFile, issues: &mut Issues) -> Option<Pricing> {
+    let unpriced = match file.unpriced.as_str() {
         "block" => Some(UnpricedPolicy::Block),
         "allow" => Some(UnpricedPolicy::Allow),
         other => {
@@ -254,206 +270,5 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
             None
         }
     };
-
-    if !issues.0.is_empty() {
-        return Err(ConfigError { issues: issues.0 });
-    }
-    // Every Option below is Some: a None pushed an issue and returned above.
-    let (
-        Some(listen),
-        Some(max_request_body),
-        Some(shutdown_grace),
-        Some(admin_listen),
-        Some(flush_interval),
-        Some(retention),
-        Some(metadata_max_entries),
-        Some(request_timeout),
-        Some(max_attempts),
-        Some(retry_delay),
-        Some(backoff),
-        Some(disconnect_drain_timeout),
-        Some(disconnect_drain_max_bytes),
-        Some(spill_max_bytes),
-        Some(body_timeout),
-        Some(max_connections),
-        Some(max_custom_cost_nanos),
-        Some(max_model_chars),
-        Some(unpriced),
-        Some(database_url),
-    ) = (
-        listen,
-        max_request_body,
-        shutdown_grace,
-        admin_listen,
-        flush_interval,
-        retention,
-        metadata_max_entries,
-        request_timeout,
-        max_attempts,
-        retry_delay,
-        backoff,
-        drain_timeout,
-        drain_bytes,
-        spill_max_bytes,
-        body_timeout,
-        max_connections,
-        max_custom_cost_nanos,
-        max_model_chars,
-        unpriced,
-        database_url,
-    )
-    else {
-        return Err(ConfigError::one("", "internal: a value failed to validate without an issue"));
-    };
-    Ok(Config {
-        server: Server {
-            listen,
-            max_request_body,
-            default_provider: file.server.default_provider.clone(),
-            shutdown_grace,
-            body_timeout,
-            max_connections,
-        },
-        admin: Admin { listen: admin_listen, token: admin_token, public_metrics: file.admin.public_metrics },
-        database: Database {
-            url: database_url,
-            flush_interval,
-            retention,
-            spill_path: file.database.spill_path.clone().into(),
-            spill_max_bytes,
-            spend_scan_max_rows,
-        },
-        logging: Logging { format, payloads: file.logging.payloads },
-        gateway: Gateway {
-            auth_token,
-            metadata_max_entries,
-            request_timeout,
-            max_attempts,
-            retry_delay,
-            backoff,
-            disconnect_drain_timeout,
-            disconnect_drain_max_bytes,
-            accounting: gw.accounting,
-            max_custom_cost_usd: gw.max_custom_cost_usd,
-            max_custom_cost_nanos,
-            custom_cost_from,
-            max_model_chars,
-        },
-        providers,
-        pricing: Pricing { file: file.pricing.file.as_ref().map(Into::into), unpriced },
-        spend_rules,
-        rate_rules,
-        routes,
-        file,
-    })
-}
-
-/// The providers the gateway routes to: every built-in that reaches a remote API, the loopback built-ins
-/// (`ollama`, `vllm`) only when they appear under `[providers.*]` (otherwise any client could reach those local
-/// ports through the gateway), and every configured entry.
-fn providers(file: &FileConfig, sources: &Sources, issues: &mut Issues) -> BTreeMap<String, Provider> {
-    let builtins: BTreeMap<&str, Provider> = BUILTIN_PROVIDERS
-        .iter()
-        .map(|&(name, family, base, hosted)| {
-            let base_url = base.and_then(|b| Url::parse(b).ok());
-            (name, Provider { name: name.to_string(), family, base_url, api_key: None, zdr_base_url: None, hosted })
-        })
-        .collect();
-    let mut out: BTreeMap<String, Provider> = builtins
-        .iter()
-        .filter(|(_, provider)| !provider.base_url.as_ref().is_some_and(points_at_loopback))
-        .map(|(name, provider)| ((*name).to_string(), provider.clone()))
-        .collect();
-    for (name, entry) in &file.providers {
-        let path = format!("providers.{name}");
-        if matches!(name.as_str(), "v1" | "compat" | "dynamic") || name.is_empty() || name.contains('/') {
-            issues.push(&path, format!("{name:?} is reserved or not a valid provider name"));
-            continue;
-        }
-        let builtin = builtins.get(name.as_str());
-        let family = match (entry.kind.as_deref(), builtin) {
-            (None, Some(b)) => b.family,
-            (Some("openai-compatible"), None) => ProviderFamily::OpenAi,
-            (Some(kind), Some(_)) => {
-                issues.push(format!("{path}.kind"), format!("{name} is built in; remove kind ({kind:?})"));
-                continue;
-            }
-            (Some(kind), None) => {
-                issues.push(format!("{path}.kind"), format!("{kind:?} is not a known kind; use \"openai-compatible\""));
-                continue;
-            }
-            (None, None) => {
-                issues.push(
-                    format!("{path}.kind"),
-                    "is required for a provider that is not built in (\"openai-compatible\")",
-                );
-                continue;
-            }
-        };
-        let base_url = match &entry.base_url {
-            Some(text) => issues.base_url(&format!("{path}.base_url"), text),
-            None => builtin.and_then(|b| b.base_url.clone()),
-        };
-        if entry.base_url.is_none() && builtin.is_none() {
-            issues.push(format!("{path}.base_url"), "is required for an openai-compatible provider");
-        }
-        let api_key = issues.secret(&format!("{path}.api_key"), entry.api_key.as_ref(), sources);
-        // Without a base_url, Azure's host comes from the client's path (`/azure-openai/{resource}/...`): the
-        // client would choose which host receives the stored key.
-        if family == ProviderFamily::Azure && entry.api_key.is_some() && entry.base_url.is_none() {
-            issues.push(
-                format!("{path}.base_url"),
-                "is required when api_key is set: without it the client's path names the Azure resource that \
-                 receives the stored key (e.g. base_url = \"https://my-resource.openai.azure.com/openai/v1\")",
-            );
-        }
-        let zdr_base_url =
-            entry.zdr_base_url.as_ref().and_then(|t| issues.base_url(&format!("{path}.zdr_base_url"), t));
-        let hosted = entry.hosted.or(builtin.map(|b| b.hosted)).unwrap_or(false);
-        out.insert(name.clone(), Provider { name: name.clone(), family, base_url, api_key, zdr_base_url, hosted });
-    }
-    out
-}
-
-/// Whether a URL's host is this machine: `localhost`, `127.0.0.0/8` or `::1`.
-pub(crate) fn points_at_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.');
-            name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost")
-        }
-        None => false,
-    }
-}
-
-/// The message for a provider name that is not registered; names the built-ins that need a section.
-fn unknown_provider(name: &str) -> String {
-    let loopback_builtin = BUILTIN_PROVIDERS.iter().any(|&(builtin, _, base, _)| {
-        builtin == name && base.and_then(|b| Url::parse(b).ok()).is_some_and(|u| points_at_loopback(&u))
-    });
-    if loopback_builtin {
-        format!(
-            "{name:?} is built in but reaches this machine, so it exists only when configured: add [providers.{name}]"
-        )
-    } else {
-        format!("{name:?} is not a configured or built-in provider")
-    }
-}
-
-fn routes(
-    file: &FileConfig,
-    providers: &BTreeMap<String, Provider>,
-    issues: &mut Issues,
-) -> Vec<tollgate_limits::Route> {
-    let routes = issues.rules("routes", tollgate_limits::validate_routes(&file.routes));
-    for (i, route) in routes.iter().enumerate() {
-        for (j, candidate) in route.candidates().iter().enumerate() {
-            if !providers.contains_key(&candidate.provider) {
-                issues.push(format!("routes[{i}].candidates[{j}]"), unknown_provider(&candidate.provider));
-            }
-        }
-    }
-    routes
+    Some(Pricing { file: file.file.as_ref().map(Into::into), unpriced: unpriced? })
 }

@@ -54,7 +54,6 @@
 //! drainable until their in-flight requests settle.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -170,10 +169,12 @@ impl RuleSet {
     }
 }
 
-/// Monotonic counters for metrics. Successful admissions are not counted here: a counter bumped by every
-/// request would be one cache line shared by every core (the proxy counts requests anyway).
+/// Refusals counted since start, for the engine's own tests only: the gateway's metrics count refusals from the
+/// admission results, so production builds neither keep nor bump these counters. Successful admissions are not
+/// counted: a counter bumped by every request would be one cache line shared by every core.
+#[cfg(test)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct EngineCounters {
+pub(crate) struct EngineCounters {
     /// Admissions refused by a `block` rule.
     pub blocked: u64,
     /// Monitor-rule decisions that would have blocked.
@@ -188,8 +189,10 @@ struct Inner {
     /// Serialises swaps (rare) so two of them cannot retire each other's tables; holds the last generation.
     swap_lock: Mutex<u64>,
     clock: Arc<dyn Clock>,
-    blocked: AtomicU64,
-    would_block: AtomicU64,
+    #[cfg(test)]
+    blocked: std::sync::atomic::AtomicU64,
+    #[cfg(test)]
+    would_block: std::sync::atomic::AtomicU64,
 }
 
 /// The spend-limit engine. Cheap to clone: clones share the same state.
@@ -226,8 +229,10 @@ impl SpendEngine {
                 retired: Mutex::new(Vec::new()),
                 swap_lock: Mutex::new(0),
                 clock,
-                blocked: AtomicU64::new(0),
-                would_block: AtomicU64::new(0),
+                #[cfg(test)]
+                blocked: std::sync::atomic::AtomicU64::new(0),
+                #[cfg(test)]
+                would_block: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -237,7 +242,6 @@ impl SpendEngine {
         &self.inner.clock
     }
 
-    /// The current rules.
     pub fn rules(&self) -> Vec<SpendRule> {
         self.inner.rules.load().rules.iter().map(|s| s.rule.clone()).collect()
     }
@@ -253,11 +257,24 @@ impl SpendEngine {
         self.inner.retired.lock().unwrap_or_else(PoisonError::into_inner).extend(retiring);
     }
 
-    /// Counters since start.
-    pub fn counters(&self) -> EngineCounters {
+    #[cfg(test)]
+    pub(crate) fn counters(&self) -> EngineCounters {
+        use std::sync::atomic::Ordering;
         EngineCounters {
             blocked: self.inner.blocked.load(Ordering::Relaxed),
             would_block: self.inner.would_block.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds an admission's would-block decisions (before the refusing rule, if any) and its refusal to
+    /// [`SpendEngine::counters`].
+    #[cfg(test)]
+    fn count(&self, admission: &Admission, refused_at: Option<usize>) {
+        use std::sync::atomic::Ordering;
+        let would_block = admission.would_block_before(refused_at.unwrap_or(usize::MAX));
+        self.inner.would_block.fetch_add(would_block, Ordering::Relaxed);
+        if refused_at.is_some() {
+            self.inner.blocked.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -362,17 +379,13 @@ impl SpendEngine {
             }
         });
         let admission = Admission::new(local, entries, held);
-        let refused_at = refusal.as_ref().map_or(usize::MAX, |(index, _)| *index);
-        let would_block = admission.would_block_before(refused_at);
-        if would_block > 0 {
-            self.inner.would_block.fetch_add(would_block, Ordering::Relaxed);
-        }
+        #[cfg(test)]
+        self.count(&admission, refusal.as_ref().map(|(index, _)| *index));
         match refusal {
             None => Ok(admission),
             Some((_, blocked)) => {
                 // Dropping the partial admission releases what it reserved.
                 drop(admission);
-                self.inner.blocked.fetch_add(1, Ordering::Relaxed);
                 Err(blocked)
             }
         }

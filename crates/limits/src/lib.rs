@@ -17,8 +17,7 @@ pub use dimension::{
     Dimension, DimensionKey, DimensionMode, MISSING_VALUE, RequestDims, SINGLE_BUCKET_KEY, bucket_key,
 };
 pub use engine::{
-    Admission, Blocked, BucketDelta, BucketTotal, BucketUsage, Decision, EngineCounters, LiveBucket, RuleDecision,
-    SpendEngine,
+    Admission, Blocked, BucketDelta, BucketTotal, BucketUsage, Decision, LiveBucket, RuleDecision, SpendEngine,
 };
 pub use metadata::{
     DEFAULT_MAX_ENTRIES, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Metadata, MetadataError, MetadataValue,
@@ -28,8 +27,8 @@ pub use rate::{RateLimited, RateLimiter};
 pub use rebuild::{RebuiltRule, Span, SpendRebuild};
 pub use spec::{
     Action, DimensionModeSpec, DimensionSpec, FieldError, MAX_ID_BYTES, RatePer, RateRule, RateRuleSpec, Reserve,
-    Route, RouteCandidate, RouteSpec, SpendRule, SpendRuleSpec, validate_rate_rules, validate_routes,
-    validate_spend_rules,
+    Route, RouteCandidate, RouteSpec, SpendRule, SpendRuleSpec, rule_metadata_keys, validate_rate_rules,
+    validate_routes, validate_spend_rules,
 };
 pub use window::{ROLLING_SLOTS, Window, WindowError, WindowKind, WindowLength, parse_window};
 

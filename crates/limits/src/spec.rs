@@ -1,7 +1,7 @@
 //! Rule specs in the file/API shape (docs/configuration.md) (`[[spend_limits]]`, `[[rate_limits]]`, `[[routes]]`) and their
 //! validation into runtime rules, collecting every error with its field path.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -124,6 +124,19 @@ pub struct SpendRuleSpec {
     pub reserve: Reserve,
 }
 
+/// The metadata keys `rules` split or filter on (`metadata.<key>` dimensions), without the `metadata.` prefix:
+/// the keys the store's rollups must count for `/spend` to group by them.
+pub fn rule_metadata_keys(rules: &[SpendRule]) -> BTreeSet<String> {
+    rules
+        .iter()
+        .flat_map(SpendRule::dimensions)
+        .filter_map(|dimension| match &dimension.key {
+            DimensionKey::Metadata(key) => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A validated spend rule.
 #[derive(Debug, Clone)]
 pub struct SpendRule {
@@ -137,7 +150,6 @@ pub struct SpendRule {
 }
 
 impl SpendRule {
-    /// The rule id.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -147,7 +159,6 @@ impl SpendRule {
         self.budget_nanos
     }
 
-    /// The window.
     pub fn window(&self) -> &Window {
         &self.window
     }
@@ -346,7 +357,6 @@ pub struct RateRule {
 }
 
 impl RateRule {
-    /// The rule id.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -361,7 +371,6 @@ impl RateRule {
         self.per
     }
 
-    /// The window length.
     pub fn window(&self) -> WindowLength {
         self.window
     }
@@ -439,7 +448,6 @@ pub struct Route {
 }
 
 impl Route {
-    /// The route name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -3,13 +3,10 @@
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName};
-use tollgate_config::{Backoff, Gateway};
+use tollgate_config::{Backoff, Gateway, MAX_ATTEMPTS, MAX_RETRY_DELAY};
 
 use crate::error::GatewayError;
 
-/// Cloudflare's caps, kept so requests written for it behave the same here.
-const MAX_ATTEMPTS: u32 = 5;
-const MAX_RETRY_DELAY_MS: u64 = 5_000;
 /// `cf-aig-event-id` is stored on the log row; longer ids are refused rather than truncated.
 const MAX_EVENT_ID_LEN: usize = 256;
 
@@ -62,20 +59,16 @@ impl Controls {
                 .ok_or_else(|| invalid("cf-aig-max-attempts", v, "a whole number from 1 to 5"))?;
         }
         if let Some(v) = text(headers, "cf-aig-retry-delay")? {
-            let ms: u64 = v
+            controls.retry_delay = v
                 .parse()
                 .ok()
-                .filter(|n| *n <= MAX_RETRY_DELAY_MS)
+                .map(Duration::from_millis)
+                .filter(|delay| *delay <= MAX_RETRY_DELAY)
                 .ok_or_else(|| invalid("cf-aig-retry-delay", v, "milliseconds from 0 to 5000"))?;
-            controls.retry_delay = Duration::from_millis(ms);
         }
         if let Some(v) = text(headers, "cf-aig-backoff")? {
-            controls.backoff = match v {
-                "constant" => Backoff::Constant,
-                "linear" => Backoff::Linear,
-                "exponential" => Backoff::Exponential,
-                _ => return Err(invalid("cf-aig-backoff", v, "one of constant, linear, exponential")),
-            };
+            controls.backoff =
+                v.parse().map_err(|_| invalid("cf-aig-backoff", v, "one of constant, linear, exponential"))?;
         }
         if let Some(v) = text(headers, "cf-aig-zdr")? {
             controls.zdr = boolean("cf-aig-zdr", v)?;

@@ -13,7 +13,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         spill_path: config.database.spill_path.clone(),
         spill_max_bytes: config.database.spill_max_bytes,
-        rollup_metadata_keys: crate::tasks::rule_metadata_keys(&config.spend_rules),
+        rollup_metadata_keys: tollgate_limits::rule_metadata_keys(&config.spend_rules),
         ..StoreOptions::default()
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 pub use retention::retention;
-pub use rollup_keys::{rollup_key_sync, rule_metadata_keys};
+pub use rollup_keys::rollup_key_sync;
 pub use rule_sync::rule_sync;
 pub use sweep::sweep_rate_buckets;
 

@@ -78,20 +78,27 @@ fn s11_check_config_refuses_an_empty_gateway_token() {
     assert!(stderr.contains("gateway.auth_token") && stderr.contains("GW_TOKEN_EMPTY_E2E"), "{stderr}");
 }
 
-#[test]
-fn a_bad_config_exits_1_naming_every_key_before_listening() {
+/// Writes a config listening on a free port, followed by `rest`, and checks that `check-config` and `serve` both
+/// exit 1 with every one of `named` in stderr; returns the port.
+fn refused_before_listening(rest: &str, named: &[&str]) -> u16 {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     let port = free_port();
-    std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:{port}\"\nmax_request_body = \"lots\"\nbogus = 1\n"))
-        .unwrap();
+    std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{rest}")).unwrap();
     for command in ["check-config", "serve"] {
         let out = Command::new(BIN).args([command, "--config"]).arg(&path).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{command}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("server.max_request_body"), "{command}: {stderr}");
-        assert!(stderr.contains("bogus"), "{command}: {stderr}");
+        for text in named {
+            assert!(stderr.contains(text), "{command}: {stderr}");
+        }
     }
+    port
+}
+
+#[test]
+fn a_bad_config_exits_1_naming_every_key_before_listening() {
+    refused_before_listening("max_request_body = \"lots\"\nbogus = 1\n", &["server.max_request_body", "bogus"]);
     // An environment override is checked the same way.
     let out = Command::new(BIN).arg("check-config").env("TOLLGATE_GATEWAY__MAX_ATTEMPTS", "12").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -99,6 +106,13 @@ fn a_bad_config_exits_1_naming_every_key_before_listening() {
     let out = Command::new(BIN).arg("check-config").env("TOLLGATE_SERVER__LISTEN", "127.0.0.1:9").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9"));
+}
+
+#[test]
+fn a_bad_stats_window_exits_1_naming_its_key_before_listening() {
+    let port = refused_before_listening("[stats]\nwindow = \"fortnight\"\n", &["stats.window", "fortnight"]);
+    // Nothing was left listening on the configured port.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@ use jiff::Timestamp;
 use super::bucket::GroupBucket;
 use super::{LocalSet, RuleSet};
 use crate::clock::timestamp_nanos;
-use crate::money::nanos_to_usd;
 
 /// What one rule decided for a request (for the log row's `rule_decisions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -24,11 +23,8 @@ pub enum Decision {
 /// One rule's decision, borrowed from the [`Admission`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RuleDecision<'a> {
-    /// The rule id.
     pub rule: &'a str,
-    /// The bucket key.
     pub bucket: &'a str,
-    /// The decision.
     pub decision: Decision,
 }
 
@@ -90,6 +86,7 @@ impl Admission {
     }
 
     /// Would-block decisions of rules before rule `index` (the ones a rule-by-rule check would have made).
+    #[cfg(test)]
     pub(crate) fn would_block_before(&self, index: usize) -> u64 {
         self.held.iter().filter(|h| h.decision == Decision::WouldBlock && h.rule_index < index).count() as u64
     }
@@ -165,16 +162,4 @@ pub struct Blocked {
     pub resets_at: Timestamp,
     /// Whole seconds until `resets_at`, rounded up, at least 1 (`Retry-After`).
     pub retry_after_secs: u64,
-}
-
-impl Blocked {
-    /// `budget_usd` for the 429 body.
-    pub fn budget_usd(&self) -> f64 {
-        nanos_to_usd(self.budget_nanos)
-    }
-
-    /// `spent_usd` for the 429 body.
-    pub fn spent_usd(&self) -> f64 {
-        nanos_to_usd(self.spent_nanos)
-    }
 }

@@ -15,7 +15,7 @@ use crate::window::{ROLLING_SLOTS, Window, WindowKind};
 /// rule of the group, and a table kept across a rule swap still finds its buckets.
 static KEY_SEED: LazyLock<foldhash::fast::RandomState> = LazyLock::new(foldhash::fast::RandomState::default);
 
-/// The hash of bucket key `key`, as every [`BucketTable`] expects it.
+/// The hash of bucket key `key`, as every [`GroupTable`] expects it.
 #[inline]
 pub(crate) fn hash_key(key: &str) -> u64 {
     KEY_SEED.hash_one(key)

@@ -20,22 +20,9 @@ use std::collections::BTreeSet;
 
 use tokio_util::sync::CancellationToken;
 use tollgate_admin::AdminState;
-use tollgate_limits::{DimensionKey, SpendRule};
 
 use super::Poll;
 use super::rule_sync::POLL_INTERVAL;
-
-/// The metadata keys `rules` split or filter on.
-pub fn rule_metadata_keys(rules: &[SpendRule]) -> BTreeSet<String> {
-    rules
-        .iter()
-        .flat_map(SpendRule::dimensions)
-        .filter_map(|dimension| match &dimension.key {
-            DimensionKey::Metadata(key) => Some(key.clone()),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Adds the metadata keys of the rules in force to the rollups until `stop` (see the module docs). Spawn it once
 /// per process; returns at once without a store. A failed attempt is retried at the next tick; one cut short by
@@ -46,7 +33,7 @@ pub async fn rollup_key_sync(state: AdminState, stop: CancellationToken) {
     let mut counted: BTreeSet<String> = BTreeSet::new();
     let mut poll = Poll::every(POLL_INTERVAL, stop);
     while poll.tick().await {
-        let wanted = rule_metadata_keys(&state.gateway.spend.rules());
+        let wanted = tollgate_limits::rule_metadata_keys(&state.gateway.spend.rules());
         if wanted.is_subset(&counted) {
             continue;
         }
