@@ -33,7 +33,8 @@ use tollgate_testkit::PgDb;
 
 async fn open_store(url: &str, dir: &Path) -> Store {
     let options = StoreOptions {
-        acquire_timeout: Duration::from_secs(2),
+        // Generous: on a loaded 2-core machine, migrating a new database can take a few seconds.
+        acquire_timeout: Duration::from_secs(10),
         spill_path: dir.join("spill.jsonl"),
         rollup_metadata_keys: BTreeSet::from(["user".to_owned()]),
         ..StoreOptions::default()

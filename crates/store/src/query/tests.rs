@@ -87,7 +87,8 @@ mod database {
 
     fn options(dir: &Path) -> StoreOptions {
         StoreOptions {
-            acquire_timeout: Duration::from_secs(2),
+            // Generous: on a loaded 2-core machine, migrating a new database can take a few seconds.
+            acquire_timeout: Duration::from_secs(10),
             spill_path: dir.join("spill.jsonl"),
             rollup_metadata_keys: BTreeSet::from(["team".to_owned(), "user_id".to_owned()]),
             ..StoreOptions::default()
