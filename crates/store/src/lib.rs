@@ -24,7 +24,8 @@ pub use query::{
     ApiSpendRules, Cursor, GroupBy, LogEntry, LogFilter, QueryError, RecomputeReport, Reprice, RepriceInput,
     SpendGroupRow, SpendReport, SpendRuleChange, SpendSource, StatsTotals,
 };
-pub use record::{CostSource, LogRecord, MAX_METADATA_VALUE_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TEXT_BYTES};
+pub use record::{LogRecord, MAX_METADATA_VALUE_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TEXT_BYTES};
 pub use spend_sync::{SpendSync, SpendSyncOptions};
 pub use store::{Pool, Store, StoreKind, StoreOptions, StoreStatus};
+pub use tollgate_accounting::CostSource;
 pub use writer::{Enqueued, LogWriter, WriterOptions};

@@ -4,36 +4,12 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use tollgate_accounting::CostSource;
+
 use crate::error::StoreError;
 
 #[cfg(test)]
 mod tests;
-
-/// Where a row's cost came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CostSource {
-    /// The bundled or configured price catalog.
-    Catalog,
-    /// The request's `cf-aig-custom-cost` header.
-    Custom,
-    /// Estimated (usage missing, e.g. a stream cut short).
-    Estimated,
-    /// No price known: cost is 0.
-    Unpriced,
-}
-
-impl CostSource {
-    /// The name stored in the `cost_source` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Catalog => "catalog",
-            Self::Custom => "custom",
-            Self::Estimated => "estimated",
-            Self::Unpriced => "unpriced",
-        }
-    }
-}
 
 /// One request log row. Money is integer nano-dollars.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +47,8 @@ pub struct LogRecord {
     pub tokens_reasoning: u64,
     /// Cost in nano-dollars.
     pub cost_nanos: u64,
-    /// Where the cost came from.
+    /// Where the cost came from (`catalog`, `custom`, `estimated` or `unpriced` in the spill file).
+    #[serde(with = "cost_source_text")]
     pub cost_source: CostSource,
     /// Total duration.
     pub duration_ms: u64,
@@ -303,5 +280,29 @@ mod timestamp_text {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The [`CostSource`] named `name`, if it is one of the four names (`CostSource::as_str`).
+pub(crate) fn parse_cost_source(name: &str) -> Option<CostSource> {
+    [CostSource::Catalog, CostSource::Custom, CostSource::Estimated, CostSource::Unpriced]
+        .into_iter()
+        .find(|source| source.as_str() == name)
+}
+
+/// `cost_source` as its name in the spill file (the accounting crate is pure and has no serde derive on it).
+mod cost_source_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use tollgate_accounting::CostSource;
+
+    #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `with` calls `serialize(&field, serializer)`")]
+    pub(super) fn serialize<S: Serializer>(source: &CostSource, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(source.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CostSource, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        super::parse_cost_source(&text)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&text, &["catalog", "custom", "estimated", "unpriced"]))
     }
 }

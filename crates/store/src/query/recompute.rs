@@ -20,9 +20,11 @@
 use jiff::Timestamp;
 
 use crate::error::StoreError;
-use crate::log_scan::{LogScan, cost_source};
+use tollgate_accounting::CostSource;
+
+use crate::log_scan::LogScan;
 use crate::metadata_keys;
-use crate::record::{CostSource, LogRecord, saturating_i64};
+use crate::record::{LogRecord, saturating_i64};
 use crate::rollup::{FLUSH_ROWS, Rollups};
 use crate::store::{Pool, Store};
 
@@ -51,7 +53,7 @@ pub struct RepriceInput<'a> {
 
 /// Reprices a row: the new cost in nano-dollars and `cost_source`, or `None` to keep the stored ones. The store
 /// stays free of the price catalog; the caller supplies it.
-pub type Reprice<'f> = dyn Fn(&RepriceInput<'_>) -> Option<(u64, &'static str)> + Sync + 'f;
+pub type Reprice<'f> = dyn Fn(&RepriceInput<'_>) -> Option<(u64, CostSource)> + Sync + 'f;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -110,11 +112,11 @@ impl Store {
                             cost_source: record.cost_source.as_str(),
                         };
                         if let Some((cost, new_source)) = reprice(&input)
-                            && (cost != record.cost_nanos || new_source != record.cost_source.as_str())
+                            && (cost != record.cost_nanos || new_source != record.cost_source)
                         {
                             record.cost_nanos = cost;
-                            record.cost_source = cost_source(new_source);
-                            updates.push((record.id.clone(), saturating_i64(cost), new_source));
+                            record.cost_source = new_source;
+                            updates.push((record.id.clone(), saturating_i64(cost), new_source.as_str()));
                         }
                     }
                     rollups.add(&record, $keys);
