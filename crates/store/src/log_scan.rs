@@ -6,10 +6,10 @@ use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::error::StoreError;
-use crate::query::{PG_FROM_MICROS, pg_micros, unsigned};
+use crate::sql::{PG_FROM_MICROS, pg_micros, unsigned};
 use tollgate_accounting::CostSource;
 
-use crate::record::{LogRecord, parse_cost_source};
+use crate::model::{LogRecord, parse_cost_source};
 
 /// Rows read per statement: bounded memory per page, few round trips.
 pub(crate) const PAGE_ROWS: i64 = 10_000;

@@ -8,9 +8,10 @@ use sqlx::Row;
 
 use crate::error::StoreError;
 use crate::metadata_keys;
+use crate::model::{LogRecord, LogRow};
 use crate::quarantine::QuarantineKind;
-use crate::record::{LogRecord, LogRow, timestamp_micros};
 use crate::rollup::Rollups;
+use crate::sql::timestamp_micros;
 use crate::store::{Pool, Store};
 
 /// Rows deleted per retention statement: small enough that each statement holds its locks for milliseconds and

@@ -1,60 +1,20 @@
 //! The `spend_buckets` aggregate: add a batch of drained deltas exactly once, read totals back.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tollgate_limits::{BucketDelta, BucketTotal};
+use tollgate_limits::BucketTotal;
 
 use crate::error::StoreError;
+use crate::model::SpendBatch;
 use crate::quarantine::QuarantineKind;
-use crate::record::saturating_i64;
-use crate::rollup::saturating_add_sql;
+use crate::sql::{saturating_add_sql, saturating_i64, timestamp_nanos};
 use crate::store::{Pool, Store};
 
 #[cfg(test)]
 mod tests;
-
-/// One drained batch of spend deltas with the id that makes adding it idempotent. Deltas are merged per
-/// (rule, bucket, window start) and sorted, so that a batch touches each row once and replicas lock rows in the
-/// same order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SpendBatch {
-    pub id: String,
-    pub deltas: Vec<SpendDelta>,
-}
-
-/// A delta as stored: window start in Unix nanoseconds (rolling slots need the precision).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SpendDelta {
-    pub rule_id: String,
-    pub bucket_key: String,
-    pub window_start_ns: i64,
-    pub delta_nanos: u64,
-}
-
-impl SpendBatch {
-    pub(crate) fn new(deltas: Vec<BucketDelta>) -> Self {
-        let mut merged: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
-        for d in deltas {
-            let key = (d.rule_id.to_string(), d.bucket_key.to_string(), timestamp_nanos(d.window_start));
-            let sum = merged.entry(key).or_default();
-            *sum = sum.saturating_add(d.delta_nanos);
-        }
-        let deltas = merged
-            .into_iter()
-            .map(|((rule_id, bucket_key, window_start_ns), delta_nanos)| SpendDelta {
-                rule_id,
-                bucket_key,
-                window_start_ns,
-                delta_nanos,
-            })
-            .collect();
-        Self { id: uuid::Uuid::now_v7().to_string(), deltas }
-    }
-}
 
 /// Totals read back, and the database time to ask "changed since" from next time.
 pub(crate) struct TotalsRead {
@@ -441,9 +401,4 @@ impl Store {
         self.note_unreadable(skipped);
         totals
     }
-}
-
-/// Unix nanoseconds of `at` (the engine's window starts are whole nanoseconds well inside `i64`).
-pub(crate) fn timestamp_nanos(at: Timestamp) -> i64 {
-    i64::try_from(at.as_nanosecond()).unwrap_or(if at.as_nanosecond() < 0 { i64::MIN } else { i64::MAX })
 }

@@ -24,8 +24,10 @@ use tokio::task::JoinHandle;
 use tollgate_limits::SpendEngine;
 
 use crate::error::StoreError;
-use crate::spend::{RuleSpan, SpendBatch, timestamp_nanos};
+use crate::model::SpendBatch;
+use crate::spend::RuleSpan;
 use crate::spill::SpillEntry;
+use crate::sql::timestamp_nanos;
 use crate::store::Store;
 
 /// Re-read rows changed this long before the previous read: covers a transaction whose `now()` was taken before

@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 use tollgate_limits::nanos_to_usd;
 
-use super::{Cursor, Dialect, LogEntry, LogFilter, QueryError, pg_micros, unsigned};
-use crate::record::to_i64;
+use super::{Cursor, LogEntry, LogFilter, QueryError};
+use crate::sql::{Dialect, pg_micros, to_i64, unsigned};
 use crate::store::{Pool, Store, StoreKind};
 
 /// Columns of a list page (no bodies: they can be large and the list never shows them).

@@ -24,8 +24,9 @@ use tollgate_accounting::CostSource;
 
 use crate::log_scan::LogScan;
 use crate::metadata_keys;
-use crate::record::{LogRecord, saturating_i64};
+use crate::model::LogRecord;
 use crate::rollup::{FLUSH_ROWS, Rollups};
+use crate::sql::saturating_i64;
 use crate::store::{Pool, Store};
 
 /// The priced fields of one log row, handed to the repricing function of [`Store::recompute`].

@@ -20,9 +20,9 @@ use futures_util::TryStreamExt;
 use jiff::Timestamp;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::{GroupBy, QueryError, SpendGroupRow, StatsTotals, is_overflow, unsigned};
-use crate::query::Dialect;
+use super::{GroupBy, QueryError, SpendGroupRow, StatsTotals, is_overflow};
 use crate::rollup::DAY_US;
+use crate::sql::{Dialect, unsigned};
 use crate::store::{Pool, Store};
 
 pub(super) const HOUR_US: i64 = 3_600_000_000;

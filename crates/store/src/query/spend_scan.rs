@@ -8,9 +8,10 @@ use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
 use super::spend::{GroupValue, HOUR_US, ceil_to, group_rows};
-use super::{GroupBy, QueryError, SpendReport, SpendSource, pg_micros};
-use crate::record::{MAX_METADATA_VALUE_BYTES, truncated};
+use super::{GroupBy, QueryError, SpendReport, SpendSource};
+use crate::model::{MAX_METADATA_VALUE_BYTES, truncated};
 use crate::rollup::DAY_US;
+use crate::sql::pg_micros;
 use crate::store::{Pool, Store};
 
 impl Store {
@@ -96,8 +97,8 @@ impl Store {
                     pg_micros("created_at")
                 ));
                 b.push_bind(key.to_owned());
-                b.push(" AND created_at >= ").push(super::PG_FROM_MICROS).push_bind(lo);
-                b.push(" AND created_at < ").push(super::PG_FROM_MICROS).push_bind(hi);
+                b.push(" AND created_at >= ").push(crate::sql::PG_FROM_MICROS).push_bind(lo);
+                b.push(" AND created_at < ").push(crate::sql::PG_FROM_MICROS).push_bind(hi);
                 b.push(" ORDER BY created_at, id LIMIT ").push_bind(fetch);
                 collect!(b.build().fetch_all(pool).await?);
             }

@@ -1,12 +1,16 @@
-//! One request log row as the gateway hands it over (CONTRACT §5), and its checked database form.
+//! The store's data model: a request log row as the gateway hands it over (fields in docs/admin-api.md) and its
+//! checked database form, and a batch of spend deltas. What the spill file holds, so it depends on nothing above.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use tollgate_accounting::CostSource;
+use tollgate_limits::BucketDelta;
 
-use crate::error::StoreError;
+use crate::sql::{saturating_i64, timestamp_micros, timestamp_nanos};
 
 #[cfg(test)]
 mod tests;
@@ -223,20 +227,6 @@ impl From<&LogRecord> for LogRow {
     }
 }
 
-/// `value` as an `i64`, `i64::MAX` when it is larger (money and token counts saturate, they never fail).
-pub(crate) fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn to_i64(value: u64, field: &'static str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::OutOfRange { field })
-}
-
-/// Unix microseconds (the precision of a Postgres `TIMESTAMPTZ`), rounded down.
-pub(crate) fn timestamp_micros(at: Timestamp) -> i64 {
-    at.as_microsecond()
-}
-
 /// Replaces NUL, which Postgres cannot store in text, with U+FFFD.
 fn clean(text: &str) -> String {
     if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text.to_owned() }
@@ -304,5 +294,44 @@ mod cost_source_text {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         super::parse_cost_source(&text)
             .ok_or_else(|| serde::de::Error::unknown_variant(&text, &["catalog", "custom", "estimated", "unpriced"]))
+    }
+}
+
+/// One drained batch of spend deltas with the id that makes adding it idempotent. Deltas are merged per
+/// (rule, bucket, window start) and sorted, so that a batch touches each row once and replicas lock rows in the
+/// same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpendBatch {
+    pub id: String,
+    pub deltas: Vec<SpendDelta>,
+}
+
+/// A delta as stored: window start in Unix nanoseconds (rolling slots need the precision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpendDelta {
+    pub rule_id: String,
+    pub bucket_key: String,
+    pub window_start_ns: i64,
+    pub delta_nanos: u64,
+}
+
+impl SpendBatch {
+    pub(crate) fn new(deltas: Vec<BucketDelta>) -> Self {
+        let mut merged: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
+        for d in deltas {
+            let key = (d.rule_id.to_string(), d.bucket_key.to_string(), timestamp_nanos(d.window_start));
+            let sum = merged.entry(key).or_default();
+            *sum = sum.saturating_add(d.delta_nanos);
+        }
+        let deltas = merged
+            .into_iter()
+            .map(|((rule_id, bucket_key, window_start_ns), delta_nanos)| SpendDelta {
+                rule_id,
+                bucket_key,
+                window_start_ns,
+                delta_nanos,
+            })
+            .collect();
+        Self { id: uuid::Uuid::now_v7().to_string(), deltas }
     }
 }
