@@ -150,59 +150,9 @@ impl Store {
         let keys: Vec<&str> = totals.iter().map(|(k, _, _)| k.as_str()).collect();
         let starts: Vec<i64> = totals.iter().map(|(_, start, _)| timestamp_nanos(*start)).collect();
         let amounts: Vec<i64> = totals.iter().map(|(_, _, n)| saturating_i64(*n)).collect();
-        let deleted: Vec<(String, i64)> = match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let deleted = sqlx::query_as(
-                    "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
-                     RETURNING bucket_key, window_start_ns",
-                )
-                .bind(rule_id)
-                .bind(lo)
-                .bind(hi)
-                .fetch_all(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-                     SELECT $1, u.k, u.s, u.d, now() FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(k, s, d)",
-                )
-                .bind(rule_id)
-                .bind(&keys)
-                .bind(&starts)
-                .bind(&amounts)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                deleted
-            }
-            Pool::Sqlite(pool) => {
-                let now_us = Timestamp::now().as_microsecond();
-                let mut tx = pool.begin().await?;
-                let deleted = sqlx::query_as(
-                    "DELETE FROM spend_buckets WHERE rule_id = ? AND window_start_ns >= ? AND window_start_ns < ?
-                     RETURNING bucket_key, window_start_ns",
-                )
-                .bind(rule_id)
-                .bind(lo)
-                .bind(hi)
-                .fetch_all(&mut *tx)
-                .await?;
-                for ((key, start), amount) in keys.iter().zip(&starts).zip(&amounts) {
-                    sqlx::query(
-                        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-                         VALUES (?, ?, ?, ?, ?)",
-                    )
-                    .bind(rule_id)
-                    .bind(key)
-                    .bind(start)
-                    .bind(amount)
-                    .bind(now_us)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                deleted
-            }
+        let deleted = match self.pool() {
+            Pool::Postgres(pool) => replace_span_postgres(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
+            Pool::Sqlite(pool) => replace_span_sqlite(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
         };
         let written: HashSet<(&str, i64)> = keys.iter().copied().zip(starts.iter().copied()).collect();
         let mut adopt: Vec<BucketTotal> = totals
@@ -329,6 +279,77 @@ static SPEND_UPSERT_SQLITE: LazyLock<String> = LazyLock::new(|| {
         saturating_add_sql("spent_nanos", "excluded.spent_nanos")
     )
 });
+
+/// [`Store::replace_spend_span`]'s transaction on Postgres (one `UNNEST` insert): the `(bucket_key,
+/// window_start_ns)` of the rows deleted.
+async fn replace_span_postgres(
+    pool: &sqlx::PgPool,
+    rule_id: &str,
+    (lo, hi): (i64, i64),
+    keys: &[&str],
+    starts: &[i64],
+    amounts: &[i64],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query_as(
+        "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
+         RETURNING bucket_key, window_start_ns",
+    )
+    .bind(rule_id)
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+         SELECT $1, u.k, u.s, u.d, now() FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(k, s, d)",
+    )
+    .bind(rule_id)
+    .bind(keys)
+    .bind(starts)
+    .bind(amounts)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+/// [`Store::replace_spend_span`]'s transaction on SQLite (one cached insert per row).
+async fn replace_span_sqlite(
+    pool: &sqlx::SqlitePool,
+    rule_id: &str,
+    (lo, hi): (i64, i64),
+    keys: &[&str],
+    starts: &[i64],
+    amounts: &[i64],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let now_us = Timestamp::now().as_microsecond();
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query_as(
+        "DELETE FROM spend_buckets WHERE rule_id = ? AND window_start_ns >= ? AND window_start_ns < ?
+         RETURNING bucket_key, window_start_ns",
+    )
+    .bind(rule_id)
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&mut *tx)
+    .await?;
+    for ((key, start), amount) in keys.iter().zip(starts).zip(amounts) {
+        sqlx::query(
+            "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(rule_id)
+        .bind(key)
+        .bind(start)
+        .bind(amount)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}
 
 async fn postgres_now_us(pool: &sqlx::PgPool) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT (extract(epoch FROM now()) * 1000000)::int8").fetch_one(pool).await?;

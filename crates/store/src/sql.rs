@@ -2,8 +2,12 @@
 //! differences a query built at run time must know. The bottom layer: it depends on the error type only.
 
 use jiff::Timestamp;
+use sqlx::Row;
 
 use crate::error::StoreError;
+
+#[cfg(test)]
+mod tests;
 
 /// `value` as an `i64`, `i64::MAX` when it is larger (money and token counts saturate, they never fail).
 pub(crate) fn saturating_i64(value: u64) -> i64 {
@@ -132,5 +136,73 @@ impl Dialect for sqlx::Sqlite {
     }
     fn push_bool(b: &mut sqlx::QueryBuilder<Self>, value: bool) {
         b.push_bind(value);
+    }
+}
+
+/// A column of a fetched row, by name or by position.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Column<'a> {
+    Name(&'a str),
+    At(usize),
+}
+
+impl<'a> From<&'a str> for Column<'a> {
+    fn from(name: &'a str) -> Self {
+        Self::Name(name)
+    }
+}
+
+impl From<usize> for Column<'_> {
+    fn from(at: usize) -> Self {
+        Self::At(at)
+    }
+}
+
+/// Typed column reads on a row of either backend, so that one decoding function serves both (the bounds are
+/// written here once instead of on every decoder).
+pub(crate) trait ReadRow {
+    fn text<'a>(&self, column: impl Into<Column<'a>>) -> Result<String, sqlx::Error>;
+    fn text_opt<'a>(&self, column: impl Into<Column<'a>>) -> Result<Option<String>, sqlx::Error>;
+    fn int<'a>(&self, column: impl Into<Column<'a>>) -> Result<i64, sqlx::Error>;
+    fn int_opt<'a>(&self, column: impl Into<Column<'a>>) -> Result<Option<i64>, sqlx::Error>;
+    fn flag<'a>(&self, column: impl Into<Column<'a>>) -> Result<bool, sqlx::Error>;
+}
+
+impl<R> ReadRow for R
+where
+    R: Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn text<'a>(&self, column: impl Into<Column<'a>>) -> Result<String, sqlx::Error> {
+        get(self, column.into())
+    }
+    fn text_opt<'a>(&self, column: impl Into<Column<'a>>) -> Result<Option<String>, sqlx::Error> {
+        get(self, column.into())
+    }
+    fn int<'a>(&self, column: impl Into<Column<'a>>) -> Result<i64, sqlx::Error> {
+        get(self, column.into())
+    }
+    fn int_opt<'a>(&self, column: impl Into<Column<'a>>) -> Result<Option<i64>, sqlx::Error> {
+        get(self, column.into())
+    }
+    fn flag<'a>(&self, column: impl Into<Column<'a>>) -> Result<bool, sqlx::Error> {
+        get(self, column.into())
+    }
+}
+
+fn get<R, T>(row: &R, column: Column<'_>) -> Result<T, sqlx::Error>
+where
+    R: Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    match column {
+        Column::Name(name) => row.try_get(name),
+        Column::At(at) => row.try_get(at),
     }
 }

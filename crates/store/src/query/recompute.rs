@@ -18,6 +18,7 @@
 //!    empty: a rebuild covers the retained log only.
 
 use jiff::Timestamp;
+use sqlx::{PgPool, SqlitePool};
 
 use crate::error::StoreError;
 use tollgate_accounting::CostSource;
@@ -25,7 +26,7 @@ use tollgate_accounting::CostSource;
 use crate::log_scan::LogScan;
 use crate::metadata_keys;
 use crate::model::LogRecord;
-use crate::rollup::{FLUSH_ROWS, Rollups};
+use crate::rollup::{FLUSH_ROWS, RollupKeys, Rollups};
 use crate::sql::saturating_i64;
 use crate::store::{Pool, Store};
 
@@ -90,115 +91,146 @@ impl Store {
         visit: &mut (dyn FnMut(&LogRecord) + Send),
     ) -> Result<RecomputeReport, StoreError> {
         let max_per_row = self.options().max_rollup_keys_per_row;
-        let mut rollups = Rollups::default();
-        let mut report = RecomputeReport::default();
-        // Repriced rows of the current page: (id, cost_nanos, cost_source).
-        let mut updates: Vec<(String, i64, &'static str)> = Vec::new();
-        // Reprices, sums and visits one page; writes the sums out when enough are held.
-        macro_rules! add_page {
-            ($page:expr, $keys:expr) => {{
-                let page: Vec<LogRecord> = $page;
-                let read = page.len() as u64;
-                for mut record in page {
-                    if record.cost_source != CostSource::Custom {
-                        let input = RepriceInput {
-                            provider: &record.provider,
-                            model: &record.model,
-                            created_at: record.created_at,
-                            tokens_in: record.tokens_in,
-                            tokens_cached: record.tokens_cached,
-                            tokens_cache_write: record.tokens_cache_write,
-                            tokens_out: record.tokens_out,
-                            tokens_reasoning: record.tokens_reasoning,
-                            cost_source: record.cost_source.as_str(),
-                        };
-                        if let Some((cost, new_source)) = reprice(&input)
-                            && (cost != record.cost_nanos || new_source != record.cost_source)
-                        {
-                            record.cost_nanos = cost;
-                            record.cost_source = new_source;
-                            updates.push((record.id.clone(), saturating_i64(cost), new_source.as_str()));
-                        }
-                    }
-                    rollups.add(&record, $keys);
-                    visit(&record);
-                }
-                report.log_rows += read;
-                report.repriced_rows += updates.len() as u64;
-                read == 0
-            }};
-        }
+        let mut rebuild = Rebuild {
+            reprice,
+            visit,
+            rollups: Rollups::default(),
+            report: RecomputeReport::default(),
+            updates: Vec::new(),
+        };
         match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let keys = metadata_keys::locked_postgres(&mut tx, max_per_row).await?;
-                sqlx::query(
-                    "LOCK TABLE spend_rollup_hourly, spend_rollup_metadata_hourly, spend_rollup_metadata_daily,
-                         spend_rollup_metadata_value_daily IN EXCLUSIVE MODE",
-                )
+            Pool::Postgres(pool) => rebuild_postgres(pool, max_per_row, &mut rebuild).await?,
+            Pool::Sqlite(pool) => rebuild_sqlite(pool, max_per_row, &mut rebuild).await?,
+        }
+        Ok(rebuild.report)
+    }
+}
+
+/// A rebuild's running state: the sums held, the report so far, and the repriced rows of the current page.
+struct Rebuild<'a, 'f> {
+    reprice: &'a Reprice<'f>,
+    visit: &'a mut (dyn FnMut(&LogRecord) + Send),
+    rollups: Rollups,
+    report: RecomputeReport,
+    /// Repriced rows of the current page: (id, cost_nanos, cost_source), written before the next page is read.
+    updates: Vec<(String, i64, &'static str)>,
+}
+
+impl Rebuild<'_, '_> {
+    /// Reprices, sums and visits one page; `false` when the page is empty (the log has been read).
+    fn add_page(&mut self, page: Vec<LogRecord>, keys: &RollupKeys) -> bool {
+        let read = page.len() as u64;
+        for mut record in page {
+            if record.cost_source != CostSource::Custom {
+                self.reprice_one(&mut record);
+            }
+            self.rollups.add(&record, keys);
+            (self.visit)(&record);
+        }
+        self.report.log_rows += read;
+        self.report.repriced_rows += self.updates.len() as u64;
+        read > 0
+    }
+
+    /// Applies the caller's price to `record` and queues its `UPDATE` when the cost or the source changed.
+    fn reprice_one(&mut self, record: &mut LogRecord) {
+        let input = RepriceInput {
+            provider: &record.provider,
+            model: &record.model,
+            created_at: record.created_at,
+            tokens_in: record.tokens_in,
+            tokens_cached: record.tokens_cached,
+            tokens_cache_write: record.tokens_cache_write,
+            tokens_out: record.tokens_out,
+            tokens_reasoning: record.tokens_reasoning,
+            cost_source: record.cost_source.as_str(),
+        };
+        if let Some((cost, source)) = (self.reprice)(&input)
+            && (cost != record.cost_nanos || source != record.cost_source)
+        {
+            record.cost_nanos = cost;
+            record.cost_source = source;
+            self.updates.push((record.id.clone(), saturating_i64(cost), source.as_str()));
+        }
+    }
+
+    /// The sums to write now: every one held at the end (`all`), else only once [`FLUSH_ROWS`] are held.
+    fn take_rollups(&mut self, all: bool) -> Option<Rollups> {
+        if !all && self.rollups.len() < FLUSH_ROWS {
+            return None;
+        }
+        self.report.rollup_rows += self.rollups.len() as u64;
+        Some(std::mem::take(&mut self.rollups))
+    }
+}
+
+/// Steps 1–4 of the module docs on Postgres.
+async fn rebuild_postgres(pool: &PgPool, max_per_row: usize, rebuild: &mut Rebuild<'_, '_>) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    let keys = metadata_keys::locked_postgres(&mut tx, max_per_row).await?;
+    sqlx::query(
+        "LOCK TABLE spend_rollup_hourly, spend_rollup_metadata_hourly, spend_rollup_metadata_daily,
+             spend_rollup_metadata_value_daily IN EXCLUSIVE MODE",
+    )
+    .execute(&mut *tx)
+    .await?;
+    for sql in CLEAR_ROLLUPS {
+        sqlx::query(sql).execute(&mut *tx).await?;
+    }
+    let mut scan = LogScan::default();
+    while rebuild.add_page(scan.next_postgres(&mut tx, None).await?, &keys) {
+        if !rebuild.updates.is_empty() {
+            let (ids, costs, sources): (Vec<_>, Vec<_>, Vec<_>) = rebuild.updates.drain(..).collect();
+            sqlx::query(
+                "UPDATE request_logs SET cost_nanos = u.cost, cost_source = u.source
+                 FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS u(id, cost, source)
+                 WHERE request_logs.id = u.id",
+            )
+            .bind(ids)
+            .bind(costs)
+            .bind(sources)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(rollups) = rebuild.take_rollups(false) {
+            rollups.upsert_postgres(&mut tx).await?;
+        }
+    }
+    if let Some(rollups) = rebuild.take_rollups(true) {
+        rollups.upsert_postgres(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Steps 1–4 of the module docs on SQLite (the first `DELETE` takes the write lock).
+async fn rebuild_sqlite(
+    pool: &SqlitePool,
+    max_per_row: usize,
+    rebuild: &mut Rebuild<'_, '_>,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    for sql in CLEAR_ROLLUPS {
+        sqlx::query(sql).execute(&mut *tx).await?;
+    }
+    let keys = metadata_keys::read_sqlite(&mut tx, max_per_row).await?;
+    let mut scan = LogScan::default();
+    while rebuild.add_page(scan.next_sqlite(&mut tx).await?, &keys) {
+        for (id, cost, source) in rebuild.updates.drain(..) {
+            sqlx::query("UPDATE request_logs SET cost_nanos = $1, cost_source = $2 WHERE id = $3")
+                .bind(cost)
+                .bind(source)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
-                for sql in CLEAR_ROLLUPS {
-                    sqlx::query(sql).execute(&mut *tx).await?;
-                }
-                let mut scan = LogScan::default();
-                loop {
-                    let page = scan.next_postgres(&mut tx, None).await?;
-                    if add_page!(page, &keys) {
-                        break;
-                    }
-                    if !updates.is_empty() {
-                        let (ids, costs, sources): (Vec<_>, Vec<_>, Vec<_>) = updates.drain(..).collect();
-                        sqlx::query(
-                            "UPDATE request_logs SET cost_nanos = u.cost, cost_source = u.source
-                             FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS u(id, cost, source)
-                             WHERE request_logs.id = u.id",
-                        )
-                        .bind(ids)
-                        .bind(costs)
-                        .bind(sources)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    if rollups.len() >= FLUSH_ROWS {
-                        report.rollup_rows += rollups.len() as u64;
-                        std::mem::take(&mut rollups).upsert_postgres(&mut tx).await?;
-                    }
-                }
-                report.rollup_rows += rollups.len() as u64;
-                rollups.upsert_postgres(&mut tx).await?;
-                tx.commit().await?;
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for sql in CLEAR_ROLLUPS {
-                    sqlx::query(sql).execute(&mut *tx).await?;
-                }
-                let keys = metadata_keys::read_sqlite(&mut tx, max_per_row).await?;
-                let mut scan = LogScan::default();
-                loop {
-                    let page = scan.next_sqlite(&mut tx).await?;
-                    if add_page!(page, &keys) {
-                        break;
-                    }
-                    for (id, cost, source) in updates.drain(..) {
-                        sqlx::query("UPDATE request_logs SET cost_nanos = ?, cost_source = ? WHERE id = ?")
-                            .bind(cost)
-                            .bind(source)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if rollups.len() >= FLUSH_ROWS {
-                        report.rollup_rows += rollups.len() as u64;
-                        std::mem::take(&mut rollups).upsert_sqlite(&mut tx).await?;
-                    }
-                }
-                report.rollup_rows += rollups.len() as u64;
-                rollups.upsert_sqlite(&mut tx).await?;
-                tx.commit().await?;
-            }
         }
-        Ok(report)
+        if let Some(rollups) = rebuild.take_rollups(false) {
+            rollups.upsert_sqlite(&mut tx).await?;
+        }
     }
+    if let Some(rollups) = rebuild.take_rollups(true) {
+        rollups.upsert_sqlite(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
