@@ -15,7 +15,7 @@ use crate::sql::timestamp_micros;
 use crate::store::{Pool, Store};
 
 /// Rows deleted per retention statement: small enough that each statement holds its locks for milliseconds and
-/// never needs the whole expired set in memory (peer lesson: OOM in spend-log cleanup).
+/// never needs the whole expired set in memory (deleting a large expired set at once can exhaust memory).
 pub const RETENTION_BATCH_ROWS: i64 = 5_000;
 
 /// What a retention pass did.

@@ -25,7 +25,7 @@
 //! table, so a key added on one replica is counted by every replica's next batch, whatever their own rules say.
 //! A second adder of K waits for the first (the lock conflicts with itself) and then finds K present.
 //!
-//! A recompute (`query/recompute.rs`) takes `SHARE` on the keys before its `EXCLUSIVE` locks on the rollups: every
+//! A recompute (`recompute`) takes `SHARE` on the keys before its `EXCLUSIVE` locks on the rollups: every
 //! transaction takes the keys' lock before any rollup lock (writers, adders and recomputes alike), so none waits
 //! for another in a cycle.
 //!

@@ -25,7 +25,6 @@ pub struct LogRecord {
     pub created_at: Timestamp,
     /// The gateway from a Cloudflare-style URL, if any.
     pub gateway: Option<String>,
-    /// Provider name.
     pub provider: String,
     /// Model name without the provider prefix.
     pub model: String,

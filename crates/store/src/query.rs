@@ -1,9 +1,8 @@
-//! Read side for the admin API: totals and grouped spend from the rollups (never the raw log), request log rows
-//! with filters and keyset pagination, API-managed spend rules, and rebuilding the rollups.
+//! Read side for the admin API: totals and grouped spend from the rollups (never the raw log), and request log
+//! rows with filters and keyset pagination. (The admin writes, rules and recompute, are `spend_rules` and
+//! `recompute`.)
 
 mod logs;
-mod recompute;
-mod rules;
 mod spend;
 mod spend_scan;
 
@@ -17,9 +16,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::StoreError;
-
-pub use recompute::{RecomputeReport, Reprice, RepriceInput};
-pub use rules::{ApiSpendRules, SpendRuleChange};
 
 /// Why a query could not run: a bad parameter (the caller's fault, named) or the database.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +57,6 @@ impl From<sqlx::Error> for QueryError {
 pub struct StatsTotals {
     /// Cost of the requests.
     pub cost_nanos: u64,
-    /// Requests.
     pub requests: u64,
     /// Prompt tokens.
     pub tokens_in: u64,
@@ -74,9 +69,7 @@ pub struct StatsTotals {
 /// One `/spend` grouping.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GroupBy {
-    /// Provider name.
     Provider,
-    /// Model name.
     Model,
     /// Gateway (`null` for requests without a gateway URL).
     Gateway,
@@ -147,7 +140,6 @@ pub struct SpendGroupRow {
     /// `gateway` `None` for requests without one. (A list rather than a map by name: a report can have tens of
     /// thousands of rows, and the API serialises the names once per row without building anything.)
     pub values: Vec<Option<String>>,
-    /// Requests.
     pub requests: u64,
     /// Prompt tokens.
     pub tokens_in: u64,
@@ -191,9 +183,7 @@ pub struct SpendReport {
 /// exclusive end.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogFilter {
-    /// Provider name.
     pub provider: Option<String>,
-    /// Model name.
     pub model: Option<String>,
     /// HTTP status sent to the client.
     pub status: Option<u16>,
@@ -257,7 +247,7 @@ impl Cursor {
     }
 }
 
-/// One request log row as the admin API shows it (CONTRACT §5 field names; money in USD).
+/// One request log row as the admin API shows it (the fields of `GET /api/logs` in docs/admin-api.md; money in USD).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogEntry {
     /// Row id (UUIDv7).
@@ -267,9 +257,7 @@ pub struct LogEntry {
     pub created_at: Timestamp,
     /// Gateway, if any.
     pub gateway: Option<String>,
-    /// Provider.
     pub provider: String,
-    /// Model.
     pub model: String,
     /// Request path.
     pub path: String,
@@ -287,7 +275,6 @@ pub struct LogEntry {
     pub tokens_out: u64,
     /// Cached prompt tokens.
     pub tokens_cached: u64,
-    /// Reasoning tokens.
     pub tokens_reasoning: u64,
     /// Cost in USD.
     pub cost_usd: f64,

@@ -1,8 +1,8 @@
-//! Spend rollups (hourly; per metadata value hourly and daily, and daily over all providers), built in memory from the rows a batch actually inserted
-//! and upserted in the batch's transaction: one statement per table per batch, keys in sorted order so that
-//! replicas writing the same hour take row locks in the same order and never deadlock (peer lesson: 40P01 in spend
-//! writers). Upserts add, so a set of rows may be written in several parts (recompute and key backfills flush
-//! bounded parts).
+//! Spend rollups (hourly; per metadata value hourly and daily, and daily over all providers), built in memory
+//! from the rows a batch actually inserted and upserted in the batch's transaction: one statement per table per
+//! batch, keys in sorted order so that replicas writing the same hour take row locks in the same order and never
+//! deadlock (Postgres would abort one of two writers locking in opposite orders, 40P01). Upserts add, so a set of
+//! rows may be written in several parts (recompute and key backfills flush bounded parts).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

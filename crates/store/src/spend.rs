@@ -280,6 +280,11 @@ static SPEND_UPSERT_SQLITE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A rule's rows whose window start lies in `[$2, $3)`, deleted; both backends (SQLite binds `$N` by index).
+const DELETE_SPAN: &str =
+    "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
+     RETURNING bucket_key, window_start_ns";
+
 /// [`Store::replace_spend_span`]'s transaction on Postgres (one `UNNEST` insert): the `(bucket_key,
 /// window_start_ns)` of the rows deleted.
 async fn replace_span_postgres(
@@ -291,15 +296,7 @@ async fn replace_span_postgres(
     amounts: &[i64],
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query_as(
-        "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
-         RETURNING bucket_key, window_start_ns",
-    )
-    .bind(rule_id)
-    .bind(lo)
-    .bind(hi)
-    .fetch_all(&mut *tx)
-    .await?;
+    let deleted = sqlx::query_as(DELETE_SPAN).bind(rule_id).bind(lo).bind(hi).fetch_all(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
          SELECT $1, u.k, u.s, u.d, now() FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(k, s, d)",
@@ -325,15 +322,7 @@ async fn replace_span_sqlite(
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let now_us = Timestamp::now().as_microsecond();
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query_as(
-        "DELETE FROM spend_buckets WHERE rule_id = ? AND window_start_ns >= ? AND window_start_ns < ?
-         RETURNING bucket_key, window_start_ns",
-    )
-    .bind(rule_id)
-    .bind(lo)
-    .bind(hi)
-    .fetch_all(&mut *tx)
-    .await?;
+    let deleted = sqlx::query_as(DELETE_SPAN).bind(rule_id).bind(lo).bind(hi).fetch_all(&mut *tx).await?;
     for ((key, start), amount) in keys.iter().zip(starts).zip(amounts) {
         sqlx::query(
             "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)

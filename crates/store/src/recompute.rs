@@ -33,9 +33,7 @@ use crate::store::{Pool, Store};
 /// The priced fields of one log row, handed to the repricing function of [`Store::recompute`].
 #[derive(Debug, Clone, Copy)]
 pub struct RepriceInput<'a> {
-    /// Provider name.
     pub provider: &'a str,
-    /// Model name.
     pub model: &'a str,
     /// When the request arrived (picks the price in effect then).
     pub created_at: Timestamp,
@@ -47,7 +45,6 @@ pub struct RepriceInput<'a> {
     pub tokens_cache_write: u64,
     /// Completion tokens.
     pub tokens_out: u64,
-    /// Reasoning tokens.
     pub tokens_reasoning: u64,
     /// The stored `cost_source`: `catalog`, `estimated` or `unpriced` (`custom` rows are never repriced).
     pub cost_source: &'a str,
