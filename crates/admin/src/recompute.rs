@@ -75,7 +75,7 @@ pub async fn recompute(State(state): State<AdminState>) -> Result<Json<Recompute
 }
 
 /// A row's cost at the catalog's prices for its day, and its new source.
-fn reprice(catalog: &PriceCatalog, row: &RepriceInput<'_>) -> Option<(u64, &'static str)> {
+fn reprice(catalog: &PriceCatalog, row: &RepriceInput<'_>) -> Option<(u64, CostSource)> {
     let usage = Usage {
         input: row.tokens_in.saturating_sub(row.tokens_cached).saturating_sub(row.tokens_cache_write),
         cache_read: row.tokens_cached,
@@ -95,7 +95,7 @@ fn reprice(catalog: &PriceCatalog, row: &RepriceInput<'_>) -> Option<(u64, &'sta
     if priced.source == CostSource::Unpriced {
         return None;
     }
-    Some((priced.cost_nanos, priced.source.as_str()))
+    Some((priced.cost_nanos, priced.source))
 }
 
 /// Adds a repriced row to the rebuild, under the dimensions admission would have seen.

@@ -7,24 +7,29 @@ mod error;
 mod log_scan;
 mod logs;
 mod metadata_keys;
+mod model;
 mod quarantine;
 mod query;
-mod record;
+mod recompute;
 mod replay;
 mod rollup;
 mod spend;
+mod spend_rules;
 mod spend_sync;
 mod spill;
+mod sql;
 mod store;
 mod writer;
 
 pub use error::StoreError;
 pub use logs::{RETENTION_BATCH_ROWS, RetentionReport};
+pub use model::{LogRecord, MAX_METADATA_VALUE_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TEXT_BYTES};
 pub use query::{
-    ApiSpendRules, Cursor, GroupBy, LogEntry, LogFilter, QueryError, RecomputeReport, Reprice, RepriceInput,
-    SpendGroupRow, SpendReport, SpendRuleChange, SpendSource, StatsTotals,
+    Cursor, GroupBy, LogEntry, LogFilter, QueryError, SpendGroupRow, SpendReport, SpendSource, StatsTotals,
 };
-pub use record::{CostSource, LogRecord, MAX_METADATA_VALUE_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TEXT_BYTES};
+pub use recompute::{RecomputeReport, Reprice, RepriceInput};
+pub use spend_rules::{ApiSpendRules, SpendRuleChange};
 pub use spend_sync::{SpendSync, SpendSyncOptions};
 pub use store::{Pool, Store, StoreKind, StoreOptions, StoreStatus};
+pub use tollgate_accounting::CostSource;
 pub use writer::{Enqueued, LogWriter, WriterOptions};

@@ -6,8 +6,10 @@ use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::error::StoreError;
-use crate::query::{PG_FROM_MICROS, pg_micros, unsigned};
-use crate::record::{CostSource, LogRecord};
+use crate::sql::{PG_FROM_MICROS, pg_micros, unsigned};
+use tollgate_accounting::CostSource;
+
+use crate::model::{LogRecord, parse_cost_source};
 
 /// Rows read per statement: bounded memory per page, few round trips.
 pub(crate) const PAGE_ROWS: i64 = 10_000;
@@ -127,10 +129,5 @@ where
 
 /// The [`CostSource`] stored as `name` (the column's CHECK allows only the four names).
 pub(crate) fn cost_source(name: &str) -> CostSource {
-    match name {
-        "custom" => CostSource::Custom,
-        "estimated" => CostSource::Estimated,
-        "unpriced" => CostSource::Unpriced,
-        _ => CostSource::Catalog,
-    }
+    parse_cost_source(name).unwrap_or(CostSource::Catalog)
 }

@@ -8,13 +8,14 @@ use sqlx::Row;
 
 use crate::error::StoreError;
 use crate::metadata_keys;
+use crate::model::{LogRecord, LogRow};
 use crate::quarantine::QuarantineKind;
-use crate::record::{LogRecord, LogRow, timestamp_micros};
 use crate::rollup::Rollups;
+use crate::sql::timestamp_micros;
 use crate::store::{Pool, Store};
 
 /// Rows deleted per retention statement: small enough that each statement holds its locks for milliseconds and
-/// never needs the whole expired set in memory (peer lesson: OOM in spend-log cleanup).
+/// never needs the whole expired set in memory (deleting a large expired set at once can exhaust memory).
 pub const RETENTION_BATCH_ROWS: i64 = 5_000;
 
 /// What a retention pass did.
@@ -176,11 +177,6 @@ async fn insert_postgres(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     rows: &[LogRow],
 ) -> Result<HashSet<String>, StoreError> {
-    macro_rules! column {
-        ($field:ident) => {
-            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-        };
-    }
     let fetched = sqlx::query(
         "INSERT INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached, stream,
              tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
@@ -201,36 +197,41 @@ async fn insert_postgres(
          ON CONFLICT (id) DO NOTHING
          RETURNING id",
     )
-    .bind(column!(id))
-    .bind(column!(created_at_us))
-    .bind(column!(gateway))
-    .bind(column!(provider))
-    .bind(column!(model))
-    .bind(column!(path))
-    .bind(column!(status))
-    .bind(column!(success))
-    .bind(column!(cached))
-    .bind(column!(stream))
-    .bind(column!(tokens_in))
-    .bind(column!(tokens_out))
-    .bind(column!(tokens_cached))
-    .bind(column!(tokens_reasoning))
-    .bind(column!(cost_nanos))
-    .bind(column!(cost_source))
-    .bind(column!(duration_ms))
-    .bind(column!(ttfb_ms))
-    .bind(column!(metadata))
-    .bind(column!(event_id))
-    .bind(column!(step))
-    .bind(column!(rule_decisions))
-    .bind(column!(error))
-    .bind(column!(request_body))
-    .bind(column!(response_body))
-    .bind(column!(tokens_cache_write))
-    .bind(column!(listed))
+    .bind(column(rows, |r| r.id.clone()))
+    .bind(column(rows, |r| r.created_at_us))
+    .bind(column(rows, |r| r.gateway.clone()))
+    .bind(column(rows, |r| r.provider.clone()))
+    .bind(column(rows, |r| r.model.clone()))
+    .bind(column(rows, |r| r.path.clone()))
+    .bind(column(rows, |r| r.status))
+    .bind(column(rows, |r| r.success))
+    .bind(column(rows, |r| r.cached))
+    .bind(column(rows, |r| r.stream))
+    .bind(column(rows, |r| r.tokens_in))
+    .bind(column(rows, |r| r.tokens_out))
+    .bind(column(rows, |r| r.tokens_cached))
+    .bind(column(rows, |r| r.tokens_reasoning))
+    .bind(column(rows, |r| r.cost_nanos))
+    .bind(column(rows, |r| r.cost_source))
+    .bind(column(rows, |r| r.duration_ms))
+    .bind(column(rows, |r| r.ttfb_ms))
+    .bind(column(rows, |r| r.metadata.clone()))
+    .bind(column(rows, |r| r.event_id.clone()))
+    .bind(column(rows, |r| r.step))
+    .bind(column(rows, |r| r.rule_decisions.clone()))
+    .bind(column(rows, |r| r.error.clone()))
+    .bind(column(rows, |r| r.request_body.clone()))
+    .bind(column(rows, |r| r.response_body.clone()))
+    .bind(column(rows, |r| r.tokens_cache_write))
+    .bind(column(rows, |r| r.listed))
     .fetch_all(&mut **tx)
     .await?;
     fetched.iter().map(|row| row.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+}
+
+/// One field of every row, as the array `UNNEST` reads.
+fn column<T>(rows: &[LogRow], field: impl Fn(&LogRow) -> T) -> Vec<T> {
+    rows.iter().map(field).collect()
 }
 
 /// One prepared (cached) statement per row inside the batch's transaction: SQLite runs in-process, so a row costs

@@ -25,7 +25,7 @@
 //! table, so a key added on one replica is counted by every replica's next batch, whatever their own rules say.
 //! A second adder of K waits for the first (the lock conflicts with itself) and then finds K present.
 //!
-//! A recompute (`query/recompute.rs`) takes `SHARE` on the keys before its `EXCLUSIVE` locks on the rollups: every
+//! A recompute (`recompute`) takes `SHARE` on the keys before its `EXCLUSIVE` locks on the rollups: every
 //! transaction takes the keys' lock before any rollup lock (writers, adders and recomputes alike), so none waits
 //! for another in a cycle.
 //!
@@ -40,7 +40,7 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use sqlx::{Postgres, Row, Sqlite, Transaction};
+use sqlx::{PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::error::StoreError;
 use crate::log_scan::LogScan;
@@ -73,110 +73,121 @@ impl Store {
         }
         let max_per_row = self.options().max_rollup_keys_per_row;
         let added = match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("LOCK TABLE spend_rollup_metadata_keys IN SHARE ROW EXCLUSIVE MODE")
-                    .execute(&mut *tx)
-                    .await?;
-                let old = read_postgres(&mut tx, max_per_row).await?;
-                let new: Vec<String> = keys.iter().filter(|key| !old.keys.contains(key)).cloned().collect();
-                if !new.is_empty() {
-                    sqlx::query(
-                        "INSERT INTO spend_rollup_metadata_keys (meta_key, position)
-                         SELECT u.k, (SELECT COALESCE(max(position), 0) FROM spend_rollup_metadata_keys) + u.n
-                         FROM UNNEST($1::text[]) WITH ORDINALITY AS u(k, n)",
-                    )
-                    .bind(&new)
-                    .execute(&mut *tx)
-                    .await?;
-                    for table in [
-                        "spend_rollup_metadata_hourly",
-                        "spend_rollup_metadata_daily",
-                        "spend_rollup_metadata_value_daily",
-                    ] {
-                        let sql = format!("DELETE FROM {table} WHERE meta_key = ANY($1)");
-                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&new).execute(&mut *tx).await?;
-                    }
-                    let first = old.keys.len();
-                    let all =
-                        RollupKeys { keys: old.keys.into_iter().chain(new.iter().cloned()).collect(), max_per_row };
-                    let mut scan = LogScan::default();
-                    let mut rollups = Rollups::default();
-                    loop {
-                        let page = scan.next_postgres(&mut tx, Some(&new)).await?;
-                        if page.is_empty() {
-                            break;
-                        }
-                        for record in &page {
-                            rollups.add_metadata(record, &all, first);
-                        }
-                        if rollups.len() >= FLUSH_ROWS {
-                            std::mem::take(&mut rollups).upsert_postgres(&mut tx).await?;
-                        }
-                    }
-                    rollups.upsert_postgres(&mut tx).await?;
-                }
-                tx.commit().await?;
-                new
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                // The first statement writes, so the write lock is held from here to the commit.
-                let now_us = Timestamp::now().as_microsecond();
-                let mut new = Vec::new();
-                for key in keys {
-                    let inserted = sqlx::query(
-                        "INSERT OR IGNORE INTO spend_rollup_metadata_keys (meta_key, position, added_at)
-                         VALUES (?, (SELECT COALESCE(max(position), 0) + 1 FROM spend_rollup_metadata_keys), ?)",
-                    )
-                    .bind(key)
-                    .bind(now_us)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if inserted {
-                        new.push(key.clone());
-                    }
-                }
-                if !new.is_empty() {
-                    for key in &new {
-                        for sql in [
-                            "DELETE FROM spend_rollup_metadata_hourly WHERE meta_key = ?",
-                            "DELETE FROM spend_rollup_metadata_daily WHERE meta_key = ?",
-                            "DELETE FROM spend_rollup_metadata_value_daily WHERE meta_key = ?",
-                        ] {
-                            sqlx::query(sql).bind(key).execute(&mut *tx).await?;
-                        }
-                    }
-                    let all = read_sqlite(&mut tx, max_per_row).await?;
-                    // The new keys have the highest positions.
-                    let first = all.keys.len() - new.len();
-                    let mut scan = LogScan::default();
-                    let mut rollups = Rollups::default();
-                    loop {
-                        let page = scan.next_sqlite(&mut tx).await?;
-                        if page.is_empty() {
-                            break;
-                        }
-                        for record in &page {
-                            rollups.add_metadata(record, &all, first);
-                        }
-                        if rollups.len() >= FLUSH_ROWS {
-                            std::mem::take(&mut rollups).upsert_sqlite(&mut tx).await?;
-                        }
-                    }
-                    rollups.upsert_sqlite(&mut tx).await?;
-                }
-                tx.commit().await?;
-                new
-            }
+            Pool::Postgres(pool) => add_keys_postgres(pool, keys, max_per_row).await?,
+            Pool::Sqlite(pool) => add_keys_sqlite(pool, keys, max_per_row).await?,
         };
         if !added.is_empty() {
             tracing::info!(keys = ?added, "metadata keys rolled up from now on, history included");
         }
         Ok(added)
     }
+}
+
+/// [`Store::add_rollup_metadata_keys`] on Postgres: `SHARE ROW EXCLUSIVE` on the key table, then the new keys and
+/// their backfill, in one transaction (see the module docs).
+async fn add_keys_postgres(
+    pool: &PgPool,
+    keys: &BTreeSet<String>,
+    max_per_row: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE spend_rollup_metadata_keys IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let old = read_postgres(&mut tx, max_per_row).await?;
+    let new: Vec<String> = keys.iter().filter(|key| !old.keys.contains(key)).cloned().collect();
+    if !new.is_empty() {
+        sqlx::query(
+            "INSERT INTO spend_rollup_metadata_keys (meta_key, position)
+             SELECT u.k, (SELECT COALESCE(max(position), 0) FROM spend_rollup_metadata_keys) + u.n
+             FROM UNNEST($1::text[]) WITH ORDINALITY AS u(k, n)",
+        )
+        .bind(&new)
+        .execute(&mut *tx)
+        .await?;
+        for table in
+            ["spend_rollup_metadata_hourly", "spend_rollup_metadata_daily", "spend_rollup_metadata_value_daily"]
+        {
+            let sql = format!("DELETE FROM {table} WHERE meta_key = ANY($1)");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&new).execute(&mut *tx).await?;
+        }
+        let first = old.keys.len();
+        let all = RollupKeys { keys: old.keys.into_iter().chain(new.iter().cloned()).collect(), max_per_row };
+        let mut scan = LogScan::default();
+        let mut rollups = Rollups::default();
+        loop {
+            let page = scan.next_postgres(&mut tx, Some(&new)).await?;
+            if page.is_empty() {
+                break;
+            }
+            for record in &page {
+                rollups.add_metadata(record, &all, first);
+            }
+            if rollups.len() >= FLUSH_ROWS {
+                std::mem::take(&mut rollups).upsert_postgres(&mut tx).await?;
+            }
+        }
+        rollups.upsert_postgres(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// [`Store::add_rollup_metadata_keys`] on SQLite: the first statement writes, so the database's write lock is held
+/// from the first key inserted to the commit (see the module docs).
+async fn add_keys_sqlite(
+    pool: &SqlitePool,
+    keys: &BTreeSet<String>,
+    max_per_row: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // The first statement writes, so the write lock is held from here to the commit.
+    let now_us = Timestamp::now().as_microsecond();
+    let mut new = Vec::new();
+    for key in keys {
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO spend_rollup_metadata_keys (meta_key, position, added_at)
+             VALUES (?, (SELECT COALESCE(max(position), 0) + 1 FROM spend_rollup_metadata_keys), ?)",
+        )
+        .bind(key)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            new.push(key.clone());
+        }
+    }
+    if !new.is_empty() {
+        for key in &new {
+            for sql in [
+                "DELETE FROM spend_rollup_metadata_hourly WHERE meta_key = ?",
+                "DELETE FROM spend_rollup_metadata_daily WHERE meta_key = ?",
+                "DELETE FROM spend_rollup_metadata_value_daily WHERE meta_key = ?",
+            ] {
+                sqlx::query(sql).bind(key).execute(&mut *tx).await?;
+            }
+        }
+        let all = read_sqlite(&mut tx, max_per_row).await?;
+        // The new keys have the highest positions.
+        let first = all.keys.len() - new.len();
+        let mut scan = LogScan::default();
+        let mut rollups = Rollups::default();
+        loop {
+            let page = scan.next_sqlite(&mut tx).await?;
+            if page.is_empty() {
+                break;
+            }
+            for record in &page {
+                rollups.add_metadata(record, &all, first);
+            }
+            if rollups.len() >= FLUSH_ROWS {
+                std::mem::take(&mut rollups).upsert_sqlite(&mut tx).await?;
+            }
+        }
+        rollups.upsert_sqlite(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(new)
 }
 
 /// The key set inside a transaction that is about to add rows to the rollups: takes `SHARE` on the key table first

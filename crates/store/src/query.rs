@@ -1,9 +1,8 @@
-//! Read side for the admin API: totals and grouped spend from the rollups (never the raw log), request log rows
-//! with filters and keyset pagination, API-managed spend rules, and rebuilding the rollups.
+//! Read side for the admin API: totals and grouped spend from the rollups (never the raw log), and request log
+//! rows with filters and keyset pagination. (The admin writes, rules and recompute, are `spend_rules` and
+//! `recompute`.)
 
 mod logs;
-mod recompute;
-mod rules;
 mod spend;
 mod spend_scan;
 
@@ -17,9 +16,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::StoreError;
-
-pub use recompute::{RecomputeReport, Reprice, RepriceInput};
-pub use rules::{ApiSpendRules, SpendRuleChange};
 
 /// Why a query could not run: a bad parameter (the caller's fault, named) or the database.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +57,6 @@ impl From<sqlx::Error> for QueryError {
 pub struct StatsTotals {
     /// Cost of the requests.
     pub cost_nanos: u64,
-    /// Requests.
     pub requests: u64,
     /// Prompt tokens.
     pub tokens_in: u64,
@@ -74,9 +69,7 @@ pub struct StatsTotals {
 /// One `/spend` grouping.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GroupBy {
-    /// Provider name.
     Provider,
-    /// Model name.
     Model,
     /// Gateway (`null` for requests without a gateway URL).
     Gateway,
@@ -147,7 +140,6 @@ pub struct SpendGroupRow {
     /// `gateway` `None` for requests without one. (A list rather than a map by name: a report can have tens of
     /// thousands of rows, and the API serialises the names once per row without building anything.)
     pub values: Vec<Option<String>>,
-    /// Requests.
     pub requests: u64,
     /// Prompt tokens.
     pub tokens_in: u64,
@@ -191,9 +183,7 @@ pub struct SpendReport {
 /// exclusive end.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogFilter {
-    /// Provider name.
     pub provider: Option<String>,
-    /// Model name.
     pub model: Option<String>,
     /// HTTP status sent to the client.
     pub status: Option<u16>,
@@ -257,7 +247,7 @@ impl Cursor {
     }
 }
 
-/// One request log row as the admin API shows it (CONTRACT §5 field names; money in USD).
+/// One request log row as the admin API shows it (the fields of `GET /api/logs` in docs/admin-api.md; money in USD).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogEntry {
     /// Row id (UUIDv7).
@@ -267,9 +257,7 @@ pub struct LogEntry {
     pub created_at: Timestamp,
     /// Gateway, if any.
     pub gateway: Option<String>,
-    /// Provider.
     pub provider: String,
-    /// Model.
     pub model: String,
     /// Request path.
     pub path: String,
@@ -287,7 +275,6 @@ pub struct LogEntry {
     pub tokens_out: u64,
     /// Cached prompt tokens.
     pub tokens_cached: u64,
-    /// Reasoning tokens.
     pub tokens_reasoning: u64,
     /// Cost in USD.
     pub cost_usd: f64,
@@ -322,113 +309,9 @@ fn display<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::
     serializer.collect_str(value)
 }
 
-/// Postgres: a bound Unix-microseconds parameter as a `TIMESTAMPTZ` (`$n` is pushed by the caller after this).
-pub(crate) const PG_FROM_MICROS: &str = "'epoch'::timestamptz + interval '1 microsecond' * ";
-
-/// Postgres: a `TIMESTAMPTZ` column as Unix microseconds.
-pub(crate) fn pg_micros(column: &str) -> String {
-    format!("(EXTRACT(EPOCH FROM {column}) * 1000000)::int8")
-}
-
 /// Whether a query failed because an exact integer sum overflowed (Postgres `numeric_value_out_of_range`, SQLite
-/// "integer overflow"): it is then run again with [`Dialect::saturating_sum`].
+/// "integer overflow"): it is then run again with [`crate::sql::Dialect::saturating_sum`].
 pub(crate) fn is_overflow(error: &QueryError) -> bool {
     let QueryError::Store(StoreError::Query(sqlx::Error::Database(db))) = error else { return false };
     db.code().is_some_and(|code| code == "22003") || db.message().contains("integer overflow")
-}
-
-/// A database `BIGINT` sum or count as `u64` (they are never negative; a corrupt negative reads as 0).
-pub(crate) fn unsigned(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-/// What differs between the backends when a query is built at run time: how a bound time is written, how the
-/// rollups' times read as Unix microseconds, and how values are bound (so generic builders need no bounds).
-pub(crate) trait Dialect: sqlx::Database<Arguments: Default> {
-    /// The UTC day of a rollup's `hour` column, of the `day` column's type.
-    const DAY_OF_HOUR: &'static str;
-    /// A whole hour or day (`hour`, `day`, [`Dialect::DAY_OF_HOUR`]) as Unix microseconds.
-    fn micros(time: &str) -> String;
-    /// The exact `BIGINT` sum of an integer column (an overflow is an error, never a wrong total).
-    fn sum(column: &str) -> String;
-    /// A sum that stops at `i64::MAX` instead of failing: what a query runs again with when [`Dialect::sum`]
-    /// overflowed ([`is_overflow`]), so a total too large to store is reported as `i64::MAX`, never as an error.
-    fn saturating_sum(column: &str) -> String;
-    /// Binds Unix microseconds as the column type of a time.
-    fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64);
-    /// Binds text.
-    fn push_text(b: &mut sqlx::QueryBuilder<Self>, value: String);
-    /// Binds an integer.
-    fn push_int(b: &mut sqlx::QueryBuilder<Self>, value: i64);
-    /// Binds a boolean.
-    fn push_bool(b: &mut sqlx::QueryBuilder<Self>, value: bool);
-}
-
-impl Dialect for sqlx::Postgres {
-    // `date_trunc` with a time zone (PostgreSQL 12+): the UTC day whatever the session's `TimeZone`.
-    const DAY_OF_HOUR: &'static str = "date_trunc('day', hour, 'UTC')";
-
-    /// `date_part` is `float8` (`EXTRACT` is `numeric`, slower per group) and exact here: the times grouped on
-    /// are whole hours or days, whose seconds and microseconds since 1970 are integers far below 2^53.
-    fn micros(time: &str) -> String {
-        format!("(date_part('epoch', {time}) * 1000000)::int8")
-    }
-
-    /// `sum_int8` (migration 0005) adds in `int8`: `SUM(bigint)` would add in `numeric` and convert every group's
-    /// total back, which cost as much as the scan itself on 45,500 groups.
-    fn sum(column: &str) -> String {
-        format!("sum_int8({column})")
-    }
-
-    /// Summed in `numeric` (exact at any size), then capped: slower than `sum_int8`, so only the retry uses it.
-    fn saturating_sum(column: &str) -> String {
-        format!("LEAST(SUM({column}), 9223372036854775807)::int8")
-    }
-
-    fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {
-        b.push("(").push(PG_FROM_MICROS).push_bind(micros).push(")");
-    }
-    fn push_text(b: &mut sqlx::QueryBuilder<Self>, value: String) {
-        b.push_bind(value);
-    }
-    fn push_int(b: &mut sqlx::QueryBuilder<Self>, value: i64) {
-        b.push_bind(value);
-    }
-    fn push_bool(b: &mut sqlx::QueryBuilder<Self>, value: bool) {
-        b.push_bind(value);
-    }
-}
-
-impl Dialect for sqlx::Sqlite {
-    // Integer division truncates: right for every hour since 1970.
-    const DAY_OF_HOUR: &'static str = "((hour / 86400000000) * 86400000000)";
-
-    fn micros(time: &str) -> String {
-        time.to_owned()
-    }
-
-    /// SQLite's `SUM` of integers is an integer (and fails on overflow).
-    fn sum(column: &str) -> String {
-        format!("CAST(SUM({column}) AS BIGINT)")
-    }
-
-    /// `TOTAL` adds in floating point and never fails; a REAL above `i64::MAX` casts to `i64::MAX`. Only the retry
-    /// of a query whose exact sum overflowed uses it, so a group's total is rounded only in a report where some
-    /// total exceeded `i64::MAX` nano-dollars (and then only above 2^53, about $9M).
-    fn saturating_sum(column: &str) -> String {
-        format!("CAST(MIN(TOTAL({column}), 9223372036854775807.0) AS INTEGER)")
-    }
-
-    fn push_time(b: &mut sqlx::QueryBuilder<Self>, micros: i64) {
-        b.push_bind(micros);
-    }
-    fn push_text(b: &mut sqlx::QueryBuilder<Self>, value: String) {
-        b.push_bind(value);
-    }
-    fn push_int(b: &mut sqlx::QueryBuilder<Self>, value: i64) {
-        b.push_bind(value);
-    }
-    fn push_bool(b: &mut sqlx::QueryBuilder<Self>, value: bool) {
-        b.push_bind(value);
-    }
 }

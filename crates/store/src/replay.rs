@@ -1,7 +1,7 @@
 //! Replaying the spill file into the database once it is reachable again (see `spill` for the file protocol).
 
 use crate::error::StoreError;
-use crate::record::LogRecord;
+use crate::model::LogRecord;
 use crate::spill::{SpillEntry, read_entries};
 use crate::store::Store;
 

@@ -1,8 +1,8 @@
-//! Spend rollups (hourly; per metadata value hourly and daily, and daily over all providers), built in memory from the rows a batch actually inserted
-//! and upserted in the batch's transaction: one statement per table per batch, keys in sorted order so that
-//! replicas writing the same hour take row locks in the same order and never deadlock (peer lesson: 40P01 in spend
-//! writers). Upserts add, so a set of rows may be written in several parts (recompute and key backfills flush
-//! bounded parts).
+//! Spend rollups (hourly; per metadata value hourly and daily, and daily over all providers), built in memory
+//! from the rows a batch actually inserted and upserted in the batch's transaction: one statement per table per
+//! batch, keys in sorted order so that replicas writing the same hour take row locks in the same order and never
+//! deadlock (Postgres would abort one of two writers locking in opposite orders, 40P01). Upserts add, so a set of
+//! rows may be written in several parts (recompute and key backfills flush bounded parts).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -14,7 +14,8 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::error::StoreError;
-use crate::record::{LogRecord, MAX_METADATA_VALUE_BYTES, truncated};
+use crate::model::{LogRecord, MAX_METADATA_VALUE_BYTES, truncated};
+use crate::sql::saturating_add_sql;
 
 #[cfg(test)]
 mod tests;
@@ -203,13 +204,6 @@ impl Rollups {
 /// The measure columns, in the order every rollup statement lists and binds them.
 const MEASURES: [&str; 7] =
     ["requests", "tokens_in", "tokens_out", "tokens_cached", "tokens_reasoning", "cost_nanos", "errors"];
-
-/// SQL for `old + new` that stops at `i64::MAX` instead of failing (Postgres: "bigint out of range") or turning the
-/// column into a REAL (SQLite). `new` is never negative (every measure is clamped into `0..=i64::MAX`), so
-/// `i64::MAX - new` cannot overflow.
-pub(crate) fn saturating_add_sql(old: &str, new: &str) -> String {
-    format!("CASE WHEN {old} > 9223372036854775807 - {new} THEN 9223372036854775807 ELSE {old} + {new} END")
-}
 
 /// `ON CONFLICT … DO UPDATE SET` of the measures: each adds the new row's value with [`saturating_add_sql`].
 /// `table` qualifies the stored value (Postgres needs it; SQLite takes the bare column).

@@ -1,60 +1,20 @@
 //! The `spend_buckets` aggregate: add a batch of drained deltas exactly once, read totals back.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tollgate_limits::{BucketDelta, BucketTotal};
+use tollgate_limits::BucketTotal;
 
 use crate::error::StoreError;
+use crate::model::SpendBatch;
 use crate::quarantine::QuarantineKind;
-use crate::record::saturating_i64;
-use crate::rollup::saturating_add_sql;
+use crate::sql::{saturating_add_sql, saturating_i64, timestamp_nanos};
 use crate::store::{Pool, Store};
 
 #[cfg(test)]
 mod tests;
-
-/// One drained batch of spend deltas with the id that makes adding it idempotent. Deltas are merged per
-/// (rule, bucket, window start) and sorted, so that a batch touches each row once and replicas lock rows in the
-/// same order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SpendBatch {
-    pub id: String,
-    pub deltas: Vec<SpendDelta>,
-}
-
-/// A delta as stored: window start in Unix nanoseconds (rolling slots need the precision).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SpendDelta {
-    pub rule_id: String,
-    pub bucket_key: String,
-    pub window_start_ns: i64,
-    pub delta_nanos: u64,
-}
-
-impl SpendBatch {
-    pub(crate) fn new(deltas: Vec<BucketDelta>) -> Self {
-        let mut merged: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
-        for d in deltas {
-            let key = (d.rule_id.to_string(), d.bucket_key.to_string(), timestamp_nanos(d.window_start));
-            let sum = merged.entry(key).or_default();
-            *sum = sum.saturating_add(d.delta_nanos);
-        }
-        let deltas = merged
-            .into_iter()
-            .map(|((rule_id, bucket_key, window_start_ns), delta_nanos)| SpendDelta {
-                rule_id,
-                bucket_key,
-                window_start_ns,
-                delta_nanos,
-            })
-            .collect();
-        Self { id: uuid::Uuid::now_v7().to_string(), deltas }
-    }
-}
 
 /// Totals read back, and the database time to ask "changed since" from next time.
 pub(crate) struct TotalsRead {
@@ -190,59 +150,9 @@ impl Store {
         let keys: Vec<&str> = totals.iter().map(|(k, _, _)| k.as_str()).collect();
         let starts: Vec<i64> = totals.iter().map(|(_, start, _)| timestamp_nanos(*start)).collect();
         let amounts: Vec<i64> = totals.iter().map(|(_, _, n)| saturating_i64(*n)).collect();
-        let deleted: Vec<(String, i64)> = match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let deleted = sqlx::query_as(
-                    "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
-                     RETURNING bucket_key, window_start_ns",
-                )
-                .bind(rule_id)
-                .bind(lo)
-                .bind(hi)
-                .fetch_all(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-                     SELECT $1, u.k, u.s, u.d, now() FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(k, s, d)",
-                )
-                .bind(rule_id)
-                .bind(&keys)
-                .bind(&starts)
-                .bind(&amounts)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                deleted
-            }
-            Pool::Sqlite(pool) => {
-                let now_us = Timestamp::now().as_microsecond();
-                let mut tx = pool.begin().await?;
-                let deleted = sqlx::query_as(
-                    "DELETE FROM spend_buckets WHERE rule_id = ? AND window_start_ns >= ? AND window_start_ns < ?
-                     RETURNING bucket_key, window_start_ns",
-                )
-                .bind(rule_id)
-                .bind(lo)
-                .bind(hi)
-                .fetch_all(&mut *tx)
-                .await?;
-                for ((key, start), amount) in keys.iter().zip(&starts).zip(&amounts) {
-                    sqlx::query(
-                        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-                         VALUES (?, ?, ?, ?, ?)",
-                    )
-                    .bind(rule_id)
-                    .bind(key)
-                    .bind(start)
-                    .bind(amount)
-                    .bind(now_us)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                deleted
-            }
+        let deleted = match self.pool() {
+            Pool::Postgres(pool) => replace_span_postgres(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
+            Pool::Sqlite(pool) => replace_span_sqlite(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
         };
         let written: HashSet<(&str, i64)> = keys.iter().copied().zip(starts.iter().copied()).collect();
         let mut adopt: Vec<BucketTotal> = totals
@@ -370,6 +280,66 @@ static SPEND_UPSERT_SQLITE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A rule's rows whose window start lies in `[$2, $3)`, deleted; both backends (SQLite binds `$N` by index).
+const DELETE_SPAN: &str =
+    "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
+     RETURNING bucket_key, window_start_ns";
+
+/// [`Store::replace_spend_span`]'s transaction on Postgres (one `UNNEST` insert): the `(bucket_key,
+/// window_start_ns)` of the rows deleted.
+async fn replace_span_postgres(
+    pool: &sqlx::PgPool,
+    rule_id: &str,
+    (lo, hi): (i64, i64),
+    keys: &[&str],
+    starts: &[i64],
+    amounts: &[i64],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query_as(DELETE_SPAN).bind(rule_id).bind(lo).bind(hi).fetch_all(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+         SELECT $1, u.k, u.s, u.d, now() FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(k, s, d)",
+    )
+    .bind(rule_id)
+    .bind(keys)
+    .bind(starts)
+    .bind(amounts)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+/// [`Store::replace_spend_span`]'s transaction on SQLite (one cached insert per row).
+async fn replace_span_sqlite(
+    pool: &sqlx::SqlitePool,
+    rule_id: &str,
+    (lo, hi): (i64, i64),
+    keys: &[&str],
+    starts: &[i64],
+    amounts: &[i64],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let now_us = Timestamp::now().as_microsecond();
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query_as(DELETE_SPAN).bind(rule_id).bind(lo).bind(hi).fetch_all(&mut *tx).await?;
+    for ((key, start), amount) in keys.iter().zip(starts).zip(amounts) {
+        sqlx::query(
+            "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(rule_id)
+        .bind(key)
+        .bind(start)
+        .bind(amount)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}
+
 async fn postgres_now_us(pool: &sqlx::PgPool) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT (extract(epoch FROM now()) * 1000000)::int8").fetch_one(pool).await?;
     Ok(row.try_get::<i64, _>(0)?)
@@ -441,9 +411,4 @@ impl Store {
         self.note_unreadable(skipped);
         totals
     }
-}
-
-/// Unix nanoseconds of `at` (the engine's window starts are whole nanoseconds well inside `i64`).
-pub(crate) fn timestamp_nanos(at: Timestamp) -> i64 {
-    i64::try_from(at.as_nanosecond()).unwrap_or(if at.as_nanosecond() < 0 { i64::MIN } else { i64::MAX })
 }

@@ -8,8 +8,8 @@
 //! 2. Each pending batch, oldest first, is added in its own statement that also claims its id (see
 //!    `spend_batches_applied`), so a retry after an ambiguous commit is a no-op. A batch the database refuses for
 //!    its values is written one delta at a time and the refused delta quarantined (`Store::store_spend_batch`), so
-//!    it can never block the queue. On an outage the batches stay queued; past `max_pending_batches` the oldest go to the spill file, so a long outage holds bounded memory
-//!    (peer lesson: failed spend flushes queued in RAM forever).
+//!    it can never block the queue. On an outage the batches stay queued; past `max_pending_batches` the oldest
+//!    go to the spill file, so a long outage holds bounded memory (failed flushes are never kept in RAM forever).
 //! 3. Read back every row any replica changed since the previous read (minus a margin for transactions that
 //!    committed late), plus the full current windows of rules this replica has not loaded yet, and
 //!    `engine.load_totals(..)`: replicas converge within one interval. Reading "changed since" costs what changed,
@@ -24,8 +24,10 @@ use tokio::task::JoinHandle;
 use tollgate_limits::SpendEngine;
 
 use crate::error::StoreError;
-use crate::spend::{RuleSpan, SpendBatch, timestamp_nanos};
+use crate::model::SpendBatch;
+use crate::spend::RuleSpan;
 use crate::spill::SpillEntry;
+use crate::sql::timestamp_nanos;
 use crate::store::Store;
 
 /// Re-read rows changed this long before the previous read: covers a transaction whose `now()` was taken before

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::record::LogRecord;
-use crate::spend::SpendBatch;
+use crate::model::LogRecord;
+use crate::model::SpendBatch;
 
 #[cfg(test)]
 mod tests;

@@ -53,8 +53,8 @@ const COUNT_QUARANTINED: &str = "SELECT count(*) FROM quarantine";
 /// Tunables of a [`Store`]. `Default` gives the production values.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Postgres pool size. Bounded so that N replicas never exhaust `max_connections` (peer lesson: "too many
-    /// clients"); the writers need 1–2 each, the admin API the rest.
+    /// Postgres pool size. Bounded so that N replicas never exhaust `max_connections` (Postgres refuses
+    /// connections past it with "too many clients"); the writers need 1–2 each, the admin API the rest.
     pub max_connections: u32,
     /// How long a statement waits for a pooled connection before the write counts as failed and goes to the spill.
     pub acquire_timeout: Duration,
@@ -90,9 +90,7 @@ impl Default for StoreOptions {
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
-    /// PostgreSQL.
     Postgres,
-    /// SQLite.
     Sqlite,
 }
 
@@ -109,9 +107,7 @@ impl StoreKind {
 /// The connection pool, for readers (the admin API) that write their own queries.
 #[derive(Debug, Clone)]
 pub enum Pool {
-    /// PostgreSQL.
     Postgres(PgPool),
-    /// SQLite.
     Sqlite(SqlitePool),
 }
 

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::StoreError;
-use crate::record::LogRecord;
+use crate::model::LogRecord;
 use crate::spill::SpillEntry;
 use crate::store::Store;
 

@@ -1,6 +1,5 @@
 //! Wiring between the request path and the store: records become log rows, spend flows to the database.
 
-use tollgate_accounting::CostSource;
 use tollgate_config::Config;
 use tollgate_proxy::{RecordSink, UsageRecord};
 use tollgate_store::{Enqueued, LogRecord, LogWriter, StoreOptions};
@@ -57,12 +56,7 @@ fn log_row(r: UsageRecord) -> LogRecord {
         cached: false,
         stream: r.stream,
         cost_nanos: r.cost_nanos,
-        cost_source: match r.cost_source {
-            CostSource::Catalog => tollgate_store::CostSource::Catalog,
-            CostSource::Custom => tollgate_store::CostSource::Custom,
-            CostSource::Estimated => tollgate_store::CostSource::Estimated,
-            CostSource::Unpriced => tollgate_store::CostSource::Unpriced,
-        },
+        cost_source: r.cost_source,
         duration_ms: r.duration.as_millis() as u64,
         ttfb_ms: r.ttfb.map(|t| t.as_millis() as u64),
         metadata: r.metadata,

@@ -3,11 +3,11 @@
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 use tollgate_limits::nanos_to_usd;
 
-use super::{Cursor, Dialect, LogEntry, LogFilter, QueryError, pg_micros, unsigned};
-use crate::record::to_i64;
+use super::{Cursor, LogEntry, LogFilter, QueryError};
+use crate::sql::{Dialect, ReadRow, pg_micros, to_i64, unsigned};
 use crate::store::{Pool, Store, StoreKind};
 
 /// Columns of a list page (no bodies: they can be large and the list never shows them).
@@ -20,43 +20,40 @@ const ONE_COLUMNS: &str = "id, gateway, provider, model, path, CAST(status AS BI
      CAST(step AS BIGINT) AS step, \
      error, request_body, response_body";
 
-/// Converts a fetched row (same column names and types on both backends thanks to the casts in `select`).
-macro_rules! entry {
-    ($row:expr) => {{
-        let row = $row;
-        let created_us: i64 = row.try_get("created_us")?;
-        let metadata: String = row.try_get("metadata_text")?;
-        let decisions: String = row.try_get("decisions_text")?;
-        let cost_nanos = unsigned(row.try_get("cost_nanos")?);
-        LogEntry {
-            id: row.try_get("id")?,
-            created_at: Timestamp::from_microsecond(created_us).unwrap_or(Timestamp::UNIX_EPOCH),
-            gateway: row.try_get("gateway")?,
-            provider: row.try_get("provider")?,
-            model: row.try_get("model")?,
-            path: row.try_get("path")?,
-            status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
-            success: row.try_get("success")?,
-            cached: row.try_get("cached")?,
-            stream: row.try_get("stream")?,
-            tokens_in: unsigned(row.try_get("tokens_in")?),
-            tokens_out: unsigned(row.try_get("tokens_out")?),
-            tokens_cached: unsigned(row.try_get("tokens_cached")?),
-            tokens_reasoning: unsigned(row.try_get("tokens_reasoning")?),
-            cost_usd: nanos_to_usd(cost_nanos),
-            cost_nanos,
-            cost_source: row.try_get("cost_source")?,
-            duration_ms: unsigned(row.try_get("duration_ms")?),
-            ttfb_ms: row.try_get::<Option<i64>, _>("ttfb_ms")?.map(unsigned),
-            metadata: serde_json::from_str::<Map<String, Value>>(&metadata).unwrap_or_default(),
-            event_id: row.try_get("event_id")?,
-            step: u32::try_from(row.try_get::<i64, _>("step")?).unwrap_or(0),
-            rule_decisions: serde_json::from_str(&decisions).unwrap_or(Value::Null),
-            error: row.try_get("error")?,
-            request_body: row.try_get("request_body")?,
-            response_body: row.try_get("response_body")?,
-        }
-    }};
+/// A fetched row as a [`LogEntry`] (same column names and types on both backends thanks to the casts in `select`).
+fn entry(row: &impl ReadRow) -> Result<LogEntry, sqlx::Error> {
+    let created_us = row.int("created_us")?;
+    let metadata = row.text("metadata_text")?;
+    let decisions = row.text("decisions_text")?;
+    let cost_nanos = unsigned(row.int("cost_nanos")?);
+    Ok(LogEntry {
+        id: row.text("id")?,
+        created_at: Timestamp::from_microsecond(created_us).unwrap_or(Timestamp::UNIX_EPOCH),
+        gateway: row.text_opt("gateway")?,
+        provider: row.text("provider")?,
+        model: row.text("model")?,
+        path: row.text("path")?,
+        status: u16::try_from(row.int("status")?).unwrap_or(0),
+        success: row.flag("success")?,
+        cached: row.flag("cached")?,
+        stream: row.flag("stream")?,
+        tokens_in: unsigned(row.int("tokens_in")?),
+        tokens_out: unsigned(row.int("tokens_out")?),
+        tokens_cached: unsigned(row.int("tokens_cached")?),
+        tokens_reasoning: unsigned(row.int("tokens_reasoning")?),
+        cost_usd: nanos_to_usd(cost_nanos),
+        cost_nanos,
+        cost_source: row.text("cost_source")?,
+        duration_ms: unsigned(row.int("duration_ms")?),
+        ttfb_ms: row.int_opt("ttfb_ms")?.map(unsigned),
+        metadata: serde_json::from_str::<Map<String, Value>>(&metadata).unwrap_or_default(),
+        event_id: row.text_opt("event_id")?,
+        step: u32::try_from(row.int("step")?).unwrap_or(0),
+        rule_decisions: serde_json::from_str(&decisions).unwrap_or(Value::Null),
+        error: row.text_opt("error")?,
+        request_body: row.text_opt("request_body")?,
+        response_body: row.text_opt("response_body")?,
+    })
 }
 
 impl Store {
@@ -75,12 +72,12 @@ impl Store {
             Pool::Postgres(pool) => {
                 let rows =
                     list_sql::<Postgres>(StoreKind::Postgres, filter, cursor, fetch)?.build().fetch_all(pool).await?;
-                rows.iter().map(|row| Ok(entry!(row))).collect::<Result<Vec<_>, sqlx::Error>>()?
+                rows.iter().map(entry).collect::<Result<Vec<_>, sqlx::Error>>()?
             }
             Pool::Sqlite(pool) => {
                 let rows =
                     list_sql::<Sqlite>(StoreKind::Sqlite, filter, cursor, fetch)?.build().fetch_all(pool).await?;
-                rows.iter().map(|row| Ok(entry!(row))).collect::<Result<Vec<_>, sqlx::Error>>()?
+                rows.iter().map(entry).collect::<Result<Vec<_>, sqlx::Error>>()?
             }
         };
         let next = if entries.len() > limit as usize {
@@ -99,13 +96,13 @@ impl Store {
                 let mut b = select::<Postgres>(StoreKind::Postgres, ONE_COLUMNS);
                 b.push(" WHERE listed AND id = ").push_bind(id.to_owned());
                 let row = b.build().fetch_optional(pool).await?;
-                row.map(|row| Ok::<_, sqlx::Error>(entry!(row))).transpose()?
+                row.as_ref().map(entry).transpose()?
             }
             Pool::Sqlite(pool) => {
                 let mut b = select::<Sqlite>(StoreKind::Sqlite, ONE_COLUMNS);
                 b.push(" WHERE listed AND id = ").push_bind(id.to_owned());
                 let row = b.build().fetch_optional(pool).await?;
-                row.map(|row| Ok::<_, sqlx::Error>(entry!(row))).transpose()?
+                row.as_ref().map(entry).transpose()?
             }
         })
     }

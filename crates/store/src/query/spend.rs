@@ -18,11 +18,11 @@ use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
 use jiff::Timestamp;
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{GroupBy, QueryError, SpendGroupRow, StatsTotals, is_overflow, unsigned};
-use crate::query::Dialect;
+use super::{GroupBy, QueryError, SpendGroupRow, StatsTotals, is_overflow};
 use crate::rollup::DAY_US;
+use crate::sql::{Dialect, ReadRow, unsigned};
 use crate::store::{Pool, Store};
 
 pub(super) const HOUR_US: i64 = 3_600_000_000;
@@ -84,32 +84,22 @@ impl Store {
             b.push(" GROUP BY provider ORDER BY provider");
             b
         }
-        macro_rules! collect {
-            ($rows:expr) => {{
-                let mut totals = StatsTotals::default();
-                for row in $rows {
-                    let requests = unsigned(row.try_get("requests")?);
-                    totals.requests = totals.requests.saturating_add(requests);
-                    totals.tokens_in = totals.tokens_in.saturating_add(unsigned(row.try_get("ti")?));
-                    totals.tokens_out = totals.tokens_out.saturating_add(unsigned(row.try_get("tout")?));
-                    totals.cost_nanos = totals.cost_nanos.saturating_add(unsigned(row.try_get("cost")?));
-                    if requests > 0 {
-                        totals.providers.push(row.try_get("provider")?);
-                    }
-                }
-                totals
-            }};
-        }
         // Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by a second, saturating run.
         let mut saturate = false;
         loop {
             let result = async {
-                Ok::<_, QueryError>(match self.pool() {
+                let mut totals = StatsTotals::default();
+                match self.pool() {
                     Pool::Postgres(pool) => {
-                        collect!(sql::<Postgres>(from, to, saturate).build().fetch_all(pool).await?)
+                        let rows = sql::<Postgres>(from, to, saturate).build().fetch_all(pool).await?;
+                        rows.iter().try_for_each(|row| add_stats_row(&mut totals, row))?;
                     }
-                    Pool::Sqlite(pool) => collect!(sql::<Sqlite>(from, to, saturate).build().fetch_all(pool).await?),
-                })
+                    Pool::Sqlite(pool) => {
+                        let rows = sql::<Sqlite>(from, to, saturate).build().fetch_all(pool).await?;
+                        rows.iter().try_for_each(|row| add_stats_row(&mut totals, row))?;
+                    }
+                }
+                Ok::<_, QueryError>(totals)
             }
             .await;
             match result {
@@ -174,28 +164,7 @@ impl Store {
         // Rows are handled as they arrive (the database sends the last group while the first are decoded).
         // Parts (whole days, edge hours) sum separately: a group found in both (a user, without `day`) is added
         // up once the rows are sorted.
-        let mut rows: Vec<(Vec<GroupValue>, [i64; 4])> = Vec::new();
-        macro_rules! collect {
-            ($query:expr, $pool:expr) => {{
-                let mut query = $query;
-                let mut stream = query.build().fetch($pool);
-                while let Some(row) = stream.try_next().await? {
-                    let mut key = Vec::with_capacity(group_by.len());
-                    for (i, group) in group_by.iter().enumerate() {
-                        key.push(match group {
-                            GroupBy::Provider | GroupBy::Model | GroupBy::Gateway | GroupBy::Metadata(_) => {
-                                GroupValue::Text(row.try_get(i)?)
-                            }
-                            GroupBy::Day | GroupBy::Hour => GroupValue::Micros(row.try_get(i)?),
-                        });
-                    }
-                    // The sums follow the groups: `requests, ti, tout, cost` (by position: no name lookup per row).
-                    let n = group_by.len();
-                    let sums = [row.try_get(n)?, row.try_get(n + 1)?, row.try_get(n + 2)?, row.try_get(n + 3)?];
-                    rows.push((key, sums));
-                }
-            }};
-        }
+        let mut rows: Vec<GroupSums> = Vec::new();
         // One statement, so one snapshot: a batch committing meanwhile is in every part or in none.
         let parts = parts(from, to, split);
         // Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by a second, saturating run.
@@ -205,9 +174,19 @@ impl Store {
             let result = async {
                 match self.pool() {
                     Pool::Postgres(pool) => {
-                        collect!(spend_sql::<Postgres>(group_by, meta_key, &parts, saturate), pool);
+                        let mut query = spend_sql::<Postgres>(group_by, meta_key, &parts, saturate);
+                        let mut stream = query.build().fetch(pool);
+                        while let Some(row) = stream.try_next().await? {
+                            rows.push(group_row(&row, group_by)?);
+                        }
                     }
-                    Pool::Sqlite(pool) => collect!(spend_sql::<Sqlite>(group_by, meta_key, &parts, saturate), pool),
+                    Pool::Sqlite(pool) => {
+                        let mut query = spend_sql::<Sqlite>(group_by, meta_key, &parts, saturate);
+                        let mut stream = query.build().fetch(pool);
+                        while let Some(row) = stream.try_next().await? {
+                            rows.push(group_row(&row, group_by)?);
+                        }
+                    }
                 }
                 Ok::<_, QueryError>(())
             }
@@ -221,8 +200,37 @@ impl Store {
     }
 }
 
+/// Adds one `provider` row of the `/api/stats` statement to `totals`.
+fn add_stats_row(totals: &mut StatsTotals, row: &impl ReadRow) -> Result<(), sqlx::Error> {
+    let requests = unsigned(row.int("requests")?);
+    totals.requests = totals.requests.saturating_add(requests);
+    totals.tokens_in = totals.tokens_in.saturating_add(unsigned(row.int("ti")?));
+    totals.tokens_out = totals.tokens_out.saturating_add(unsigned(row.int("tout")?));
+    totals.cost_nanos = totals.cost_nanos.saturating_add(unsigned(row.int("cost")?));
+    if requests > 0 {
+        totals.providers.push(row.text("provider")?);
+    }
+    Ok(())
+}
+
+/// One row of the `/spend` statement: its group values, then its sums `requests, ti, tout, cost` (read by
+/// position: no name lookup per row).
+fn group_row(row: &impl ReadRow, group_by: &[GroupBy]) -> Result<GroupSums, sqlx::Error> {
+    let mut key = Vec::with_capacity(group_by.len());
+    for (i, group) in group_by.iter().enumerate() {
+        key.push(match group {
+            GroupBy::Provider | GroupBy::Model | GroupBy::Gateway | GroupBy::Metadata(_) => {
+                GroupValue::Text(row.text(i)?)
+            }
+            GroupBy::Day | GroupBy::Hour => GroupValue::Micros(row.int(i)?),
+        });
+    }
+    let n = group_by.len();
+    Ok((key, [row.int(n)?, row.int(n + 1)?, row.int(n + 2)?, row.int(n + 3)?]))
+}
+
 /// Sorts `rows` by their groups, adds up a group found more than once (saturating), and formats the values.
-pub(super) fn group_rows(mut rows: Vec<(Vec<GroupValue>, [i64; 4])>, group_by: &[GroupBy]) -> Vec<SpendGroupRow> {
+pub(super) fn group_rows(mut rows: Vec<GroupSums>, group_by: &[GroupBy]) -> Vec<SpendGroupRow> {
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     rows.dedup_by(|later, kept| {
         if later.0 != kept.0 {
@@ -259,6 +267,9 @@ pub(super) fn group_rows(mut rows: Vec<(Vec<GroupValue>, [i64; 4])>, group_by: &
         })
         .collect()
 }
+
+/// A row's group values and its sums: requests, prompt tokens, completion tokens, cost in nano-dollars.
+pub(super) type GroupSums = (Vec<GroupValue>, [i64; 4]);
 
 /// One group value as the database returns it. Groups are ordered by these, in `group_by` order: text by its
 /// bytes (whatever the database's collation, so both backends and both tables agree), days and hours in time.

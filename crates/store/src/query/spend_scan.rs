@@ -5,12 +5,13 @@
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::spend::{GroupValue, HOUR_US, ceil_to, group_rows};
-use super::{GroupBy, QueryError, SpendReport, SpendSource, pg_micros};
-use crate::record::{MAX_METADATA_VALUE_BYTES, truncated};
+use super::spend::{GroupSums, GroupValue, HOUR_US, ceil_to, group_rows};
+use super::{GroupBy, QueryError, SpendReport, SpendSource};
+use crate::model::{MAX_METADATA_VALUE_BYTES, truncated};
 use crate::rollup::DAY_US;
+use crate::sql::{PG_FROM_MICROS, ReadRow, pg_micros};
 use crate::store::{Pool, Store};
 
 impl Store {
@@ -48,74 +49,97 @@ impl Store {
         let hi = ceil_to(to.as_microsecond(), HOUR_US);
         // One row more than the bound says whether the scan was cut.
         let fetch = i64::try_from(max_rows.max(1)).unwrap_or(i64::MAX - 1).saturating_add(1);
-        let mut sums: Vec<(Vec<GroupValue>, [i64; 4])> = Vec::new();
-        let mut seen: u64 = 0;
-        macro_rules! collect {
-            ($rows:expr) => {{
-                for row in $rows {
-                    seen += 1;
-                    if seen > max_rows.max(1) {
-                        break;
-                    }
-                    let metadata: String = row.try_get("metadata_text")?;
-                    let metadata = serde_json::from_str::<Map<String, Value>>(&metadata).unwrap_or_default();
-                    // The value text as the rollups store it (`Rollups::add_metadata`).
-                    let value = match metadata.get(key) {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(Value::Number(n)) => n.to_string(),
-                        Some(Value::Bool(b)) => b.to_string(),
-                        _ => continue,
-                    };
-                    let value = truncated(&value, MAX_METADATA_VALUE_BYTES).replace('\0', "\u{FFFD}");
-                    let created_us: i64 = row.try_get("created_us")?;
-                    let mut groups = Vec::with_capacity(group_by.len());
-                    for group in group_by {
-                        groups.push(match group {
-                            GroupBy::Provider => GroupValue::Text(row.try_get("provider")?),
-                            GroupBy::Model => GroupValue::Text(row.try_get("model")?),
-                            GroupBy::Gateway => GroupValue::Text(row.try_get("gateway")?),
-                            GroupBy::Day => GroupValue::Micros(created_us.div_euclid(DAY_US) * DAY_US),
-                            GroupBy::Hour => GroupValue::Micros(created_us.div_euclid(HOUR_US) * HOUR_US),
-                            GroupBy::Metadata(_) => GroupValue::Text(value.clone()),
-                        });
-                    }
-                    let n = |v: i64| v.max(0);
-                    sums.push((
-                        groups,
-                        [1, n(row.try_get("tokens_in")?), n(row.try_get("tokens_out")?), n(row.try_get("cost_nanos")?)],
-                    ));
-                }
-            }};
-        }
-        match self.pool() {
+        let (sums, truncated) = match self.pool() {
             Pool::Postgres(pool) => {
-                let mut b = QueryBuilder::<Postgres>::new(format!(
-                    "SELECT provider, model, COALESCE(gateway, '') AS gateway, {} AS created_us, tokens_in,
-                         tokens_out, cost_nanos, metadata::text AS metadata_text
-                     FROM request_logs WHERE metadata ? ",
-                    pg_micros("created_at")
-                ));
-                b.push_bind(key.to_owned());
-                b.push(" AND created_at >= ").push(super::PG_FROM_MICROS).push_bind(lo);
-                b.push(" AND created_at < ").push(super::PG_FROM_MICROS).push_bind(hi);
-                b.push(" ORDER BY created_at, id LIMIT ").push_bind(fetch);
-                collect!(b.build().fetch_all(pool).await?);
+                let mut query = scan_sql_postgres(key, lo, hi, fetch);
+                let rows = query.build().fetch_all(pool).await?;
+                scan_rows(&rows, group_by, key, max_rows)?
             }
             Pool::Sqlite(pool) => {
-                let mut b = QueryBuilder::<Sqlite>::new(
-                    "SELECT provider, model, COALESCE(gateway, '') AS gateway, created_at AS created_us, tokens_in,
-                         tokens_out, cost_nanos, metadata AS metadata_text
-                     FROM request_logs
-                     WHERE EXISTS (SELECT 1 FROM json_each(request_logs.metadata) AS m WHERE m.key = ",
-                );
-                b.push_bind(key.to_owned());
-                b.push(") AND created_at >= ").push_bind(lo);
-                b.push(" AND created_at < ").push_bind(hi);
-                b.push(" ORDER BY created_at, id LIMIT ").push_bind(fetch);
-                collect!(b.build().fetch_all(pool).await?);
+                let mut query = scan_sql_sqlite(key, lo, hi, fetch);
+                let rows = query.build().fetch_all(pool).await?;
+                scan_rows(&rows, group_by, key, max_rows)?
             }
-        }
-        let truncated = seen > max_rows.max(1);
+        };
         Ok((group_rows(sums, group_by), truncated))
     }
+}
+
+/// Postgres: the retained rows with metadata `key` whose hour starts in `[lo, hi)`, oldest first, at most `fetch`.
+fn scan_sql_postgres(key: &str, lo: i64, hi: i64, fetch: i64) -> QueryBuilder<Postgres> {
+    let mut b = QueryBuilder::<Postgres>::new(format!(
+        "SELECT provider, model, COALESCE(gateway, '') AS gateway, {} AS created_us, tokens_in,
+             tokens_out, cost_nanos, metadata::text AS metadata_text
+         FROM request_logs WHERE metadata ? ",
+        pg_micros("created_at")
+    ));
+    b.push_bind(key.to_owned());
+    b.push(" AND created_at >= ").push(PG_FROM_MICROS).push_bind(lo);
+    b.push(" AND created_at < ").push(PG_FROM_MICROS).push_bind(hi);
+    b.push(" ORDER BY created_at, id LIMIT ").push_bind(fetch);
+    b
+}
+
+/// SQLite: [`scan_sql_postgres`]'s rows (`json_each` where Postgres has the GIN index's `?`).
+fn scan_sql_sqlite(key: &str, lo: i64, hi: i64, fetch: i64) -> QueryBuilder<Sqlite> {
+    let mut b = QueryBuilder::<Sqlite>::new(
+        "SELECT provider, model, COALESCE(gateway, '') AS gateway, created_at AS created_us, tokens_in,
+             tokens_out, cost_nanos, metadata AS metadata_text
+         FROM request_logs
+         WHERE EXISTS (SELECT 1 FROM json_each(request_logs.metadata) AS m WHERE m.key = ",
+    );
+    b.push_bind(key.to_owned());
+    b.push(") AND created_at >= ").push_bind(lo);
+    b.push(" AND created_at < ").push_bind(hi);
+    b.push(" ORDER BY created_at, id LIMIT ").push_bind(fetch);
+    b
+}
+
+/// The scanned rows as groups and sums (one request each), the first `max_rows` only; and whether there were more.
+fn scan_rows<R: ReadRow>(
+    rows: &[R],
+    group_by: &[GroupBy],
+    key: &str,
+    max_rows: u64,
+) -> Result<(Vec<GroupSums>, bool), sqlx::Error> {
+    let mut sums = Vec::new();
+    let mut seen: u64 = 0;
+    for row in rows {
+        seen += 1;
+        if seen > max_rows.max(1) {
+            break;
+        }
+        if let Some(sum) = scan_row(row, group_by, key)? {
+            sums.push(sum);
+        }
+    }
+    Ok((sums, seen > max_rows.max(1)))
+}
+
+/// One scanned row's groups and sums, `None` when its metadata value for `key` is not a string, number or boolean.
+fn scan_row(row: &impl ReadRow, group_by: &[GroupBy], key: &str) -> Result<Option<GroupSums>, sqlx::Error> {
+    let metadata = row.text("metadata_text")?;
+    let metadata = serde_json::from_str::<Map<String, Value>>(&metadata).unwrap_or_default();
+    // The value text as the rollups store it (`Rollups::add_metadata`).
+    let value = match metadata.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => return Ok(None),
+    };
+    let value = truncated(&value, MAX_METADATA_VALUE_BYTES).replace('\0', "\u{FFFD}");
+    let created_us = row.int("created_us")?;
+    let mut groups = Vec::with_capacity(group_by.len());
+    for group in group_by {
+        groups.push(match group {
+            GroupBy::Provider => GroupValue::Text(row.text("provider")?),
+            GroupBy::Model => GroupValue::Text(row.text("model")?),
+            GroupBy::Gateway => GroupValue::Text(row.text("gateway")?),
+            GroupBy::Day => GroupValue::Micros(created_us.div_euclid(DAY_US) * DAY_US),
+            GroupBy::Hour => GroupValue::Micros(created_us.div_euclid(HOUR_US) * HOUR_US),
+            GroupBy::Metadata(_) => GroupValue::Text(value.clone()),
+        });
+    }
+    let n = |v: i64| v.max(0);
+    Ok(Some((groups, [1, n(row.int("tokens_in")?), n(row.int("tokens_out")?), n(row.int("cost_nanos")?)])))
 }

@@ -78,9 +78,11 @@ mod database {
     use serde_json::{Map, Value, json};
     use tollgate_limits::SpendRuleSpec;
 
+    use crate::CostSource;
+    use crate::SpendRuleChange;
+    use crate::model::LogRecord;
     use crate::query::spend::{Source, SpanSplit};
-    use crate::query::{Cursor, GroupBy, LogFilter, QueryError, SpendGroupRow, SpendRuleChange};
-    use crate::record::{CostSource, LogRecord};
+    use crate::query::{Cursor, GroupBy, LogFilter, QueryError, SpendGroupRow};
     use crate::store::{Pool, Store, StoreOptions};
 
     use tollgate_testkit::PgDb;

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::record::CostSource;
+use crate::CostSource;
 
 fn rec(at: &str, provider: &str, success: bool, cost: u64, metadata: serde_json::Value) -> LogRecord {
     let serde_json::Value::Object(metadata) = metadata else { panic!("metadata is an object") };

@@ -1,6 +1,7 @@
 //! Unit tests for `spend`: a batch split around a refused delta is claimed, so replaying it adds nothing twice.
 
 use super::*;
+use crate::model::SpendDelta;
 use crate::store::StoreOptions;
 
 fn delta(bucket_key: &str, delta_nanos: u64) -> SpendDelta {

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::*;
-use crate::spend::{SpendBatch, SpendDelta};
+use crate::model::{SpendBatch, SpendDelta};
 
 fn entry(n: u64) -> SpillEntry {
     SpillEntry::Spend(SpendBatch {

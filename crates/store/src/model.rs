@@ -1,39 +1,19 @@
-//! One request log row as the gateway hands it over (CONTRACT §5), and its checked database form.
+//! The store's data model: a request log row as the gateway hands it over (fields in docs/admin-api.md) and its
+//! checked database form, and a batch of spend deltas. What the spill file holds, so it depends on nothing above.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::StoreError;
+use tollgate_accounting::CostSource;
+use tollgate_limits::BucketDelta;
+
+use crate::sql::{saturating_i64, timestamp_micros, timestamp_nanos};
 
 #[cfg(test)]
 mod tests;
-
-/// Where a row's cost came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CostSource {
-    /// The bundled or configured price catalog.
-    Catalog,
-    /// The request's `cf-aig-custom-cost` header.
-    Custom,
-    /// Estimated (usage missing, e.g. a stream cut short).
-    Estimated,
-    /// No price known: cost is 0.
-    Unpriced,
-}
-
-impl CostSource {
-    /// The name stored in the `cost_source` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Catalog => "catalog",
-            Self::Custom => "custom",
-            Self::Estimated => "estimated",
-            Self::Unpriced => "unpriced",
-        }
-    }
-}
 
 /// One request log row. Money is integer nano-dollars.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +25,6 @@ pub struct LogRecord {
     pub created_at: Timestamp,
     /// The gateway from a Cloudflare-style URL, if any.
     pub gateway: Option<String>,
-    /// Provider name.
     pub provider: String,
     /// Model name without the provider prefix.
     pub model: String,
@@ -71,7 +50,8 @@ pub struct LogRecord {
     pub tokens_reasoning: u64,
     /// Cost in nano-dollars.
     pub cost_nanos: u64,
-    /// Where the cost came from.
+    /// Where the cost came from (`catalog`, `custom`, `estimated` or `unpriced` in the spill file).
+    #[serde(with = "cost_source_text")]
     pub cost_source: CostSource,
     /// Total duration.
     pub duration_ms: u64,
@@ -246,20 +226,6 @@ impl From<&LogRecord> for LogRow {
     }
 }
 
-/// `value` as an `i64`, `i64::MAX` when it is larger (money and token counts saturate, they never fail).
-pub(crate) fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn to_i64(value: u64, field: &'static str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::OutOfRange { field })
-}
-
-/// Unix microseconds (the precision of a Postgres `TIMESTAMPTZ`), rounded down.
-pub(crate) fn timestamp_micros(at: Timestamp) -> i64 {
-    at.as_microsecond()
-}
-
 /// Replaces NUL, which Postgres cannot store in text, with U+FFFD.
 fn clean(text: &str) -> String {
     if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text.to_owned() }
@@ -303,5 +269,68 @@ mod timestamp_text {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The [`CostSource`] named `name`, if it is one of the four names (`CostSource::as_str`).
+pub(crate) fn parse_cost_source(name: &str) -> Option<CostSource> {
+    [CostSource::Catalog, CostSource::Custom, CostSource::Estimated, CostSource::Unpriced]
+        .into_iter()
+        .find(|source| source.as_str() == name)
+}
+
+/// `cost_source` as its name in the spill file (the accounting crate is pure and has no serde derive on it).
+mod cost_source_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use tollgate_accounting::CostSource;
+
+    #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `with` calls `serialize(&field, serializer)`")]
+    pub(super) fn serialize<S: Serializer>(source: &CostSource, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(source.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CostSource, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        super::parse_cost_source(&text)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&text, &["catalog", "custom", "estimated", "unpriced"]))
+    }
+}
+
+/// One drained batch of spend deltas with the id that makes adding it idempotent. Deltas are merged per
+/// (rule, bucket, window start) and sorted, so that a batch touches each row once and replicas lock rows in the
+/// same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpendBatch {
+    pub id: String,
+    pub deltas: Vec<SpendDelta>,
+}
+
+/// A delta as stored: window start in Unix nanoseconds (rolling slots need the precision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpendDelta {
+    pub rule_id: String,
+    pub bucket_key: String,
+    pub window_start_ns: i64,
+    pub delta_nanos: u64,
+}
+
+impl SpendBatch {
+    pub(crate) fn new(deltas: Vec<BucketDelta>) -> Self {
+        let mut merged: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
+        for d in deltas {
+            let key = (d.rule_id.to_string(), d.bucket_key.to_string(), timestamp_nanos(d.window_start));
+            let sum = merged.entry(key).or_default();
+            *sum = sum.saturating_add(d.delta_nanos);
+        }
+        let deltas = merged
+            .into_iter()
+            .map(|((rule_id, bucket_key, window_start_ns), delta_nanos)| SpendDelta {
+                rule_id,
+                bucket_key,
+                window_start_ns,
+                delta_nanos,
+            })
+            .collect();
+        Self { id: uuid::Uuid::now_v7().to_string(), deltas }
     }
 }
