@@ -33,7 +33,7 @@ pub use headers::Controls;
 pub use providers::{ProviderEntry, Providers};
 pub use record::{LogSink, RecordSink, UsageRecord};
 pub use route::{Api, DEFAULT_GATEWAY, Endpoint, Shape, Target, classify, error_format_for_path};
-pub use server::serve;
+pub use server::{accept, serve};
 pub use upstream::UpstreamClient;
 
 /// Everything the request path needs; shared by every connection through an `Arc`.

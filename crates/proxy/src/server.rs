@@ -14,6 +14,28 @@ use tokio_util::sync::CancellationToken;
 use crate::Gateway;
 use crate::handler::handle;
 
+/// The next connection, or `None` once `shutdown` is cancelled. A failed accept (EMFILE and friends) is
+/// logged and retried after a short pause instead of spinning. `server` names the listener in the log.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    server: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return None,
+        };
+        match accepted {
+            Ok(pair) => return Some(pair),
+            Err(error) => {
+                tracing::warn!(server, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting and lets in-flight requests and streams finish
 /// for up to `grace`. Returns once every connection has closed (or the grace period ran out) and every
 /// background drain has ended.
@@ -30,19 +52,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             () = shutdown.cancelled() => break,
         };
         let Ok(slot) = slot else { break };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let Some((stream, peer)) = accept(&listener, &shutdown, "proxy").await else { break };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let service = service_fn(move |request| {
