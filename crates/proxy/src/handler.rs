@@ -52,7 +52,7 @@ use crate::error::{ErrorFormat, GatewayError};
 use crate::finalize::AccountingTap;
 use crate::headers::{Controls, prepare_upstream, strip_hop_by_hop};
 use crate::route::{self, Api, BodyPeek, Shape, Target};
-use crate::upstream::{SendError, UpstreamCall};
+use crate::upstream::{InFlight, SendError, UpstreamCall};
 
 /// Handles one request; never fails (errors become responses in the client's format, and records).
 pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Response<ProxyBody> {
@@ -400,15 +400,9 @@ async fn forward(ctx: RequestCtx, prepared: Prepared) -> Result<Response<ProxyBo
             ctx.fail(error.status().as_u16(), error.code(), Charge::Nothing);
             if let Some(in_flight) = in_flight {
                 // The provider has the request and will bill it: read its answer in the background.
-                let attempts = ctx.record.attempts.max(1);
+                let answer = awaiting(in_flight, ctx.record.attempts.max(1));
                 ctx.charge = Charge::WorstCase;
-                let answer = async move {
-                    in_flight.await.map(|response| (response, attempts)).map_err(|e| SendError::Failed {
-                        error: GatewayError::Internal(e.to_string()),
-                        reached_provider: !e.is_connect(),
-                    })
-                };
-                spawn_completion(ctx, Box::pin(answer));
+                spawn_completion(ctx, answer);
             }
             Err(error)
         }
@@ -509,6 +503,16 @@ impl Drop for Sending {
     }
 }
 
+/// A request still in flight past the first-byte deadline, as a send future for [`spawn_completion`].
+fn awaiting(in_flight: InFlight, attempts: u32) -> SendFuture {
+    Box::pin(async move {
+        in_flight.await.map(|response| (response, attempts)).map_err(|e| SendError::Failed {
+            error: GatewayError::Internal(e.to_string()),
+            reached_provider: !e.is_connect(),
+        })
+    })
+}
+
 /// Finishes, in the background, a request whose client is no longer waiting: awaits the provider's answer
 /// (within `gateway.disconnect_drain_timeout`), then reads its body to the end for the usage. A request that
 /// gets no answer in that time is charged its worst case; one that never reached the provider, nothing.
@@ -541,13 +545,7 @@ fn spawn_completion(ctx: RequestCtx, send: SendFuture) {
                         return;
                     }
                     Ok(Err(SendError::TimedOut { in_flight: Some(in_flight), .. })) => {
-                        let attempts = ctx.record.attempts.max(1);
-                        send = Box::pin(async move {
-                            in_flight.await.map(|response| (response, attempts)).map_err(|e| SendError::Failed {
-                                error: GatewayError::Internal(e.to_string()),
-                                reached_provider: !e.is_connect(),
-                            })
-                        });
+                        send = awaiting(in_flight, ctx.record.attempts.max(1));
                     }
                     Ok(Err(SendError::TimedOut { in_flight: None, .. })) => {
                         ctx.charge = Charge::Nothing;
