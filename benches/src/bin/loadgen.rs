@@ -5,8 +5,6 @@
 
 #![expect(clippy::print_stdout, reason = "the harness prints its report")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +14,7 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tollgate_benches::{BUDGETS, Gateway, cpu_ticks, memory_kib};
 use tollgate_testkit::{FakeProvider, Link, Plan};
 
 #[derive(Parser, Clone)]
@@ -46,23 +45,6 @@ struct Args {
     #[arg(long)]
     database_conditions: Option<String>,
 }
-
-/// Budgets on by default, as a real deployment has them: every request is admitted against a per-user spend
-/// limit and a per-user rate limit (both large enough never to refuse), and its log row is written to SQLite.
-const BUDGETS: &str = r#"
-[[spend_limits]]
-id = "bench-per-user"
-budget_usd = 1000000.0
-window = "1d"
-dimensions = [ { key = "metadata.user", mode = "split" } ]
-
-[[rate_limits]]
-id = "bench-rpm"
-limit = 100000000
-per = "requests"
-window = "1m"
-dimensions = [ { key = "metadata.user", mode = "split" } ]
-"#;
 
 struct Stats {
     latencies: Vec<Duration>,
@@ -136,61 +118,9 @@ async fn run(base: &str, body: Bytes, requests: usize, concurrency: usize) -> St
     stats
 }
 
-struct Gateway {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_gateway(args: &Args, fake: &FakeProvider, database: Option<&str>) -> std::io::Result<Gateway> {
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nformat = \"json\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-bench\"\n{}\n",
-        fake.url(),
-        if args.no_budgets { "" } else { BUDGETS }
-    ) + &args.extra_config
-        + &database.map(|url| format!("\n[database]\nurl = \"{url}\"\n")).unwrap_or_default();
-    let path = dir.path().join("tollgate.toml");
-    std::fs::write(&path, config)?;
-    let bin = std::fs::canonicalize(&args.gateway_bin)?;
-    let mut child = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn,tollgate=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        if line?.contains("listening") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Gateway { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
-}
-
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    let extra = if args.no_budgets { String::new() } else { BUDGETS.to_owned() } + &args.extra_config;
+    Gateway::start(&args.gateway_bin, &fake.url(), &extra, database)
 }
 
 fn ms(d: Duration) -> String {
@@ -258,7 +188,7 @@ async fn main() -> std::io::Result<()> {
     for line in cpu_report {
         emit(format!("- {line}"));
     }
-    emit(format!("- gateway peak RSS: {} KiB", rss_kib(gateway.child.id()).unwrap_or(0)));
+    emit(format!("- gateway peak RSS: {} KiB", memory_kib(gateway.child.id(), "VmHWM:").unwrap_or(0)));
     if let Some(path) = &args.out {
         std::fs::write(path, report.join("\n") + "\n")?;
     }
