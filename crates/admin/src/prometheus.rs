@@ -85,8 +85,9 @@ fn render_requests(out: &mut String, m: &Metrics) {
         for (source, cell) in COST_SOURCES.iter().zip(&p.by_cost_source) {
             let _ = writeln!(
                 out,
-                "tollgate_priced_requests_total{{provider=\"{}\",source=\"{source}\"}} {}",
+                "tollgate_priced_requests_total{{provider=\"{}\",source=\"{}\"}} {}",
                 label(provider),
+                source.as_str(),
                 cell.load(Ordering::Relaxed)
             );
         }

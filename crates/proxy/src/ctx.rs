@@ -20,6 +20,7 @@ use tollgate_accounting::{CostSource, CustomCost, PromptEstimate, Usage};
 use tollgate_limits::{Admission, Metadata, RequestDims};
 
 use crate::Gateway;
+use crate::error::ErrorCode;
 use crate::record::UsageRecord;
 
 /// The status recorded for a request whose client went away before it was answered (nginx's convention; no
@@ -66,7 +67,8 @@ impl RequestCtx {
         let created_at = jiff::Timestamp::now();
         let mut record = UsageRecord::blank(log_id, created_at, path);
         record.status = CLIENT_CLOSED;
-        record.error = Some("client_gone_before_request_sent".into());
+        record.error = Some(ErrorCode::ClientGoneBeforeRequestSent.as_str().into());
+        record.error_code = Some(ErrorCode::ClientGoneBeforeRequestSent);
         Self {
             gateway,
             record,
@@ -86,10 +88,11 @@ impl RequestCtx {
 
     /// Marks the request as refused or failed with `status` and the error `code`; `charge` says whether it
     /// had reached a provider. The record goes out when the context is dropped.
-    pub fn fail(&mut self, status: u16, code: &str, charge: Charge) {
+    pub fn fail(&mut self, status: u16, code: ErrorCode, charge: Charge) {
         self.record.status = status;
         self.record.success = false;
-        self.record.error = Some(code.to_string());
+        self.record.error = Some(code.as_str().to_string());
+        self.record.error_code = Some(code);
         self.charge = charge;
     }
 

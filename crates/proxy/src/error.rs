@@ -75,6 +75,57 @@ pub enum GatewayError {
     RateLimited { rule: String, bucket: String, retry_after_secs: u64 },
 }
 
+/// Every `code` a request can end with: the contract's error codes, and the two a request the client left
+/// before its answer records. Metrics and dashboards count these, never the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidHeader,
+    InvalidJson,
+    UnknownModelPrefix,
+    InvalidMetadata,
+    InvalidPath,
+    RequestTimeout,
+    UnpricedModel,
+    InternalError,
+    GatewayAuthRequired,
+    GatewayAuthInvalid,
+    UnknownProvider,
+    UnknownRoute,
+    RequestTooLarge,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    SpendLimitExceeded,
+    RateLimited,
+    ClientGoneBeforeRequestSent,
+    ClientGoneBeforeResponseHead,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidHeader => "invalid_header",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownModelPrefix => "unknown_model_prefix",
+            ErrorCode::InvalidMetadata => "invalid_metadata",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::UnpricedModel => "unpriced_model",
+            ErrorCode::InternalError => "internal_error",
+            ErrorCode::GatewayAuthRequired => "gateway_auth_required",
+            ErrorCode::GatewayAuthInvalid => "gateway_auth_invalid",
+            ErrorCode::UnknownProvider => "unknown_provider",
+            ErrorCode::UnknownRoute => "unknown_route",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::UpstreamUnreachable => "upstream_unreachable",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::SpendLimitExceeded => "spend_limit_exceeded",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ClientGoneBeforeRequestSent => "client_gone_before_request_sent",
+            ErrorCode::ClientGoneBeforeResponseHead => "client_gone_before_response_head",
+        }
+    }
+}
+
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -97,29 +148,34 @@ impl GatewayError {
         }
     }
 
-    /// The contract's `code`; also the low-cardinality label for metrics and logs.
-    pub fn code(&self) -> &'static str {
+    /// The contract's `code`, typed: what metrics count (never the text).
+    pub fn kind(&self) -> ErrorCode {
         match self {
-            GatewayError::InvalidHeader(_) => "invalid_header",
+            GatewayError::InvalidHeader(_) => ErrorCode::InvalidHeader,
             GatewayError::InvalidJson(_) | GatewayError::ModelTooLong { .. } | GatewayError::ClientBody(_) => {
-                "invalid_json"
+                ErrorCode::InvalidJson
             }
-            GatewayError::UnknownModelPrefix(_) => "unknown_model_prefix",
-            GatewayError::InvalidMetadata(_) => "invalid_metadata",
-            GatewayError::InvalidPath(_) => "invalid_path",
-            GatewayError::BodyTimeout { .. } => "request_timeout",
-            GatewayError::UnpricedModel { .. } => "unpriced_model",
-            GatewayError::Internal(_) => "internal_error",
-            GatewayError::GatewayAuthRequired => "gateway_auth_required",
-            GatewayError::GatewayAuthInvalid => "gateway_auth_invalid",
-            GatewayError::UnknownProvider(_) => "unknown_provider",
-            GatewayError::UnknownRoute(_) => "unknown_route",
-            GatewayError::RequestTooLarge { .. } => "request_too_large",
-            GatewayError::UpstreamUnreachable { .. } => "upstream_unreachable",
-            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
-            GatewayError::SpendLimitExceeded { .. } => "spend_limit_exceeded",
-            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::UnknownModelPrefix(_) => ErrorCode::UnknownModelPrefix,
+            GatewayError::InvalidMetadata(_) => ErrorCode::InvalidMetadata,
+            GatewayError::InvalidPath(_) => ErrorCode::InvalidPath,
+            GatewayError::BodyTimeout { .. } => ErrorCode::RequestTimeout,
+            GatewayError::UnpricedModel { .. } => ErrorCode::UnpricedModel,
+            GatewayError::Internal(_) => ErrorCode::InternalError,
+            GatewayError::GatewayAuthRequired => ErrorCode::GatewayAuthRequired,
+            GatewayError::GatewayAuthInvalid => ErrorCode::GatewayAuthInvalid,
+            GatewayError::UnknownProvider(_) => ErrorCode::UnknownProvider,
+            GatewayError::UnknownRoute(_) => ErrorCode::UnknownRoute,
+            GatewayError::RequestTooLarge { .. } => ErrorCode::RequestTooLarge,
+            GatewayError::UpstreamUnreachable { .. } => ErrorCode::UpstreamUnreachable,
+            GatewayError::UpstreamTimeout { .. } => ErrorCode::UpstreamTimeout,
+            GatewayError::SpendLimitExceeded { .. } => ErrorCode::SpendLimitExceeded,
+            GatewayError::RateLimited { .. } => ErrorCode::RateLimited,
         }
+    }
+
+    /// The contract's `code`; also the low-cardinality label for logs.
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
     }
 
     /// The field a client should look at, for OpenAI's `param`.

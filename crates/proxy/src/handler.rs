@@ -41,14 +41,14 @@ use tollgate_accounting::{
     estimate_prompt,
 };
 use tollgate_config::UnpricedPolicy;
-use tollgate_limits::{Blocked, Metadata, RequestDims, nanos_to_usd};
+use tollgate_limits::{Blocked, Decision, Metadata, RequestDims, nanos_to_usd};
 use tracing::Instrument;
 
 use crate::Gateway;
 use crate::body::{ProxyBody, TappedBody, drain};
 use crate::credentials::{self, Credential};
 use crate::ctx::{CLIENT_CLOSED, Charge, RequestCtx};
-use crate::error::{ErrorFormat, GatewayError};
+use crate::error::{ErrorCode, ErrorFormat, GatewayError};
 use crate::finalize::AccountingTap;
 use crate::headers::{Controls, prepare_upstream, strip_hop_by_hop};
 use crate::route::{self, Api, BodyPeek, Shape, Target};
@@ -94,7 +94,7 @@ fn new_log_id() -> String {
 /// Ends a request that never reached a provider: logs the refusal, records it (dropping the context).
 fn refuse(mut ctx: RequestCtx, error: GatewayError) -> GatewayError {
     tracing::warn!(code = error.code(), status = error.status().as_u16(), %error, "request refused");
-    ctx.fail(error.status().as_u16(), error.code(), Charge::Nothing);
+    ctx.fail(error.status().as_u16(), error.kind(), Charge::Nothing);
     error
 }
 
@@ -290,6 +290,13 @@ fn admit(
     }
     ctx.record.rule_decisions =
         serde_json::to_value(admission.rule_decisions().collect::<Vec<_>>()).unwrap_or(serde_json::Value::Null);
+    for decision in admission.rule_decisions() {
+        match decision.decision {
+            Decision::Allowed => ctx.record.decisions.allowed += 1,
+            Decision::WouldBlock => ctx.record.decisions.would_block += 1,
+            Decision::Blocked => {}
+        }
+    }
     if admission.would_block() {
         tracing::warn!(decisions = %ctx.record.rule_decisions, "a monitor rule would have blocked this request");
     }
@@ -392,12 +399,12 @@ async fn forward(ctx: RequestCtx, prepared: Prepared) -> Result<Response<ProxyBo
         Err(SendError::Failed { error, reached_provider }) => {
             tracing::warn!(code = error.code(), %error, "upstream request failed");
             let charge = if reached_provider { Charge::WorstCase } else { Charge::Nothing };
-            ctx.fail(error.status().as_u16(), error.code(), charge);
+            ctx.fail(error.status().as_u16(), error.kind(), charge);
             Err(error)
         }
         Err(SendError::TimedOut { error, in_flight }) => {
             tracing::warn!(code = error.code(), %error, "no upstream response in time");
-            ctx.fail(error.status().as_u16(), error.code(), Charge::Nothing);
+            ctx.fail(error.status().as_u16(), error.kind(), Charge::Nothing);
             if let Some(in_flight) = in_flight {
                 // The provider has the request and will bill it: read its answer in the background.
                 let answer = awaiting(in_flight, ctx.record.attempts.max(1));
@@ -434,6 +441,7 @@ fn respond(
     ctx.record.status = head.status.as_u16();
     ctx.upstream_status = ctx.record.status;
     ctx.record.error = None;
+    ctx.record.error_code = None;
     ctx.record.ttfb = Some(ctx.started.elapsed());
     ctx.record.attempts = attempts;
     let usage = usage_tap(&ctx, &head);
@@ -497,7 +505,7 @@ impl Future for Sending {
 impl Drop for Sending {
     fn drop(&mut self) {
         let Some(mut ctx) = self.ctx.take() else { return };
-        ctx.fail(CLIENT_CLOSED, "client_gone_before_response_head", Charge::WorstCase);
+        ctx.fail(CLIENT_CLOSED, ErrorCode::ClientGoneBeforeResponseHead, Charge::WorstCase);
         let send = std::mem::replace(&mut self.send, Box::pin(std::future::pending()));
         spawn_completion(ctx, send);
     }

@@ -28,10 +28,10 @@ use tollgate_config::Config;
 use tollgate_limits::{Clock, RateLimiter, SpendEngine, SystemClock};
 
 pub use body::{DrainPolicy, ProxyBody, StreamEnd, Tap, TappedBody};
-pub use error::{ErrorFormat, GatewayError};
+pub use error::{ErrorCode, ErrorFormat, GatewayError};
 pub use headers::Controls;
 pub use providers::{ProviderEntry, Providers};
-pub use record::{LogSink, RecordSink, UsageRecord};
+pub use record::{DecisionCounts, LogSink, RecordSink, UsageRecord};
 pub use route::{Api, DEFAULT_GATEWAY, Endpoint, Shape, Target, classify, error_format_for_path};
 pub use server::{accept, serve};
 pub use upstream::UpstreamClient;

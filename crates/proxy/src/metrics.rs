@@ -1,4 +1,5 @@
-//! Counters and histograms for `/metrics`, updated once per finished request from its record.
+//! Counters and histograms for `/metrics`, updated once per finished request from its record's typed fields
+//! (error code, decision counts, cost source), never from message text.
 //!
 //! Label values are bounded by construction: providers are the configured ones (anything else counts as
 //! `other`), statuses are classes, token kinds and decisions are fixed lists. Every cell is an atomic, so the
@@ -8,7 +9,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use tollgate_accounting::CostSource;
+
+use crate::error::ErrorCode;
 use crate::record::{RecordSink, UsageRecord};
+
+#[cfg(test)]
+mod tests;
 
 /// Histogram bucket upper bounds in seconds (request duration, time to first byte, gateway overhead).
 pub const SECONDS_BUCKETS: [f64; 14] =
@@ -19,7 +26,8 @@ pub const STATUS_CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
 /// Token kinds counted per provider.
 pub const TOKEN_KINDS: [&str; 5] = ["input", "cache_read", "cache_write", "output", "reasoning"];
 /// Cost sources counted per provider.
-pub const COST_SOURCES: [&str; 4] = ["catalog", "custom", "estimated", "unpriced"];
+pub const COST_SOURCES: [CostSource; 4] =
+    [CostSource::Catalog, CostSource::Custom, CostSource::Estimated, CostSource::Unpriced];
 
 /// A fixed-bucket histogram of seconds.
 #[derive(Debug, Default)]
@@ -132,7 +140,7 @@ impl Metrics {
             }
         }
         p.cost_nanos.fetch_add(r.cost_nanos, Ordering::Relaxed);
-        if let Some(i) = COST_SOURCES.iter().position(|s| *s == r.cost_source.as_str()) {
+        if let Some(i) = COST_SOURCES.iter().position(|s| *s == r.cost_source) {
             p.by_cost_source[i].fetch_add(1, Ordering::Relaxed);
         }
         self.duration.observe(r.duration);
@@ -142,24 +150,17 @@ impl Metrics {
         if let Some(overhead) = r.overhead {
             self.overhead.observe(overhead);
         }
-        match r.error.as_deref() {
-            Some("spend_limit_exceeded") => {
+        match r.error_code {
+            Some(ErrorCode::SpendLimitExceeded) => {
                 self.spend_blocked.fetch_add(1, Ordering::Relaxed);
             }
-            Some("rate_limited") => {
+            Some(ErrorCode::RateLimited) => {
                 self.rate_limited.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
-        if let serde_json::Value::Array(decisions) = &r.rule_decisions {
-            for decision in decisions {
-                match decision.get("decision").and_then(serde_json::Value::as_str) {
-                    Some("would_block") => self.spend_would_block.fetch_add(1, Ordering::Relaxed),
-                    Some("allowed") => self.spend_allowed.fetch_add(1, Ordering::Relaxed),
-                    _ => 0,
-                };
-            }
-        }
+        self.spend_would_block.fetch_add(u64::from(r.decisions.would_block), Ordering::Relaxed);
+        self.spend_allowed.fetch_add(u64::from(r.decisions.allowed), Ordering::Relaxed);
         self.last_ingest_ms.store(jiff::Timestamp::now().as_millisecond(), Ordering::Relaxed);
         if matches!(r.end, Some(crate::StreamEnd::ClientGone { .. })) {
             self.client_disconnects.fetch_add(1, Ordering::Relaxed);

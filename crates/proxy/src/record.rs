@@ -5,6 +5,7 @@ use std::time::Duration;
 use tollgate_accounting::{CostSource, Usage};
 
 use crate::body::StreamEnd;
+use crate::error::ErrorCode;
 use crate::route::Api;
 
 /// Everything known about a finished request: where it went, what it used, what it cost. One per request,
@@ -37,8 +38,12 @@ pub struct UsageRecord {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Each applicable spend rule's decision: `[{"rule","bucket","decision"}]`.
     pub rule_decisions: serde_json::Value,
+    /// Counts of the spend rules' decisions in `rule_decisions`, for the metrics.
+    pub decisions: DecisionCounts,
     /// What went wrong: the gateway's error code, or the upstream's mid-stream error.
     pub error: Option<String>,
+    /// The gateway's error code when the request ended with one (what the metrics count).
+    pub error_code: Option<ErrorCode>,
     /// How the response ended (`None` for refusals that never had a body).
     pub end: Option<StreamEnd>,
     /// Bytes of response body the gateway saw from the upstream.
@@ -52,6 +57,13 @@ pub struct UsageRecord {
     /// `cf-aig-collect-log-payload: false`; each capped at [`PAYLOAD_CAP`] bytes.
     pub request_body: Option<bytes::Bytes>,
     pub response_body: Option<Vec<u8>>,
+}
+
+/// How many applicable spend rules allowed the request, and how many monitor rules would have blocked it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionCounts {
+    pub allowed: u32,
+    pub would_block: u32,
 }
 
 /// Stored bodies are cut at this many bytes (a log row is not an archive).
@@ -82,7 +94,9 @@ impl UsageRecord {
             event_id: None,
             metadata: serde_json::Map::new(),
             rule_decisions: serde_json::Value::Array(Vec::new()),
+            decisions: DecisionCounts::default(),
             error: None,
+            error_code: None,
             end: None,
             response_bytes: 0,
             collect_log: true,
