@@ -55,8 +55,15 @@ pub enum GatewayError {
     UnknownRoute(String),
     #[error("request body is larger than server.max_request_body ({limit} bytes)")]
     RequestTooLarge { limit: u64 },
+    /// The upstream request failed (connect, TLS, protocol); `reason` is the cause chain as text for the
+    /// client's message, `source` the cause itself for logs and callers that inspect it.
     #[error("could not reach the provider {provider}: {reason}")]
-    UpstreamUnreachable { provider: String, reason: String },
+    UpstreamUnreachable {
+        provider: String,
+        reason: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
     #[error("the provider {provider} sent no response within {timeout_ms} ms")]
     UpstreamTimeout { provider: String, timeout_ms: u64 },
     #[error(

@@ -23,6 +23,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle pooled connections are closed after this long (providers close theirs after about two minutes).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+#[cfg(test)]
+mod tests;
+
 /// The shared client; cheap to clone.
 #[derive(Clone)]
 pub struct UpstreamClient {
@@ -99,7 +102,8 @@ impl UpstreamClient {
                         let connect = error.is_connect();
                         if !connect || last {
                             let reason = error_chain(&error);
-                            let error = GatewayError::UpstreamUnreachable { provider: provider.clone(), reason };
+                            let error =
+                                GatewayError::UpstreamUnreachable { provider: provider.clone(), reason, source: error };
                             return Err(SendError::Failed { error, reached_provider: !connect });
                         }
                         tracing::debug!(provider, attempt, "retrying after connect error");
