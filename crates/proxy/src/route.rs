@@ -405,92 +405,139 @@ pub fn resolve(
     providers: &Providers,
     candidate: usize,
 ) -> Result<Target, GatewayError> {
-    let format = shape.error_format(providers);
-    let gateway = shape.gateway().to_string();
-    let body_model = peek.and_then(BodyPeek::model_str);
-    let stream = peek.and_then(|p| p.stream).unwrap_or(false);
-    let with_query = |path: String| match query {
-        Some(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path,
+    let request = Common {
+        format: shape.error_format(providers),
+        gateway: shape.gateway().to_string(),
+        body_model: peek.and_then(BodyPeek::model_str),
+        stream: peek.and_then(|p| p.stream).unwrap_or(false),
+        query,
     };
     match shape {
         Shape::DropIn { suffix } => {
             let api = drop_in_api(suffix);
-            let (provider, model, step, prefixed) = match body_model {
-                Some(model) => pick_for_model(&model, providers, false, candidate)?,
-                None if api == Api::OpenAiModels => (providers.default_provider(), String::new(), None, false),
+            let pick = match &request.body_model {
+                Some(model) => pick_for_model(model, providers, false, candidate)?,
+                None if api == Api::OpenAiModels => Pick::bare(providers.default_provider(), String::new()),
                 None => return Err(GatewayError::InvalidJson("request body has no string field \"model\"".into())),
             };
-            Ok(compat_target(provider, gateway, format, suffix, with_query, api, model, prefixed, stream, step))
+            Ok(request.compat_target(pick, suffix, api))
         }
         Shape::Compat { .. } => {
-            let model = body_model.ok_or_else(|| {
+            let model = request.body_model.as_deref().ok_or_else(|| {
                 GatewayError::InvalidJson("request body has no string field \"model\" (provider/name)".into())
             })?;
-            let (provider, model, step, prefixed) = pick_for_model(&model, providers, true, candidate)?;
-            Ok(compat_target(
-                provider,
-                gateway,
-                format,
-                "chat/completions",
-                with_query,
-                Api::OpenAiChat,
-                model,
-                prefixed,
-                stream,
-                step,
-            ))
+            let pick = pick_for_model(model, providers, true, candidate)?;
+            Ok(request.compat_target(pick, "chat/completions", Api::OpenAiChat))
         }
-        Shape::Messages { rest, post } => {
-            let provider =
-                providers.get("anthropic").ok_or_else(|| GatewayError::UnknownProvider("anthropic".into()))?;
-            let api = Endpoint::of(ProviderFamily::Anthropic, post, &rest).api;
-            let (model, rewrite) = match body_model {
-                Some(m) => match m.strip_prefix("anthropic/") {
-                    Some(bare) => (Some(bare.to_string()), Some(bare.to_string())),
-                    None => (Some(m), None),
-                },
-                None => (None, None),
-            };
-            Ok(Target {
-                auth: provider.config.native_auth(),
-                provider,
-                gateway,
-                format,
-                upstream_path: with_query(format!("/{rest}")),
-                api,
-                model,
-                rewrite_model: rewrite,
-                stream,
-                route: None,
-                step: None,
-            })
-        }
-        Shape::Passthrough { provider: name, rest, post, .. } => {
-            let provider = providers.get(&name).ok_or(GatewayError::UnknownProvider(name))?;
-            let Endpoint { api, path_model, openai_compatible } = Endpoint::of(provider.config.family, post, &rest);
-            let (model, stream) = match api {
-                // Gemini names the model and the streaming in the path; its body has neither.
-                Api::GeminiGenerate => (path_model.or(body_model), false),
-                Api::GeminiStream => (path_model.or(body_model), true),
-                _ => (body_model.or(path_model), stream),
-            };
-            let auth = if openai_compatible { provider.config.compat_auth() } else { provider.config.native_auth() };
-            Ok(Target {
-                auth,
-                provider,
-                gateway,
-                format,
-                upstream_path: with_query(format!("/{rest}")),
-                api,
-                model,
-                rewrite_model: None,
-                stream,
-                route: None,
-                step: None,
-            })
+        Shape::Messages { rest, post } => resolve_messages(request, providers, &rest, post),
+        Shape::Passthrough { provider, rest, post, .. } => {
+            resolve_passthrough(request, providers, provider, &rest, post)
         }
     }
+}
+
+/// What every shape resolves from: the client's error format and gateway, the body's `model` and `stream`, and
+/// the query string to carry over.
+struct Common<'q> {
+    format: ErrorFormat,
+    gateway: String,
+    body_model: Option<String>,
+    stream: bool,
+    query: Option<&'q str>,
+}
+
+impl Common<'_> {
+    fn with_query(&self, path: String) -> String {
+        match self.query {
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path,
+        }
+    }
+
+    /// A target on the provider's OpenAI-compatible surface (drop-in and compat paths).
+    fn compat_target(self, pick: Pick, suffix: &str, api: Api) -> Target {
+        let upstream_path = self.with_query(format!("{}/{suffix}", pick.provider.config.compat_prefix()));
+        let (route, step) = pick.step.map_or((None, None), |(route, index)| (Some(route), Some(index)));
+        let model = pick.model;
+        Target {
+            auth: pick.provider.config.compat_auth(),
+            provider: pick.provider,
+            gateway: self.gateway,
+            format: self.format,
+            upstream_path,
+            api,
+            rewrite_model: pick.rewrite.then(|| model.clone()),
+            model: (!model.is_empty()).then_some(model),
+            stream: self.stream,
+            route,
+            step,
+        }
+    }
+}
+
+/// `/v1/messages...`: Anthropic native; an `anthropic/` prefix on the model is taken off.
+fn resolve_messages(
+    request: Common<'_>,
+    providers: &Providers,
+    rest: &str,
+    post: bool,
+) -> Result<Target, GatewayError> {
+    let provider = providers.get("anthropic").ok_or_else(|| GatewayError::UnknownProvider("anthropic".into()))?;
+    let api = Endpoint::of(ProviderFamily::Anthropic, post, rest).api;
+    let upstream_path = request.with_query(format!("/{rest}"));
+    let (model, rewrite_model) = match request.body_model {
+        Some(m) => match m.strip_prefix("anthropic/") {
+            Some(bare) => (Some(bare.to_string()), Some(bare.to_string())),
+            None => (Some(m), None),
+        },
+        None => (None, None),
+    };
+    Ok(Target {
+        auth: provider.config.native_auth(),
+        provider,
+        gateway: request.gateway,
+        format: request.format,
+        upstream_path,
+        api,
+        model,
+        rewrite_model,
+        stream: request.stream,
+        route: None,
+        step: None,
+    })
+}
+
+/// `/{provider}/{rest}`: the provider's own API, the path passed on as it is.
+fn resolve_passthrough(
+    request: Common<'_>,
+    providers: &Providers,
+    name: String,
+    rest: &str,
+    post: bool,
+) -> Result<Target, GatewayError> {
+    let provider = providers.get(&name).ok_or(GatewayError::UnknownProvider(name))?;
+    let Endpoint { api, path_model, openai_compatible } = Endpoint::of(provider.config.family, post, rest);
+    let upstream_path = request.with_query(format!("/{rest}"));
+    let (model, stream) = match api {
+        // Gemini names the model and the streaming in the path; its body has neither.
+        Api::GeminiGenerate => (path_model.or(request.body_model), false),
+        Api::GeminiStream => (path_model.or(request.body_model), true),
+        _ => (request.body_model.or(path_model), request.stream),
+    };
+    let auth = if openai_compatible { provider.config.compat_auth() } else { provider.config.native_auth() };
+    Ok(Target {
+        auth,
+        provider,
+        gateway: request.gateway,
+        format: request.format,
+        upstream_path,
+        api,
+        model,
+        rewrite_model: None,
+        stream,
+        route: None,
+        step: None,
+    })
 }
 
 /// The drop-in paths' APIs (the path is one of [`DROP_INS`]).
@@ -505,45 +552,29 @@ fn drop_in_api(suffix: &str) -> Api {
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "one constructor for the two OpenAI-format shapes")]
-fn compat_target(
+/// The provider a `model` value picked, the bare model it sees, the route step for `dynamic/<route>`, and
+/// whether the body's model must be rewritten to the bare name.
+struct Pick {
     provider: Arc<crate::providers::ProviderEntry>,
-    gateway: String,
-    format: ErrorFormat,
-    suffix: &str,
-    with_query: impl Fn(String) -> String,
-    api: Api,
     model: String,
-    prefixed: bool,
-    stream: bool,
     step: Option<(String, usize)>,
-) -> Target {
-    let upstream_path = with_query(format!("{}/{suffix}", provider.config.compat_prefix()));
-    let (route, step) = step.map_or((None, None), |(route, index)| (Some(route), Some(index)));
-    Target {
-        auth: provider.config.compat_auth(),
-        provider,
-        gateway,
-        format,
-        upstream_path,
-        api,
-        rewrite_model: prefixed.then(|| model.clone()),
-        model: (!model.is_empty()).then_some(model),
-        stream,
-        route,
-        step,
+    rewrite: bool,
+}
+
+impl Pick {
+    fn bare(provider: Arc<crate::providers::ProviderEntry>, model: String) -> Self {
+        Self { provider, model, step: None, rewrite: false }
     }
 }
 
 /// Picks the provider for a `model` value: `dynamic/<route>`, `provider/name`, or a bare name for the default
-/// provider. Returns `(provider, bare model, route step, whether the body's model must be rewritten)`.
-#[expect(clippy::type_complexity, reason = "a private tuple read right at its two call sites")]
+/// provider.
 fn pick_for_model(
     model: &str,
     providers: &Providers,
     require_prefix: bool,
     candidate: usize,
-) -> Result<(Arc<crate::providers::ProviderEntry>, String, Option<(String, usize)>, bool), GatewayError> {
+) -> Result<Pick, GatewayError> {
     if let Some(route) = model.strip_prefix("dynamic/") {
         let route = providers
             .route(route)
@@ -552,15 +583,16 @@ fn pick_for_model(
         let chosen = route.candidates().get(candidate).ok_or_else(|| {
             GatewayError::UnknownRoute(format!("route {:?} has no candidate {candidate}", route.name()))
         })?;
-        let entry =
+        let provider =
             providers.get(&chosen.provider).ok_or_else(|| GatewayError::UnknownProvider(chosen.provider.clone()))?;
-        return Ok((entry, chosen.model.clone(), Some((route.name().to_string(), candidate)), true));
+        let step = Some((route.name().to_string(), candidate));
+        return Ok(Pick { provider, model: chosen.model.clone(), step, rewrite: true });
     }
     if let Some((prefix, bare)) = model.split_once('/')
-        && let Some(entry) = providers.get(prefix)
+        && let Some(provider) = providers.get(prefix)
         && !bare.is_empty()
     {
-        return Ok((entry, bare.to_string(), None, true));
+        return Ok(Pick { provider, model: bare.to_string(), step: None, rewrite: true });
     }
     if require_prefix {
         let message = match model.split_once('/') {
@@ -570,7 +602,7 @@ fn pick_for_model(
         return Err(GatewayError::UnknownModelPrefix(message));
     }
     // A bare name, or a name whose prefix is not a provider (e.g. "meta-llama/Llama-3.1-8B" on vLLM).
-    Ok((providers.default_provider(), model.to_string(), None, false))
+    Ok(Pick::bare(providers.default_provider(), model.to_string()))
 }
 
 #[cfg(test)]
