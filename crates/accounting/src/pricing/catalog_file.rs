@@ -78,74 +78,25 @@ pub(crate) fn entry(index: usize, table: toml::Table) -> Result<(String, String,
         model: label.clone(),
         reason: error.to_string(),
     })?;
-    let field_error = |field: &str, reason: String| CatalogError::Field {
-        index,
-        model: label.clone(),
-        field: field.to_owned(),
-        reason,
-    };
-    let effective_from = match &file.effective_from {
-        None => Date::MIN,
-        Some(toml::Value::String(text)) => {
-            text.parse::<Date>().map_err(|error| field_error("effective_from", error.to_string()))?
-        }
-        Some(toml::Value::Datetime(datetime)) => {
-            datetime.to_string().parse::<Date>().map_err(|error| field_error("effective_from", error.to_string()))?
-        }
-        Some(other) => return Err(field_error("effective_from", format!("expected a date, found {other}"))),
-    };
-    let set = |prefix: &str,
-               input: &PriceText,
-               output: &PriceText,
-               cache: [&Option<PriceText>; 3]|
-     -> Result<PriceSet, CatalogError> {
-        let price = |field: &str, text: &PriceText| {
-            parse_scaled(&text.as_decimal(), PER_MILLION_TO_FEMTO_PER_TOKEN)
-                .map_err(|error| field_error(&format!("{prefix}{field}"), error.to_string()))
-        };
-        let optional = |field: &str, text: &Option<PriceText>| text.as_ref().map(|text| price(field, text)).transpose();
-        Ok(PriceSet {
-            input: price("input", input)?,
-            output: price("output", output)?,
-            cache_read: optional("cache_read", cache[0])?,
-            cache_write_5m: optional("cache_write_5m", cache[1])?,
-            cache_write_1h: optional("cache_write_1h", cache[2])?,
-        })
-    };
-    let tier = |prefix: &str, prices: &TierFile| {
-        set(prefix, &prices.input, &prices.output, [&prices.cache_read, &prices.cache_write_5m, &prices.cache_write_1h])
-    };
-    let standard = set("", &file.input, &file.output, [&file.cache_read, &file.cache_write_5m, &file.cache_write_1h])?;
+    let at = Entry { index, label };
+    let effective_from = at.effective_from(file.effective_from.as_ref())?;
+    let standard =
+        at.set("", &file.input, &file.output, [&file.cache_read, &file.cache_write_5m, &file.cache_write_1h])?;
     let long_context = file
         .long_context
         .as_ref()
         .map(|long| {
-            let threshold_tokens = long
-                .threshold_tokens
-                .ok_or_else(|| field_error("long_context.threshold_tokens", "missing".to_owned()))?;
-            Ok::<_, CatalogError>(LongContext { threshold_tokens, prices: tier("long_context.", long)? })
+            let threshold_tokens =
+                long.threshold_tokens.ok_or_else(|| at.error("long_context.threshold_tokens", "missing".to_owned()))?;
+            Ok::<_, CatalogError>(LongContext { threshold_tokens, prices: at.tier("long_context.", long)? })
         })
         .transpose()?;
-    let service_tier = |name: &str, prices: &Option<TierFile>| {
-        prices
-            .as_ref()
-            .map(|prices| {
-                if prices.threshold_tokens.is_some() {
-                    return Err(field_error(
-                        &format!("{name}.threshold_tokens"),
-                        "only long_context has a threshold".to_owned(),
-                    ));
-                }
-                tier(&format!("{name}."), prices)
-            })
-            .transpose()
-    };
-    let priority = service_tier("priority", &file.priority)?;
-    let flex = service_tier("flex", &file.flex)?;
+    let priority = at.service_tier("priority", file.priority.as_ref())?;
+    let flex = at.service_tier("flex", file.flex.as_ref())?;
     let provider = file.provider.trim().to_ascii_lowercase();
     let model = file.model.trim().to_ascii_lowercase();
     if provider.is_empty() || model.is_empty() {
-        return Err(field_error("provider/model", "must not be empty".to_owned()));
+        return Err(at.error("provider/model", "must not be empty".to_owned()));
     }
     Ok((
         provider,
@@ -160,4 +111,75 @@ pub(crate) fn entry(index: usize, table: toml::Table) -> Result<(String, String,
             context_window: file.context_window,
         },
     ))
+}
+
+/// The entry being converted, for errors that name it and the field.
+struct Entry {
+    index: usize,
+    label: String,
+}
+
+impl Entry {
+    fn error(&self, field: &str, reason: String) -> CatalogError {
+        CatalogError::Field { index: self.index, model: self.label.clone(), field: field.to_owned(), reason }
+    }
+
+    /// `effective_from`: a TOML local date or a date string; absent means since always.
+    fn effective_from(&self, value: Option<&toml::Value>) -> Result<Date, CatalogError> {
+        let parse = |text: &str| text.parse::<Date>().map_err(|error| self.error("effective_from", error.to_string()));
+        match value {
+            None => Ok(Date::MIN),
+            Some(toml::Value::String(text)) => parse(text),
+            Some(toml::Value::Datetime(datetime)) => parse(&datetime.to_string()),
+            Some(other) => Err(self.error("effective_from", format!("expected a date, found {other}"))),
+        }
+    }
+
+    fn price(&self, field: &str, text: &PriceText) -> Result<u128, CatalogError> {
+        parse_scaled(&text.as_decimal(), PER_MILLION_TO_FEMTO_PER_TOKEN)
+            .map_err(|error| self.error(field, error.to_string()))
+    }
+
+    /// One set of prices; `prefix` (`""`, `"long_context."`, …) goes in front of the field names in errors.
+    fn set(
+        &self,
+        prefix: &str,
+        input: &PriceText,
+        output: &PriceText,
+        cache: [&Option<PriceText>; 3],
+    ) -> Result<PriceSet, CatalogError> {
+        let optional = |field: &str, text: &Option<PriceText>| {
+            text.as_ref().map(|text| self.price(&format!("{prefix}{field}"), text)).transpose()
+        };
+        Ok(PriceSet {
+            input: self.price(&format!("{prefix}input"), input)?,
+            output: self.price(&format!("{prefix}output"), output)?,
+            cache_read: optional("cache_read", cache[0])?,
+            cache_write_5m: optional("cache_write_5m", cache[1])?,
+            cache_write_1h: optional("cache_write_1h", cache[2])?,
+        })
+    }
+
+    fn tier(&self, prefix: &str, prices: &TierFile) -> Result<PriceSet, CatalogError> {
+        self.set(
+            prefix,
+            &prices.input,
+            &prices.output,
+            [&prices.cache_read, &prices.cache_write_5m, &prices.cache_write_1h],
+        )
+    }
+
+    /// `priority` or `flex`: a tier without a threshold.
+    fn service_tier(&self, name: &str, prices: Option<&TierFile>) -> Result<Option<PriceSet>, CatalogError> {
+        prices
+            .map(|prices| {
+                if prices.threshold_tokens.is_some() {
+                    return Err(
+                        self.error(&format!("{name}.threshold_tokens"), "only long_context has a threshold".to_owned())
+                    );
+                }
+                self.tier(&format!("{name}."), prices)
+            })
+            .transpose()
+    }
 }
