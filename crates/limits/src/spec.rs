@@ -47,6 +47,7 @@ impl std::fmt::Display for FieldError {
 }
 
 /// What a spend rule does when a bucket would go over budget.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -58,6 +59,7 @@ pub enum Action {
 }
 
 /// When a spend rule counts a request's cost.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reserve {
@@ -71,6 +73,7 @@ pub enum Reserve {
 }
 
 /// `split` or `filter`, as written.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DimensionModeSpec {
@@ -81,6 +84,7 @@ pub enum DimensionModeSpec {
 }
 
 /// One entry of a rule's `dimensions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DimensionSpec {
@@ -98,6 +102,7 @@ fn default_time_zone() -> String {
 }
 
 /// `[[spend_limits]]` as written in the file or sent to the admin API.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpendRuleSpec {
