@@ -8,7 +8,6 @@ use sqlx::QueryBuilder;
 
 use crate::backend::Backend;
 use crate::error::StoreError;
-use crate::logs::{CostUpdate, LogsBackend};
 use crate::model::{LogRecord, parse_cost_source};
 use crate::rollup::{FLUSH_ROWS, RollupBackend, Rollups};
 use crate::sql::{ReadRow, unsigned};
@@ -20,12 +19,18 @@ pub(crate) const PAGE_ROWS: i64 = 10_000;
 const COLUMNS: &str = "id, provider, model, gateway, success, tokens_in, tokens_out, tokens_cached, \
      tokens_reasoning, cost_nanos, cost_source, tokens_cache_write";
 
-/// The scan's one backend difference (`postgres/log_scan.rs`, `sqlite/log_scan.rs`).
+/// The scan's backend differences (`postgres/log_scan.rs`, `sqlite/log_scan.rs`).
 pub(crate) trait LogScanBackend: Backend {
     /// Pushes ` AND <metadata has at least one of keys>` where the backend answers it from an index (Postgres'
     /// `?|`), else nothing: the caller skips the rows without the key anyway.
     fn push_has_any_key(query: &mut QueryBuilder<Self>, keys: &[String]);
+
+    /// Rewrites the cost and cost source of the rows `(id, cost_nanos, cost_source)` (a recompute's repricing).
+    async fn update_costs(conn: &mut Self::Connection, updates: &[CostUpdate]) -> Result<(), StoreError>;
 }
+
+/// A repriced row: `(id, cost_nanos, cost_source)`.
+pub(crate) type CostUpdate = (String, i64, &'static str);
 
 /// A walk over the log, oldest row first: each call returns the next page, an empty one at the end.
 #[derive(Debug, Default)]
@@ -82,7 +87,7 @@ impl LogScan {
 /// page's repriced rows, which are written before the next page is read; the sums are written out whenever
 /// [`FLUSH_ROWS`] are held, and at the end, so memory stays bounded however long the log is (upserts add, so
 /// writing in parts sums the same). Returns the rollup rows written (a row written in two parts counts twice).
-pub(crate) async fn walk<B: LogScanBackend + LogsBackend + RollupBackend>(
+pub(crate) async fn walk<B: LogScanBackend + RollupBackend>(
     conn: &mut B::Connection,
     having: Option<&[String]>,
     rollups: &mut Rollups,

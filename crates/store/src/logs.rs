@@ -22,13 +22,7 @@ pub(crate) trait LogsBackend: Backend {
     /// Inserts `rows`, skipping those whose id is stored already (or earlier in `rows`): for each row, whether it
     /// was inserted.
     async fn insert_log_rows(conn: &mut Self::Connection, rows: &[LogRow]) -> Result<Vec<bool>, StoreError>;
-
-    /// Rewrites the cost and cost source of the rows `(id, cost_nanos, cost_source)`.
-    async fn update_costs(conn: &mut Self::Connection, updates: &[CostUpdate]) -> Result<(), StoreError>;
 }
-
-/// A repriced row: `(id, cost_nanos, cost_source)`.
-pub(crate) type CostUpdate = (String, i64, &'static str);
 
 /// Rows deleted per retention statement: small enough that each statement holds its locks for milliseconds and
 /// never needs the whole expired set in memory (deleting a large expired set at once can exhaust memory).

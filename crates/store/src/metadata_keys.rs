@@ -42,7 +42,6 @@ use std::collections::BTreeSet;
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::log_scan::{self, LogScanBackend};
-use crate::logs::LogsBackend;
 use crate::rollup::{RollupBackend, RollupKeys, Rollups};
 use crate::sql::ReadRow;
 use crate::store::{Pool, Store};
@@ -99,7 +98,7 @@ impl Store {
 
 /// [`Store::add_rollup_metadata_keys`]: in one transaction, the new keys (under the lock of the module docs), then
 /// their history from the log.
-async fn add_keys<B: MetadataKeysBackend + LogScanBackend + LogsBackend + RollupBackend>(
+async fn add_keys<B: MetadataKeysBackend + LogScanBackend + RollupBackend>(
     pool: &sqlx::Pool<B>,
     keys: &BTreeSet<String>,
     max_per_row: usize,

@@ -21,8 +21,7 @@ use jiff::Timestamp;
 use tollgate_accounting::CostSource;
 
 use crate::error::StoreError;
-use crate::log_scan::{self, LogScanBackend};
-use crate::logs::{CostUpdate, LogsBackend};
+use crate::log_scan::{self, CostUpdate, LogScanBackend};
 use crate::model::LogRecord;
 use crate::rollup::{RollupBackend, RollupKeys, Rollups};
 use crate::sql::saturating_i64;
@@ -96,7 +95,7 @@ struct Rebuild<'a, 'f> {
 
 impl Rebuild<'_, '_> {
     /// Steps 1–4 of the module docs, in one transaction.
-    async fn run<B: RollupBackend + LogScanBackend + LogsBackend>(
+    async fn run<B: RollupBackend + LogScanBackend>(
         &mut self,
         pool: &sqlx::Pool<B>,
         max_per_row: usize,

@@ -1,5 +1,5 @@
-//! `request_logs` on Postgres: a batch is one `UNNEST` statement (27 array parameters whatever its size), a cost
-//! rewrite another, and times are `TIMESTAMPTZ`.
+//! `request_logs` on Postgres: a batch is one `UNNEST` statement (27 array parameters whatever its size), and times
+//! are `TIMESTAMPTZ`.
 
 use std::collections::HashSet;
 
@@ -7,7 +7,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Postgres, Row};
 
 use crate::error::StoreError;
-use crate::logs::{CostUpdate, LogsBackend};
+use crate::logs::LogsBackend;
 use crate::model::LogRow;
 
 impl LogsBackend for Postgres {
@@ -21,26 +21,6 @@ impl LogsBackend for Postgres {
         let mut ids = insert_ids(conn, rows).await?;
         // Taken out as matched, so a row repeating an id earlier in the batch counts as not inserted.
         Ok(rows.iter().map(|row| ids.remove(&row.id)).collect())
-    }
-
-    async fn update_costs(conn: &mut PgConnection, updates: &[CostUpdate]) -> Result<(), StoreError> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = updates.iter().map(|(id, _, _)| id.as_str()).collect();
-        let costs: Vec<i64> = updates.iter().map(|(_, cost, _)| *cost).collect();
-        let sources: Vec<&str> = updates.iter().map(|(_, _, source)| *source).collect();
-        sqlx::query(
-            "UPDATE request_logs SET cost_nanos = u.cost, cost_source = u.source
-             FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS u(id, cost, source)
-             WHERE request_logs.id = u.id",
-        )
-        .bind(ids)
-        .bind(costs)
-        .bind(sources)
-        .execute(conn)
-        .await?;
-        Ok(())
     }
 }
 

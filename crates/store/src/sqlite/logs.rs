@@ -3,9 +3,8 @@
 use sqlx::Sqlite;
 use sqlx::sqlite::SqliteConnection;
 
-use crate::backend::{Backend, Bind};
 use crate::error::StoreError;
-use crate::logs::{CostUpdate, LogsBackend};
+use crate::logs::LogsBackend;
 use crate::model::LogRow;
 
 impl LogsBackend for Sqlite {
@@ -19,14 +18,6 @@ impl LogsBackend for Sqlite {
             inserted.push(insert_row(conn, row).await?);
         }
         Ok(inserted)
-    }
-
-    async fn update_costs(conn: &mut SqliteConnection, updates: &[CostUpdate]) -> Result<(), StoreError> {
-        for (id, cost, source) in updates {
-            let sql = "UPDATE request_logs SET cost_nanos = $1, cost_source = $2 WHERE id = $3";
-            Self::execute(conn, sql, &[Bind::Int(*cost), Bind::Text(source), Bind::Text(id)]).await?;
-        }
-        Ok(())
     }
 }
 
