@@ -39,27 +39,40 @@
 
 use std::collections::BTreeSet;
 
-use jiff::Timestamp;
-use sqlx::{PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
-
+use crate::backend::Backend;
 use crate::error::StoreError;
-use crate::log_scan::LogScan;
-use crate::rollup::{FLUSH_ROWS, RollupKeys, Rollups};
+use crate::log_scan::{self, LogScanBackend};
+use crate::rollup::{RollupBackend, RollupKeys, Rollups};
+use crate::sql::ReadRow;
 use crate::store::{Pool, Store};
+
+/// The primitives of the key set (`postgres/metadata_keys.rs`, `sqlite/metadata_keys.rs`): the locks of the
+/// module docs live here.
+pub(crate) trait MetadataKeysBackend: Backend {
+    /// The key set inside a transaction that is about to add rows to the rollups, read under the lock that
+    /// excludes adding a key (held to commit).
+    async fn lock_rollup_keys(conn: &mut Self::Connection, max_per_row: usize) -> Result<RollupKeys, StoreError>;
+
+    /// Takes the lock that excludes writers and other adders (held to commit) and inserts the `keys` not in the set
+    /// yet, after the others (in `keys` order); returns them.
+    async fn claim_rollup_keys(conn: &mut Self::Connection, keys: &BTreeSet<String>)
+    -> Result<Vec<String>, StoreError>;
+
+    /// Deletes the metadata rollup rows of `keys` (left by a key deleted by hand: they are recounted).
+    async fn delete_key_rollups(conn: &mut Self::Connection, keys: &[String]) -> Result<(), StoreError>;
+}
+
+/// The key set, oldest first (both backends).
+const KEYS: &str = "SELECT meta_key FROM spend_rollup_metadata_keys ORDER BY position";
 
 impl Store {
     /// The metadata keys the rollups count, oldest first (`/spend` groups by these only).
     pub async fn rollup_metadata_keys(&self) -> Result<Vec<String>, StoreError> {
-        const SQL: &str = "SELECT meta_key FROM spend_rollup_metadata_keys ORDER BY position";
         let keys = match self.pool() {
-            Pool::Postgres(pool) => {
-                readable_keys(sqlx::query(SQL).fetch_all(pool).await?.iter().map(|row| row.try_get::<String, _>(0)))
-            }
-            Pool::Sqlite(pool) => {
-                readable_keys(sqlx::query(SQL).fetch_all(pool).await?.iter().map(|row| row.try_get::<String, _>(0)))
-            }
+            Pool::Postgres(pool) => read_rollup_keys::<sqlx::Postgres>(&mut *pool.acquire().await?, 0).await?,
+            Pool::Sqlite(pool) => read_rollup_keys::<sqlx::Sqlite>(&mut *pool.acquire().await?, 0).await?,
         };
-        Ok(keys)
+        Ok(keys.keys)
     }
 
     /// Makes the rollups count `keys` from now on, each with its history: the log rows already stored are added to
@@ -73,8 +86,8 @@ impl Store {
         }
         let max_per_row = self.options().max_rollup_keys_per_row;
         let added = match self.pool() {
-            Pool::Postgres(pool) => add_keys_postgres(pool, keys, max_per_row).await?,
-            Pool::Sqlite(pool) => add_keys_sqlite(pool, keys, max_per_row).await?,
+            Pool::Postgres(pool) => add_keys(pool, keys, max_per_row).await?,
+            Pool::Sqlite(pool) => add_keys(pool, keys, max_per_row).await?,
         };
         if !added.is_empty() {
             tracing::info!(keys = ?added, "metadata keys rolled up from now on, history included");
@@ -83,137 +96,40 @@ impl Store {
     }
 }
 
-/// [`Store::add_rollup_metadata_keys`] on Postgres: `SHARE ROW EXCLUSIVE` on the key table, then the new keys and
-/// their backfill, in one transaction (see the module docs).
-async fn add_keys_postgres(
-    pool: &PgPool,
+/// [`Store::add_rollup_metadata_keys`]: in one transaction, the new keys (under the lock of the module docs), then
+/// their history from the log.
+async fn add_keys<B: MetadataKeysBackend + LogScanBackend + RollupBackend>(
+    pool: &sqlx::Pool<B>,
     keys: &BTreeSet<String>,
     max_per_row: usize,
 ) -> Result<Vec<String>, StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("LOCK TABLE spend_rollup_metadata_keys IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
-    let old = read_postgres(&mut tx, max_per_row).await?;
-    let new: Vec<String> = keys.iter().filter(|key| !old.keys.contains(key)).cloned().collect();
+    let new = B::claim_rollup_keys(&mut tx, keys).await?;
     if !new.is_empty() {
-        sqlx::query(
-            "INSERT INTO spend_rollup_metadata_keys (meta_key, position)
-             SELECT u.k, (SELECT COALESCE(max(position), 0) FROM spend_rollup_metadata_keys) + u.n
-             FROM UNNEST($1::text[]) WITH ORDINALITY AS u(k, n)",
-        )
-        .bind(&new)
-        .execute(&mut *tx)
-        .await?;
-        for table in
-            ["spend_rollup_metadata_hourly", "spend_rollup_metadata_daily", "spend_rollup_metadata_value_daily"]
-        {
-            let sql = format!("DELETE FROM {table} WHERE meta_key = ANY($1)");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&new).execute(&mut *tx).await?;
-        }
-        let first = old.keys.len();
-        let all = RollupKeys { keys: old.keys.into_iter().chain(new.iter().cloned()).collect(), max_per_row };
-        let mut scan = LogScan::default();
-        let mut rollups = Rollups::default();
-        loop {
-            let page = scan.next_postgres(&mut tx, Some(&new)).await?;
-            if page.is_empty() {
-                break;
-            }
-            for record in &page {
-                rollups.add_metadata(record, &all, first);
-            }
-            if rollups.len() >= FLUSH_ROWS {
-                std::mem::take(&mut rollups).upsert_postgres(&mut tx).await?;
-            }
-        }
-        rollups.upsert_postgres(&mut tx).await?;
-    }
-    tx.commit().await?;
-    Ok(new)
-}
-
-/// [`Store::add_rollup_metadata_keys`] on SQLite: the first statement writes, so the database's write lock is held
-/// from the first key inserted to the commit (see the module docs).
-async fn add_keys_sqlite(
-    pool: &SqlitePool,
-    keys: &BTreeSet<String>,
-    max_per_row: usize,
-) -> Result<Vec<String>, StoreError> {
-    let mut tx = pool.begin().await?;
-    // The first statement writes, so the write lock is held from here to the commit.
-    let now_us = Timestamp::now().as_microsecond();
-    let mut new = Vec::new();
-    for key in keys {
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO spend_rollup_metadata_keys (meta_key, position, added_at)
-             VALUES (?, (SELECT COALESCE(max(position), 0) + 1 FROM spend_rollup_metadata_keys), ?)",
-        )
-        .bind(key)
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            new.push(key.clone());
-        }
-    }
-    if !new.is_empty() {
-        for key in &new {
-            for sql in [
-                "DELETE FROM spend_rollup_metadata_hourly WHERE meta_key = ?",
-                "DELETE FROM spend_rollup_metadata_daily WHERE meta_key = ?",
-                "DELETE FROM spend_rollup_metadata_value_daily WHERE meta_key = ?",
-            ] {
-                sqlx::query(sql).bind(key).execute(&mut *tx).await?;
-            }
-        }
-        let all = read_sqlite(&mut tx, max_per_row).await?;
+        B::delete_key_rollups(&mut tx, &new).await?;
+        let all = read_rollup_keys::<B>(&mut tx, max_per_row).await?;
         // The new keys have the highest positions.
-        let first = all.keys.len() - new.len();
-        let mut scan = LogScan::default();
+        let first = all.keys.len().saturating_sub(new.len());
         let mut rollups = Rollups::default();
-        loop {
-            let page = scan.next_sqlite(&mut tx).await?;
-            if page.is_empty() {
-                break;
-            }
+        let add = |page: Vec<_>, rollups: &mut Rollups| {
             for record in &page {
                 rollups.add_metadata(record, &all, first);
             }
-            if rollups.len() >= FLUSH_ROWS {
-                std::mem::take(&mut rollups).upsert_sqlite(&mut tx).await?;
-            }
-        }
-        rollups.upsert_sqlite(&mut tx).await?;
+            Vec::new()
+        };
+        log_scan::walk::<B>(&mut tx, Some(&new), &mut rollups, add).await?;
     }
     tx.commit().await?;
     Ok(new)
 }
 
-/// The key set inside a transaction that is about to add rows to the rollups: takes `SHARE` on the key table first
-/// (held to commit; see the module docs), then reads it in a statement of its own.
-pub(crate) async fn locked_postgres(
-    tx: &mut Transaction<'_, Postgres>,
+/// The key set as stored (no lock taken here).
+pub(crate) async fn read_rollup_keys<B: Backend>(
+    conn: &mut B::Connection,
     max_per_row: usize,
 ) -> Result<RollupKeys, StoreError> {
-    sqlx::query("LOCK TABLE spend_rollup_metadata_keys IN SHARE MODE").execute(&mut **tx).await?;
-    read_postgres(tx, max_per_row).await
-}
-
-async fn read_postgres(tx: &mut Transaction<'_, Postgres>, max_per_row: usize) -> Result<RollupKeys, StoreError> {
-    let rows =
-        sqlx::query("SELECT meta_key FROM spend_rollup_metadata_keys ORDER BY position").fetch_all(&mut **tx).await?;
-    Ok(RollupKeys { keys: readable_keys(rows.iter().map(|row| row.try_get::<String, _>(0))), max_per_row })
-}
-
-/// The key set inside a SQLite transaction that already holds the write lock (it has written).
-pub(crate) async fn read_sqlite(
-    tx: &mut Transaction<'_, Sqlite>,
-    max_per_row: usize,
-) -> Result<RollupKeys, StoreError> {
-    let rows =
-        sqlx::query("SELECT meta_key FROM spend_rollup_metadata_keys ORDER BY position").fetch_all(&mut **tx).await?;
-    Ok(RollupKeys { keys: readable_keys(rows.iter().map(|row| row.try_get::<String, _>(0))), max_per_row })
+    let rows = B::fetch_all(conn, KEYS, &[]).await?;
+    Ok(RollupKeys { keys: readable_keys(rows.iter().map(|row| row.text(0_usize))), max_per_row })
 }
 
 /// The keys that read as text; one that does not (written by hand) is reported and skipped, never failing the

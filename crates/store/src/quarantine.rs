@@ -19,8 +19,22 @@ use std::sync::atomic::Ordering;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use sqlx::{Postgres, Sqlite};
+
+use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::store::{Pool, Store};
+
+/// The quarantine table's primitive (`postgres/quarantine.rs`, `sqlite/quarantine.rs`).
+pub(crate) trait QuarantineBackend: Backend {
+    /// Adds one refused record, stamped now.
+    async fn insert_quarantine(
+        conn: &mut Self::Connection,
+        kind: QuarantineKind,
+        record: &str,
+        error: &str,
+    ) -> Result<(), sqlx::Error>;
+}
 
 /// What kind of record is set aside (the `kind` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +46,7 @@ pub(crate) enum QuarantineKind {
 }
 
 impl QuarantineKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Log => "log",
             Self::Spend => "spend",
@@ -85,24 +99,9 @@ impl Store {
 
     async fn insert_quarantine(&self, kind: QuarantineKind, record: &str, error: &str) -> Result<(), StoreError> {
         match self.pool() {
-            Pool::Postgres(pool) => {
-                sqlx::query("INSERT INTO quarantine (kind, record, error) VALUES ($1, $2, $3)")
-                    .bind(kind.as_str())
-                    .bind(record)
-                    .bind(error)
-                    .execute(pool)
-                    .await?;
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query("INSERT INTO quarantine (kind, record, error, quarantined_at) VALUES (?, ?, ?, ?)")
-                    .bind(kind.as_str())
-                    .bind(record)
-                    .bind(error)
-                    .bind(Timestamp::now().as_microsecond())
-                    .execute(pool)
-                    .await?;
-            }
-        }
+            Pool::Postgres(pool) => Postgres::insert_quarantine(&mut *pool.acquire().await?, kind, record, error).await,
+            Pool::Sqlite(pool) => Sqlite::insert_quarantine(&mut *pool.acquire().await?, kind, record, error).await,
+        }?;
         Ok(())
     }
 

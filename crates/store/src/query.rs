@@ -15,7 +15,17 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::backend::Backend;
 use crate::error::StoreError;
+
+/// What the read queries build differently per backend (`postgres/queries.rs`, `sqlite/queries.rs`): matching a
+/// metadata value. Times, sums and binds are the [`Dialect`](crate::sql::Dialect)'s.
+pub(crate) trait QueryBackend: Backend {
+    /// ` AND <the row's metadata.key, as text, is value>` (see [`LogFilter::metadata`]).
+    fn push_metadata_equals(b: &mut sqlx::QueryBuilder<Self>, key: &str, value: &str);
+    /// ` AND <the row's metadata has key>`.
+    fn push_has_key(b: &mut sqlx::QueryBuilder<Self>, key: &str);
+}
 
 /// Why a query could not run: a bad parameter (the caller's fault, named) or the database.
 #[derive(Debug, thiserror::Error)]

@@ -13,20 +13,17 @@
 //!    `custom` with the caller's function and `UPDATE` the rows whose cost or source changed (same transaction),
 //!    then sum in memory exactly as the writer does (same hour and day bucketing, same metadata keys) and hand each
 //!    row, as repriced, to the caller's visitor (which rebuilds spend buckets). Sums are written out whenever
-//!    [`FLUSH_ROWS`] of them are held, so memory stays bounded however long the log is.
+//!    [`FLUSH_ROWS`](crate::rollup::FLUSH_ROWS) of them are held, so memory stays bounded however long the log is.
 //! 4. Write the remaining sums, commit. Rows deleted by retention are gone from the log, so their hours come back
 //!    empty: a rebuild covers the retained log only.
 
 use jiff::Timestamp;
-use sqlx::{PgPool, SqlitePool};
-
-use crate::error::StoreError;
 use tollgate_accounting::CostSource;
 
-use crate::log_scan::LogScan;
-use crate::metadata_keys;
+use crate::error::StoreError;
+use crate::log_scan::{self, CostUpdate, LogScanBackend};
 use crate::model::LogRecord;
-use crate::rollup::{FLUSH_ROWS, RollupKeys, Rollups};
+use crate::rollup::{RollupBackend, RollupKeys, Rollups};
 use crate::sql::saturating_i64;
 use crate::store::{Pool, Store};
 
@@ -66,14 +63,6 @@ pub struct RecomputeReport {
     pub rollup_rows: u64,
 }
 
-/// Empties every rollup before a rebuild (both backends).
-const CLEAR_ROLLUPS: [&str; 4] = [
-    "DELETE FROM spend_rollup_hourly",
-    "DELETE FROM spend_rollup_metadata_hourly",
-    "DELETE FROM spend_rollup_metadata_daily",
-    "DELETE FROM spend_rollup_metadata_value_daily",
-];
-
 impl Store {
     /// Rebuilds the rollups from the log as stored (no repricing).
     pub async fn rebuild_rollups(&self) -> Result<RecomputeReport, StoreError> {
@@ -88,49 +77,58 @@ impl Store {
         visit: &mut (dyn FnMut(&LogRecord) + Send),
     ) -> Result<RecomputeReport, StoreError> {
         let max_per_row = self.options().max_rollup_keys_per_row;
-        let mut rebuild = Rebuild {
-            reprice,
-            visit,
-            rollups: Rollups::default(),
-            report: RecomputeReport::default(),
-            updates: Vec::new(),
-        };
+        let mut rebuild = Rebuild { reprice, visit, report: RecomputeReport::default() };
         match self.pool() {
-            Pool::Postgres(pool) => rebuild_postgres(pool, max_per_row, &mut rebuild).await?,
-            Pool::Sqlite(pool) => rebuild_sqlite(pool, max_per_row, &mut rebuild).await?,
+            Pool::Postgres(pool) => rebuild.run(pool, max_per_row).await?,
+            Pool::Sqlite(pool) => rebuild.run(pool, max_per_row).await?,
         }
         Ok(rebuild.report)
     }
 }
 
-/// A rebuild's running state: the sums held, the report so far, and the repriced rows of the current page.
+/// A rebuild's caller-supplied functions and its report so far.
 struct Rebuild<'a, 'f> {
     reprice: &'a Reprice<'f>,
     visit: &'a mut (dyn FnMut(&LogRecord) + Send),
-    rollups: Rollups,
     report: RecomputeReport,
-    /// Repriced rows of the current page: (id, cost_nanos, cost_source), written before the next page is read.
-    updates: Vec<(String, i64, &'static str)>,
 }
 
 impl Rebuild<'_, '_> {
-    /// Reprices, sums and visits one page; `false` when the page is empty (the log has been read).
-    fn add_page(&mut self, page: Vec<LogRecord>, keys: &RollupKeys) -> bool {
-        let read = page.len() as u64;
-        for mut record in page {
-            if record.cost_source != CostSource::Custom {
-                self.reprice_one(&mut record);
-            }
-            self.rollups.add(&record, keys);
-            (self.visit)(&record);
-        }
-        self.report.log_rows += read;
-        self.report.repriced_rows += self.updates.len() as u64;
-        read > 0
+    /// Steps 1–4 of the module docs, in one transaction.
+    async fn run<B: RollupBackend + LogScanBackend>(
+        &mut self,
+        pool: &sqlx::Pool<B>,
+        max_per_row: usize,
+    ) -> Result<(), StoreError> {
+        let mut tx = pool.begin().await?;
+        let keys = B::lock_and_clear_rollups(&mut tx, max_per_row).await?;
+        let mut rollups = Rollups::default();
+        let add = |page, rollups: &mut Rollups| self.add_page(page, rollups, &keys);
+        let written = log_scan::walk::<B>(&mut tx, None, &mut rollups, add).await?;
+        self.report.rollup_rows += written;
+        tx.commit().await?;
+        Ok(())
     }
 
-    /// Applies the caller's price to `record` and queues its `UPDATE` when the cost or the source changed.
-    fn reprice_one(&mut self, record: &mut LogRecord) {
+    /// Reprices, sums and visits one page; the rows whose cost or cost source changed, to write back.
+    fn add_page(&mut self, page: Vec<LogRecord>, rollups: &mut Rollups, keys: &RollupKeys) -> Vec<CostUpdate> {
+        self.report.log_rows += page.len() as u64;
+        let mut updates = Vec::new();
+        for mut record in page {
+            if record.cost_source != CostSource::Custom
+                && let Some(update) = self.reprice_one(&mut record)
+            {
+                updates.push(update);
+            }
+            rollups.add(&record, keys);
+            (self.visit)(&record);
+        }
+        self.report.repriced_rows += updates.len() as u64;
+        updates
+    }
+
+    /// Applies the caller's price to `record`; its `UPDATE` when the cost or the source changed.
+    fn reprice_one(&mut self, record: &mut LogRecord) -> Option<CostUpdate> {
         let input = RepriceInput {
             provider: &record.provider,
             model: &record.model,
@@ -142,92 +140,12 @@ impl Rebuild<'_, '_> {
             tokens_reasoning: record.tokens_reasoning,
             cost_source: record.cost_source.as_str(),
         };
-        if let Some((cost, source)) = (self.reprice)(&input)
-            && (cost != record.cost_nanos || source != record.cost_source)
-        {
-            record.cost_nanos = cost;
-            record.cost_source = source;
-            self.updates.push((record.id.clone(), saturating_i64(cost), source.as_str()));
-        }
-    }
-
-    /// The sums to write now: every one held at the end (`all`), else only once [`FLUSH_ROWS`] are held.
-    fn take_rollups(&mut self, all: bool) -> Option<Rollups> {
-        if !all && self.rollups.len() < FLUSH_ROWS {
+        let (cost, source) = (self.reprice)(&input)?;
+        if cost == record.cost_nanos && source == record.cost_source {
             return None;
         }
-        self.report.rollup_rows += self.rollups.len() as u64;
-        Some(std::mem::take(&mut self.rollups))
+        record.cost_nanos = cost;
+        record.cost_source = source;
+        Some((record.id.clone(), saturating_i64(cost), source.as_str()))
     }
-}
-
-/// Steps 1–4 of the module docs on Postgres.
-async fn rebuild_postgres(pool: &PgPool, max_per_row: usize, rebuild: &mut Rebuild<'_, '_>) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    let keys = metadata_keys::locked_postgres(&mut tx, max_per_row).await?;
-    sqlx::query(
-        "LOCK TABLE spend_rollup_hourly, spend_rollup_metadata_hourly, spend_rollup_metadata_daily,
-             spend_rollup_metadata_value_daily IN EXCLUSIVE MODE",
-    )
-    .execute(&mut *tx)
-    .await?;
-    for sql in CLEAR_ROLLUPS {
-        sqlx::query(sql).execute(&mut *tx).await?;
-    }
-    let mut scan = LogScan::default();
-    while rebuild.add_page(scan.next_postgres(&mut tx, None).await?, &keys) {
-        if !rebuild.updates.is_empty() {
-            let (ids, costs, sources): (Vec<_>, Vec<_>, Vec<_>) = rebuild.updates.drain(..).collect();
-            sqlx::query(
-                "UPDATE request_logs SET cost_nanos = u.cost, cost_source = u.source
-                 FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS u(id, cost, source)
-                 WHERE request_logs.id = u.id",
-            )
-            .bind(ids)
-            .bind(costs)
-            .bind(sources)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(rollups) = rebuild.take_rollups(false) {
-            rollups.upsert_postgres(&mut tx).await?;
-        }
-    }
-    if let Some(rollups) = rebuild.take_rollups(true) {
-        rollups.upsert_postgres(&mut tx).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Steps 1–4 of the module docs on SQLite (the first `DELETE` takes the write lock).
-async fn rebuild_sqlite(
-    pool: &SqlitePool,
-    max_per_row: usize,
-    rebuild: &mut Rebuild<'_, '_>,
-) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    for sql in CLEAR_ROLLUPS {
-        sqlx::query(sql).execute(&mut *tx).await?;
-    }
-    let keys = metadata_keys::read_sqlite(&mut tx, max_per_row).await?;
-    let mut scan = LogScan::default();
-    while rebuild.add_page(scan.next_sqlite(&mut tx).await?, &keys) {
-        for (id, cost, source) in rebuild.updates.drain(..) {
-            sqlx::query("UPDATE request_logs SET cost_nanos = $1, cost_source = $2 WHERE id = $3")
-                .bind(cost)
-                .bind(source)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(rollups) = rebuild.take_rollups(false) {
-            rollups.upsert_sqlite(&mut tx).await?;
-        }
-    }
-    if let Some(rollups) = rebuild.take_rollups(true) {
-        rollups.upsert_sqlite(&mut tx).await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }

@@ -5,14 +5,10 @@
 //! rows may be written in several parts (recompute and key backfills flush bounded parts).
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use serde_json::Value;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Postgres, Sqlite, Transaction};
 
+use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::model::{LogRecord, MAX_METADATA_VALUE_BYTES, truncated};
 use crate::sql::saturating_add_sql;
@@ -26,6 +22,24 @@ const HOUR_US: i64 = 3_600_000_000;
 pub(crate) const FLUSH_ROWS: usize = 200_000;
 /// A UTC day in microseconds: `/spend`'s `day` and the daily rollup both floor to multiples of it.
 pub(crate) const DAY_US: i64 = 86_400_000_000;
+
+/// The primitives of the rollup tables (`postgres/rollup.rs`, `sqlite/rollup.rs`).
+pub(crate) trait RollupBackend: Backend {
+    /// Adds `rollups` to the tables: one statement per table on Postgres, one per row on SQLite.
+    async fn upsert_rollups(conn: &mut Self::Connection, rollups: &Rollups) -> Result<(), StoreError>;
+
+    /// Steps 1 and 2 of a rebuild (see `recompute`): takes the locks that keep writers and key adders out, in the
+    /// order every transaction takes them, empties the rollups ([`CLEAR_ROLLUPS`]) and reads the key set.
+    async fn lock_and_clear_rollups(conn: &mut Self::Connection, max_per_row: usize) -> Result<RollupKeys, StoreError>;
+}
+
+/// Empties every rollup before a rebuild (both backends).
+pub(crate) const CLEAR_ROLLUPS: [&str; 4] = [
+    "DELETE FROM spend_rollup_hourly",
+    "DELETE FROM spend_rollup_metadata_hourly",
+    "DELETE FROM spend_rollup_metadata_daily",
+    "DELETE FROM spend_rollup_metadata_value_daily",
+];
 
 /// The summed measures of a rollup row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,82 +146,15 @@ impl Rollups {
     pub(crate) fn len(&self) -> usize {
         self.hourly.len() + self.metadata.len() + self.metadata_daily.len() + self.metadata_value_daily.len()
     }
-
-    pub(crate) async fn upsert_postgres(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), StoreError> {
-        if !self.hourly.is_empty() {
-            let mut cols = Columns::default();
-            let (mut hours, mut providers, mut models, mut gateways) = (vec![], vec![], vec![], vec![]);
-            for ((hour, provider, model, gateway), m) in &self.hourly {
-                hours.push(*hour);
-                providers.push(provider.as_str());
-                models.push(model.as_str());
-                gateways.push(gateway.as_str());
-                cols.push(m);
-            }
-            sqlx::query(HOURLY_POSTGRES.as_str())
-                .bind(&hours)
-                .bind(&providers)
-                .bind(&models)
-                .bind(&gateways)
-                .bind_measures(&cols)
-                .execute(&mut **tx)
-                .await?;
-        }
-        upsert_metadata_postgres(tx, METADATA_HOURLY_POSTGRES.as_str(), &self.metadata).await?;
-        upsert_metadata_postgres(tx, METADATA_DAILY_POSTGRES.as_str(), &self.metadata_daily).await?;
-        if !self.metadata_value_daily.is_empty() {
-            let mut cols = Columns::default();
-            let (mut keys, mut days, mut values) = (vec![], vec![], vec![]);
-            for ((key, day, value), m) in &self.metadata_value_daily {
-                keys.push(key.as_str());
-                days.push(*day);
-                values.push(value.as_str());
-                cols.push(m);
-            }
-            sqlx::query(VALUE_DAILY_POSTGRES.as_str())
-                .bind(&keys)
-                .bind(&days)
-                .bind(&values)
-                .bind_measures(&cols)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn upsert_sqlite(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-        for ((hour, provider, model, gateway), m) in &self.hourly {
-            sqlx::query(HOURLY_SQLITE.as_str())
-                .bind(hour)
-                .bind(provider)
-                .bind(model)
-                .bind(gateway)
-                .bind_measures(m)
-                .execute(&mut **tx)
-                .await?;
-        }
-        upsert_metadata_sqlite(tx, METADATA_HOURLY_SQLITE.as_str(), &self.metadata).await?;
-        upsert_metadata_sqlite(tx, METADATA_DAILY_SQLITE.as_str(), &self.metadata_daily).await?;
-        for ((key, day, value), m) in &self.metadata_value_daily {
-            sqlx::query(VALUE_DAILY_SQLITE.as_str())
-                .bind(key)
-                .bind(day)
-                .bind(value)
-                .bind_measures(m)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
 }
 
 /// The measure columns, in the order every rollup statement lists and binds them.
-const MEASURES: [&str; 7] =
+pub(crate) const MEASURES: [&str; 7] =
     ["requests", "tokens_in", "tokens_out", "tokens_cached", "tokens_reasoning", "cost_nanos", "errors"];
 
 /// `ON CONFLICT … DO UPDATE SET` of the measures: each adds the new row's value with [`saturating_add_sql`].
 /// `table` qualifies the stored value (Postgres needs it; SQLite takes the bare column).
-fn saturating_set(table: Option<&str>) -> String {
+pub(crate) fn saturating_set(table: Option<&str>) -> String {
     MEASURES
         .iter()
         .map(|c| {
@@ -216,184 +163,4 @@ fn saturating_set(table: Option<&str>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Postgres: the `UNNEST` arrays of the measures, after `first - 1` key columns (`$first` is `requests`).
-fn measure_arrays(first: usize) -> String {
-    (first..first + MEASURES.len()).map(|n| format!("${n}::int8[]")).collect::<Vec<_>>().join(", ")
-}
-
-static HOURLY_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO spend_rollup_hourly (hour, provider, model, gateway, {m})
-         SELECT 'epoch'::timestamptz + u.h * interval '1 microsecond', u.p, u.m, u.g, {m}
-         FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], {arrays}) AS u(h, p, m, g, {m})
-         ON CONFLICT (hour, provider, model, gateway) DO UPDATE SET {set}",
-        m = MEASURES.join(", "),
-        arrays = measure_arrays(5),
-        set = saturating_set(Some("spend_rollup_hourly")),
-    )
-});
-
-static VALUE_DAILY_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO spend_rollup_metadata_value_daily (meta_key, day, meta_value, {m})
-         SELECT u.k, 'epoch'::timestamptz + u.d * interval '1 microsecond', u.v, {m}
-         FROM UNNEST($1::text[], $2::int8[], $3::text[], {arrays}) AS u(k, d, v, {m})
-         ON CONFLICT (meta_key, day, meta_value) DO UPDATE SET {set}",
-        m = MEASURES.join(", "),
-        arrays = measure_arrays(4),
-        set = saturating_set(Some("spend_rollup_metadata_value_daily")),
-    )
-});
-
-/// The `INSERT … ON CONFLICT DO UPDATE` that adds a batch's sums to a metadata rollup table whose time column is
-/// `time` (Postgres: one statement over `UNNEST`ed arrays).
-fn metadata_upsert_postgres(table: &str, time: &str) -> String {
-    format!(
-        "INSERT INTO {table} (meta_key, {time}, meta_value, provider, model, gateway, {m})
-         SELECT u.k, 'epoch'::timestamptz + u.h * interval '1 microsecond', u.v, u.p, u.mo, u.g, {m}
-         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], {arrays})
-             AS u(k, h, v, p, mo, g, {m})
-         ON CONFLICT (meta_key, {time}, meta_value, provider, model, gateway) DO UPDATE SET {set}",
-        m = MEASURES.join(", "),
-        arrays = measure_arrays(7),
-        set = saturating_set(Some(table)),
-    )
-}
-
-/// SQLite: one row per statement (in-process: no round trip to save).
-fn upsert_sqlite(table: &str, keys: &[&str]) -> String {
-    let columns: Vec<&str> = keys.iter().copied().chain(MEASURES).collect();
-    let marks = vec!["?"; columns.len()].join(", ");
-    format!(
-        "INSERT INTO {table} ({}) VALUES ({marks}) ON CONFLICT ({}) DO UPDATE SET {}",
-        columns.join(", "),
-        keys.join(", "),
-        saturating_set(None)
-    )
-}
-
-static HOURLY_SQLITE: LazyLock<String> =
-    LazyLock::new(|| upsert_sqlite("spend_rollup_hourly", &["hour", "provider", "model", "gateway"]));
-static VALUE_DAILY_SQLITE: LazyLock<String> =
-    LazyLock::new(|| upsert_sqlite("spend_rollup_metadata_value_daily", &["meta_key", "day", "meta_value"]));
-static METADATA_HOURLY_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| metadata_upsert_postgres("spend_rollup_metadata_hourly", "hour"));
-static METADATA_DAILY_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| metadata_upsert_postgres("spend_rollup_metadata_daily", "day"));
-static METADATA_HOURLY_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    upsert_sqlite("spend_rollup_metadata_hourly", &["meta_key", "hour", "meta_value", "provider", "model", "gateway"])
-});
-static METADATA_DAILY_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    upsert_sqlite("spend_rollup_metadata_daily", &["meta_key", "day", "meta_value", "provider", "model", "gateway"])
-});
-
-async fn upsert_metadata_postgres(
-    tx: &mut Transaction<'_, Postgres>,
-    sql: &'static str,
-    rows: &BTreeMap<MetadataKey, Measures>,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut cols = Columns::default();
-    let (mut keys, mut times, mut values) = (vec![], vec![], vec![]);
-    let (mut providers, mut models, mut gateways) = (vec![], vec![], vec![]);
-    for ((key, time, value, provider, model, gateway), m) in rows {
-        keys.push(key.as_str());
-        times.push(*time);
-        values.push(value.as_str());
-        providers.push(provider.as_str());
-        models.push(model.as_str());
-        gateways.push(gateway.as_str());
-        cols.push(m);
-    }
-    sqlx::query(sql)
-        .bind(&keys)
-        .bind(&times)
-        .bind(&values)
-        .bind(&providers)
-        .bind(&models)
-        .bind(&gateways)
-        .bind_measures(&cols)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn upsert_metadata_sqlite(
-    tx: &mut Transaction<'_, Sqlite>,
-    sql: &'static str,
-    rows: &BTreeMap<MetadataKey, Measures>,
-) -> Result<(), StoreError> {
-    for ((key, time, value, provider, model, gateway), m) in rows {
-        sqlx::query(sql)
-            .bind(key)
-            .bind(time)
-            .bind(value)
-            .bind(provider)
-            .bind(model)
-            .bind(gateway)
-            .bind_measures(m)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Binds a rollup row's measures, in the column order every rollup statement lists them (`requests, tokens_in,
-/// tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors`).
-trait BindMeasures<'q, M> {
-    fn bind_measures(self, measures: M) -> Self;
-}
-
-/// Postgres: the measures of a whole batch, as `UNNEST` arrays.
-impl<'q> BindMeasures<'q, &'q Columns> for Query<'q, Postgres, PgArguments> {
-    fn bind_measures(self, c: &'q Columns) -> Self {
-        self.bind(&c.requests)
-            .bind(&c.tokens_in)
-            .bind(&c.tokens_out)
-            .bind(&c.tokens_cached)
-            .bind(&c.tokens_reasoning)
-            .bind(&c.cost_nanos)
-            .bind(&c.errors)
-    }
-}
-
-/// SQLite: one row's measures.
-impl<'q> BindMeasures<'q, &Measures> for Query<'q, Sqlite, SqliteArguments> {
-    fn bind_measures(self, m: &Measures) -> Self {
-        self.bind(m.requests)
-            .bind(m.tokens_in)
-            .bind(m.tokens_out)
-            .bind(m.tokens_cached)
-            .bind(m.tokens_reasoning)
-            .bind(m.cost_nanos)
-            .bind(m.errors)
-    }
-}
-
-/// Measures as column arrays for `UNNEST`.
-#[derive(Default)]
-struct Columns {
-    requests: Vec<i64>,
-    tokens_in: Vec<i64>,
-    tokens_out: Vec<i64>,
-    tokens_cached: Vec<i64>,
-    tokens_reasoning: Vec<i64>,
-    cost_nanos: Vec<i64>,
-    errors: Vec<i64>,
-}
-
-impl Columns {
-    fn push(&mut self, m: &Measures) {
-        self.requests.push(m.requests);
-        self.tokens_in.push(m.tokens_in);
-        self.tokens_out.push(m.tokens_out);
-        self.tokens_cached.push(m.tokens_cached);
-        self.tokens_reasoning.push(m.tokens_reasoning);
-        self.cost_nanos.push(m.cost_nanos);
-        self.errors.push(m.errors);
-    }
 }

@@ -1,20 +1,68 @@
 //! The `spend_buckets` aggregate: add a batch of drained deltas exactly once, read totals back.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
 
 use jiff::Timestamp;
-use sqlx::Row;
 use tollgate_limits::BucketTotal;
 
+use crate::backend::{Backend, Bind};
 use crate::error::StoreError;
 use crate::model::SpendBatch;
 use crate::quarantine::QuarantineKind;
-use crate::sql::{saturating_add_sql, saturating_i64, timestamp_nanos};
+use crate::sql::{ReadRow, saturating_i64, timestamp_nanos};
 use crate::store::{Pool, Store};
 
 #[cfg(test)]
 mod tests;
+
+/// The primitives of the `spend_buckets` aggregate (`postgres/spend.rs`, `sqlite/spend.rs`). Rows read come back
+/// as `rule_id, bucket_key, window_start_ns, spent_nanos`.
+pub(crate) trait SpendBackend: Backend {
+    /// The rows updated at or after `$1` (Unix µs).
+    const CHANGED_SINCE: &'static str;
+
+    /// Claims batch `id` and adds its deltas, atomically; whether the id was new (nothing is added otherwise).
+    async fn apply_spend_batch(
+        conn: &mut Self::Connection,
+        id: &str,
+        deltas: &DeltaColumns<'_>,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks `id` applied without adding anything.
+    async fn claim_spend_batch(conn: &mut Self::Connection, id: &str) -> Result<(), StoreError>;
+
+    /// Inserts rule `rule_id`'s rows `(keys[i], starts[i], amounts[i])` (none of them is stored).
+    async fn insert_span_rows(
+        conn: &mut Self::Connection,
+        rule_id: &str,
+        keys: &[&str],
+        starts: &[i64],
+        amounts: &[i64],
+    ) -> Result<(), StoreError>;
+
+    /// The rows whose window start lies in their rule's span.
+    async fn read_span_rows(conn: &mut Self::Connection, spans: &[RuleSpan]) -> Result<Vec<Self::Row>, StoreError>;
+}
+
+/// A batch's deltas as columns (the arrays Postgres `UNNEST`s). Amounts are clamped, never refused: a delta above
+/// `i64::MAX` would otherwise fail its batch on every retry.
+pub(crate) struct DeltaColumns<'a> {
+    pub rules: Vec<&'a str>,
+    pub keys: Vec<&'a str>,
+    pub starts: Vec<i64>,
+    pub amounts: Vec<i64>,
+}
+
+impl<'a> From<&'a SpendBatch> for DeltaColumns<'a> {
+    fn from(batch: &'a SpendBatch) -> Self {
+        Self {
+            rules: batch.deltas.iter().map(|d| d.rule_id.as_str()).collect(),
+            keys: batch.deltas.iter().map(|d| d.bucket_key.as_str()).collect(),
+            starts: batch.deltas.iter().map(|d| d.window_start_ns).collect(),
+            amounts: batch.deltas.iter().map(|d| saturating_i64(d.delta_nanos)).collect(),
+        }
+    }
+}
 
 /// Totals read back, and the database time to ask "changed since" from next time.
 pub(crate) struct TotalsRead {
@@ -29,61 +77,24 @@ pub(crate) struct RuleSpan {
     pub end_ns: i64,
 }
 
+/// A rule's rows whose window start lies in `[$2, $3)`, deleted; both backends.
+const DELETE_SPAN: &str =
+    "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
+     RETURNING bucket_key, window_start_ns";
+
 impl Store {
     /// Adds `batch` to `spend_buckets` unless its id was already applied; returns whether it was applied now.
     pub(crate) async fn apply_spend_batch(&self, batch: &SpendBatch) -> Result<bool, StoreError> {
         if batch.deltas.is_empty() {
             return Ok(false);
         }
-        let mut rules = Vec::with_capacity(batch.deltas.len());
-        let mut keys = Vec::with_capacity(batch.deltas.len());
-        let mut starts = Vec::with_capacity(batch.deltas.len());
-        let mut amounts = Vec::with_capacity(batch.deltas.len());
-        for d in &batch.deltas {
-            rules.push(d.rule_id.as_str());
-            keys.push(d.bucket_key.as_str());
-            starts.push(d.window_start_ns);
-            // Clamped, never refused: a delta above `i64::MAX` would otherwise fail its batch on every retry.
-            amounts.push(saturating_i64(d.delta_nanos));
-        }
+        let deltas = DeltaColumns::from(batch);
         match self.pool() {
             Pool::Postgres(pool) => {
-                // One statement, so one implicit transaction: the id is claimed if and only if the deltas land.
-                let done = sqlx::query(SPEND_UPSERT_POSTGRES.as_str())
-                    .bind(&batch.id)
-                    .bind(&rules)
-                    .bind(&keys)
-                    .bind(&starts)
-                    .bind(&amounts)
-                    .fetch_one(pool)
-                    .await?;
-                Ok(done.try_get::<i64, _>(0)? == 1)
+                sqlx::Postgres::apply_spend_batch(&mut *pool.acquire().await?, &batch.id, &deltas).await
             }
             Pool::Sqlite(pool) => {
-                let now_us = Timestamp::now().as_microsecond();
-                let mut tx = pool.begin().await?;
-                let claimed =
-                    sqlx::query("INSERT OR IGNORE INTO spend_batches_applied (batch_id, applied_at) VALUES (?, ?)")
-                        .bind(&batch.id)
-                        .bind(now_us)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                if claimed {
-                    for (((rule, key), start), amount) in rules.iter().zip(&keys).zip(&starts).zip(&amounts) {
-                        sqlx::query(SPEND_UPSERT_SQLITE.as_str())
-                            .bind(rule)
-                            .bind(key)
-                            .bind(start)
-                            .bind(amount)
-                            .bind(now_us)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(claimed)
+                sqlx::Sqlite::apply_spend_batch(&mut *pool.acquire().await?, &batch.id, &deltas).await
             }
         }
     }
@@ -117,21 +128,9 @@ impl Store {
     /// Marks `id` applied without adding anything.
     async fn claim_spend_batch(&self, id: &str) -> Result<(), StoreError> {
         match self.pool() {
-            Pool::Postgres(pool) => {
-                sqlx::query("INSERT INTO spend_batches_applied (batch_id) VALUES ($1) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .execute(pool)
-                    .await?;
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query("INSERT OR IGNORE INTO spend_batches_applied (batch_id, applied_at) VALUES (?, ?)")
-                    .bind(id)
-                    .bind(Timestamp::now().as_microsecond())
-                    .execute(pool)
-                    .await?;
-            }
+            Pool::Postgres(pool) => sqlx::Postgres::claim_spend_batch(&mut *pool.acquire().await?, id).await,
+            Pool::Sqlite(pool) => sqlx::Sqlite::claim_spend_batch(&mut *pool.acquire().await?, id).await,
         }
-        Ok(())
     }
 
     /// Replaces rule `rule_id`'s rows whose window start lies in `span` (`[start, end)`: a fixed window's one
@@ -151,8 +150,8 @@ impl Store {
         let starts: Vec<i64> = totals.iter().map(|(_, start, _)| timestamp_nanos(*start)).collect();
         let amounts: Vec<i64> = totals.iter().map(|(_, _, n)| saturating_i64(*n)).collect();
         let deleted = match self.pool() {
-            Pool::Postgres(pool) => replace_span_postgres(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
-            Pool::Sqlite(pool) => replace_span_sqlite(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
+            Pool::Postgres(pool) => replace_span(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
+            Pool::Sqlite(pool) => replace_span(pool, rule_id, (lo, hi), &keys, &starts, &amounts).await?,
         };
         let written: HashSet<(&str, i64)> = keys.iter().copied().zip(starts.iter().copied()).collect();
         let mut adopt: Vec<BucketTotal> = totals
@@ -177,118 +176,28 @@ impl Store {
 
     /// Every row whose window start lies in its rule's current span (start-up, and rules new to this replica).
     pub(crate) async fn read_spend_spans(&self, spans: &[RuleSpan]) -> Result<TotalsRead, StoreError> {
-        let rules: Vec<&str> = spans.iter().map(|s| s.rule_id.as_str()).collect();
-        let starts: Vec<i64> = spans.iter().map(|s| s.start_ns).collect();
-        let ends: Vec<i64> = spans.iter().map(|s| s.end_ns).collect();
-        match self.pool() {
-            Pool::Postgres(pool) => {
-                let read_at_us = postgres_now_us(pool).await?;
-                let rows = sqlx::query(
-                    "SELECT b.rule_id, b.bucket_key, b.window_start_ns, b.spent_nanos
-                     FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS w(r, lo, hi)
-                     JOIN spend_buckets b
-                       ON b.rule_id = w.r AND b.window_start_ns >= w.lo AND b.window_start_ns < w.hi",
-                )
-                .bind(&rules)
-                .bind(&starts)
-                .bind(&ends)
-                .fetch_all(pool)
-                .await?;
-                Ok(TotalsRead { totals: self.totals(&rows), read_at_us })
-            }
-            Pool::Sqlite(pool) => {
-                let read_at_us = Timestamp::now().as_microsecond();
-                let mut out = Vec::new();
-                for span in spans {
-                    let rows = sqlx::query(
-                        "SELECT rule_id, bucket_key, window_start_ns, spent_nanos FROM spend_buckets
-                         WHERE rule_id = ? AND window_start_ns >= ? AND window_start_ns < ?",
-                    )
-                    .bind(&span.rule_id)
-                    .bind(span.start_ns)
-                    .bind(span.end_ns)
-                    .fetch_all(pool)
-                    .await?;
-                    out.extend(self.totals(&rows));
-                }
-                Ok(TotalsRead { totals: out, read_at_us })
-            }
-        }
+        let read = match self.pool() {
+            Pool::Postgres(pool) => read_spans(pool, spans).await?,
+            Pool::Sqlite(pool) => read_spans(pool, spans).await?,
+        };
+        self.note_unreadable(read.1);
+        Ok(read.0)
     }
 
     /// Rows any replica changed at or after `since_us` (database clock, Unix µs).
     pub(crate) async fn read_spend_changed(&self, since_us: i64) -> Result<TotalsRead, StoreError> {
-        match self.pool() {
-            Pool::Postgres(pool) => {
-                let read_at_us = postgres_now_us(pool).await?;
-                let rows = sqlx::query(
-                    "SELECT rule_id, bucket_key, window_start_ns, spent_nanos FROM spend_buckets
-                     WHERE updated_at >= 'epoch'::timestamptz + $1 * interval '1 microsecond'",
-                )
-                .bind(since_us)
-                .fetch_all(pool)
-                .await?;
-                Ok(TotalsRead { totals: self.totals(&rows), read_at_us })
-            }
-            Pool::Sqlite(pool) => {
-                let read_at_us = Timestamp::now().as_microsecond();
-                let rows = sqlx::query(
-                    "SELECT rule_id, bucket_key, window_start_ns, spent_nanos FROM spend_buckets
-                     WHERE updated_at >= ?",
-                )
-                .bind(since_us)
-                .fetch_all(pool)
-                .await?;
-                Ok(TotalsRead { totals: self.totals(&rows), read_at_us })
-            }
-        }
+        let read = match self.pool() {
+            Pool::Postgres(pool) => read_changed(pool, since_us).await?,
+            Pool::Sqlite(pool) => read_changed(pool, since_us).await?,
+        };
+        self.note_unreadable(read.1);
+        Ok(read.0)
     }
 }
 
-/// Adds a batch's deltas and claims its id in one statement (see [`Store::apply_spend_batch`]); the sum stops at
-/// `i64::MAX` instead of failing.
-static SPEND_UPSERT_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH claimed AS (
-             INSERT INTO spend_batches_applied (batch_id) VALUES ($1)
-             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
-         ), upserted AS (
-             INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-             SELECT u.r, u.k, u.s, u.d, now()
-             FROM claimed, UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[]) AS u(r, k, s, d)
-             ORDER BY u.r, u.k, u.s
-             ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
-                 spent_nanos = {},
-                 updated_at = EXCLUDED.updated_at
-             RETURNING 1
-         )
-         SELECT (SELECT count(*) FROM claimed) AS claimed",
-        saturating_add_sql("spend_buckets.spent_nanos", "EXCLUDED.spent_nanos")
-    )
-});
-
-/// One delta on SQLite; the sum stops at `i64::MAX` (a plain `+` would turn the column into a REAL, which no read
-/// accepts). A REAL left by an older version compares above the bound, so the next delta writes `i64::MAX` back.
-static SPEND_UPSERT_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-         VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (rule_id, bucket_key, window_start_ns) DO UPDATE SET
-             spent_nanos = {},
-             updated_at = excluded.updated_at",
-        saturating_add_sql("spent_nanos", "excluded.spent_nanos")
-    )
-});
-
-/// A rule's rows whose window start lies in `[$2, $3)`, deleted; both backends (SQLite binds `$N` by index).
-const DELETE_SPAN: &str =
-    "DELETE FROM spend_buckets WHERE rule_id = $1 AND window_start_ns >= $2 AND window_start_ns < $3
-     RETURNING bucket_key, window_start_ns";
-
-/// [`Store::replace_spend_span`]'s transaction on Postgres (one `UNNEST` insert): the `(bucket_key,
-/// window_start_ns)` of the rows deleted.
-async fn replace_span_postgres(
-    pool: &sqlx::PgPool,
+/// [`Store::replace_spend_span`]'s transaction: the `(bucket_key, window_start_ns)` of the rows deleted.
+async fn replace_span<B: SpendBackend>(
+    pool: &sqlx::Pool<B>,
     rule_id: &str,
     (lo, hi): (i64, i64),
     keys: &[&str],
@@ -296,53 +205,36 @@ async fn replace_span_postgres(
     amounts: &[i64],
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query_as(DELETE_SPAN).bind(rule_id).bind(lo).bind(hi).fetch_all(&mut *tx).await?;
-    sqlx::query(
-        "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-         SELECT $1, u.k, u.s, u.d, now() FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(k, s, d)",
-    )
-    .bind(rule_id)
-    .bind(keys)
-    .bind(starts)
-    .bind(amounts)
-    .execute(&mut *tx)
-    .await?;
+    let binds = [Bind::Text(rule_id), Bind::Int(lo), Bind::Int(hi)];
+    let deleted = B::fetch_all(&mut tx, DELETE_SPAN, &binds)
+        .await?
+        .iter()
+        .map(|row| Ok((row.text(0_usize)?, row.int(1_usize)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    B::insert_span_rows(&mut tx, rule_id, keys, starts, amounts).await?;
     tx.commit().await?;
     Ok(deleted)
 }
 
-/// [`Store::replace_spend_span`]'s transaction on SQLite (one cached insert per row).
-async fn replace_span_sqlite(
-    pool: &sqlx::SqlitePool,
-    rule_id: &str,
-    (lo, hi): (i64, i64),
-    keys: &[&str],
-    starts: &[i64],
-    amounts: &[i64],
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let now_us = Timestamp::now().as_microsecond();
-    let mut tx = pool.begin().await?;
-    let deleted = sqlx::query_as(DELETE_SPAN).bind(rule_id).bind(lo).bind(hi).fetch_all(&mut *tx).await?;
-    for ((key, start), amount) in keys.iter().zip(starts).zip(amounts) {
-        sqlx::query(
-            "INSERT INTO spend_buckets (rule_id, bucket_key, window_start_ns, spent_nanos, updated_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(rule_id)
-        .bind(key)
-        .bind(start)
-        .bind(amount)
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(deleted)
+/// [`Store::read_spend_spans`]: the rows, and how many could not be read.
+async fn read_spans<B: SpendBackend>(
+    pool: &sqlx::Pool<B>,
+    spans: &[RuleSpan],
+) -> Result<(TotalsRead, u64), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let read_at_us = B::now_us(&mut conn).await?;
+    let rows = B::read_span_rows(&mut conn, spans).await?;
+    let (totals, unreadable) = totals(&rows);
+    Ok((TotalsRead { totals, read_at_us }, unreadable))
 }
 
-async fn postgres_now_us(pool: &sqlx::PgPool) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT (extract(epoch FROM now()) * 1000000)::int8").fetch_one(pool).await?;
-    Ok(row.try_get::<i64, _>(0)?)
+/// [`Store::read_spend_changed`]: the rows, and how many could not be read.
+async fn read_changed<B: SpendBackend>(pool: &sqlx::Pool<B>, since_us: i64) -> Result<(TotalsRead, u64), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let read_at_us = B::now_us(&mut conn).await?;
+    let rows = B::fetch_all(&mut conn, B::CHANGED_SINCE, &[Bind::Int(since_us)]).await?;
+    let (totals, unreadable) = totals(&rows);
+    Ok((TotalsRead { totals, read_at_us }, unreadable))
 }
 
 /// Row → [`BucketTotal`]; the private row shape is the four selected columns.
@@ -368,47 +260,38 @@ impl TryFrom<TotalRow> for BucketTotal {
     }
 }
 
-impl Store {
-    /// The rows as totals. A row that cannot be read (a REAL or text amount, a negative one, a window start out of
-    /// range) is reported, counted in `/status` (`unreadable_rows`) and skipped: one bad row must not keep every
-    /// other budget from loading, nor `serve` from starting.
-    fn totals<R>(&self, rows: &[R]) -> Vec<BucketTotal>
-    where
-        R: Row,
-        usize: sqlx::ColumnIndex<R>,
-        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
-        let mut skipped = 0u64;
-        let totals = rows
-            .iter()
-            .filter_map(|row| {
-                let read = (|| -> Result<BucketTotal, StoreError> {
-                    BucketTotal::try_from(TotalRow {
-                        rule_id: row.try_get(0)?,
-                        bucket_key: row.try_get(1)?,
-                        window_start_ns: row.try_get(2)?,
-                        spent_nanos: row.try_get(3)?,
-                    })
-                })();
-                match read {
-                    Ok(total) => Some(total),
-                    Err(error) => {
-                        skipped += 1;
-                        let rule_id = row.try_get::<String, _>(0).unwrap_or_default();
-                        let bucket_key = row.try_get::<String, _>(1).unwrap_or_default();
-                        tracing::warn!(
-                            %rule_id,
-                            %bucket_key,
-                            error = %crate::quarantine::error_chain(&error),
-                            "unreadable spend bucket row skipped"
-                        );
-                        None
-                    }
+/// The rows as totals, and how many were skipped. A row that cannot be read (a REAL or text amount, a negative one,
+/// a window start out of range) is reported, counted in `/status` (`unreadable_rows`) and skipped: one bad row must
+/// not keep every other budget from loading, nor `serve` from starting.
+fn totals(rows: &[impl ReadRow]) -> (Vec<BucketTotal>, u64) {
+    let mut skipped = 0u64;
+    let totals = rows
+        .iter()
+        .filter_map(|row| {
+            let read = (|| -> Result<BucketTotal, StoreError> {
+                BucketTotal::try_from(TotalRow {
+                    rule_id: row.text(0_usize)?,
+                    bucket_key: row.text(1_usize)?,
+                    window_start_ns: row.int(2_usize)?,
+                    spent_nanos: row.int(3_usize)?,
+                })
+            })();
+            match read {
+                Ok(total) => Some(total),
+                Err(error) => {
+                    skipped += 1;
+                    let rule_id = row.text(0_usize).unwrap_or_default();
+                    let bucket_key = row.text(1_usize).unwrap_or_default();
+                    tracing::warn!(
+                        %rule_id,
+                        %bucket_key,
+                        error = %crate::quarantine::error_chain(&error),
+                        "unreadable spend bucket row skipped"
+                    );
+                    None
                 }
-            })
-            .collect();
-        self.note_unreadable(skipped);
-        totals
-    }
+            }
+        })
+        .collect();
+    (totals, skipped)
 }

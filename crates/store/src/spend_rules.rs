@@ -1,11 +1,11 @@
 //! The `spend_rules` aggregate: spend rules created through the admin API, and the `spend_rules_version`
 //! counter that every change bumps in its own transaction, so replicas can poll one row to know when to reload.
 
-use jiff::Timestamp;
-use sqlx::Row;
 use tollgate_limits::SpendRuleSpec;
 
+use crate::backend::{Backend, Bind, fetch_one};
 use crate::error::StoreError;
+use crate::sql::ReadRow;
 use crate::store::{Pool, Store};
 
 /// Every API rule, and the version they were read at (or later).
@@ -30,43 +30,36 @@ pub enum SpendRuleChange {
     Unchanged,
 }
 
+/// The primitives of the `spend_rules` aggregate that differ by backend (`postgres/spend_rules.rs`,
+/// `sqlite/spend_rules.rs`).
+pub(crate) trait SpendRulesBackend: Backend {
+    /// `id, spec` (the spec as text) of every rule, oldest first.
+    const RULE_TEXTS: &'static str;
+    /// A row when rule `$1` exists, locking it against a concurrent writer where the backend locks rows.
+    const RULE_EXISTS: &'static str;
+    /// Stores rule `id` with the spec `text`, replacing any rule stored there (and stamping `updated_at`).
+    async fn upsert_spend_rule(conn: &mut Self::Connection, id: &str, text: &str) -> Result<(), sqlx::Error>;
+}
+
+const VERSION: &str = "SELECT version FROM spend_rules_version";
+const BUMP: &str = "UPDATE spend_rules_version SET version = version + 1";
+const DELETE_RULE: &str = "DELETE FROM spend_rules WHERE id = $1";
+
 impl Store {
     /// The rules' version counter: it moves whenever an API rule is created, replaced or deleted.
     pub async fn spend_rules_version(&self) -> Result<i64, StoreError> {
-        let sql = "SELECT version FROM spend_rules_version";
-        Ok(match self.pool() {
-            Pool::Postgres(pool) => sqlx::query(sql).fetch_one(pool).await?.try_get(0)?,
-            Pool::Sqlite(pool) => sqlx::query(sql).fetch_one(pool).await?.try_get(0)?,
-        })
+        match self.pool() {
+            Pool::Postgres(pool) => version(pool).await,
+            Pool::Sqlite(pool) => version(pool).await,
+        }
     }
 
     /// Every API rule. A stored spec that no longer parses (written by a newer version) is logged and skipped.
     pub async fn api_spend_rules(&self) -> Result<ApiSpendRules, StoreError> {
         let version = self.spend_rules_version().await?;
-        // A row that cannot be read (not text) or does not parse is reported, counted in `/status`
-        // (`unreadable_rows`) and skipped: one bad rule must not keep the others from loading.
-        let mut unreadable = 0u64;
-        let mut read = |row: Result<(String, String), sqlx::Error>| match row {
-            Ok(texts) => Some(texts),
-            Err(error) => {
-                unreadable += 1;
-                tracing::warn!(%error, "unreadable spend rule row skipped");
-                None
-            }
-        };
-        let texts: Vec<(String, String)> = match self.pool() {
-            Pool::Postgres(pool) => sqlx::query("SELECT id, spec::text FROM spend_rules ORDER BY created_at, id")
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .filter_map(|row| read((|| Ok((row.try_get(0)?, row.try_get(1)?)))()))
-                .collect(),
-            Pool::Sqlite(pool) => sqlx::query("SELECT id, spec FROM spend_rules ORDER BY created_at, id")
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .filter_map(|row| read((|| Ok((row.try_get(0)?, row.try_get(1)?)))()))
-                .collect(),
+        let (texts, mut unreadable) = match self.pool() {
+            Pool::Postgres(pool) => rule_texts(pool).await?,
+            Pool::Sqlite(pool) => rule_texts(pool).await?,
         };
         let specs = texts
             .into_iter()
@@ -95,93 +88,71 @@ impl Store {
 
     /// Deletes a rule; [`SpendRuleChange::Unchanged`] when there was none.
     pub async fn delete_spend_rule(&self, id: &str) -> Result<SpendRuleChange, StoreError> {
-        let deleted = match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let n = sqlx::query("DELETE FROM spend_rules WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n > 0 {
-                    sqlx::query(BUMP).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                n > 0
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let n = sqlx::query("DELETE FROM spend_rules WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n > 0 {
-                    sqlx::query(BUMP).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                n > 0
-            }
-        };
-        Ok(if deleted { SpendRuleChange::Deleted } else { SpendRuleChange::Unchanged })
+        match self.pool() {
+            Pool::Postgres(pool) => delete_rule(pool, id).await,
+            Pool::Sqlite(pool) => delete_rule(pool, id).await,
+        }
     }
 
-    /// One transaction: bump the counter first (its row lock orders concurrent changes), then write the rule.
     async fn write_spend_rule(&self, spec: &SpendRuleSpec, replace: bool) -> Result<SpendRuleChange, StoreError> {
         let text = serde_json::to_string(spec).map_err(|e| StoreError::Query(sqlx::Error::Encode(Box::new(e))))?;
-        let now = Timestamp::now().as_microsecond();
-        let change = match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(BUMP).execute(&mut *tx).await?;
-                let existed = sqlx::query("SELECT 1 FROM spend_rules WHERE id = $1 FOR UPDATE")
-                    .bind(&spec.id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                if existed && !replace {
-                    tx.rollback().await?;
-                    return Ok(SpendRuleChange::Unchanged);
-                }
-                sqlx::query(
-                    "INSERT INTO spend_rules (id, spec) VALUES ($1, CAST($2 AS jsonb))
-                     ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()",
-                )
-                .bind(&spec.id)
-                .bind(&text)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                existed
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(BUMP).execute(&mut *tx).await?;
-                let existed = sqlx::query("SELECT 1 FROM spend_rules WHERE id = ?")
-                    .bind(&spec.id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                if existed && !replace {
-                    tx.rollback().await?;
-                    return Ok(SpendRuleChange::Unchanged);
-                }
-                sqlx::query(
-                    "INSERT INTO spend_rules (id, spec, created_at, updated_at) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
-                )
-                .bind(&spec.id)
-                .bind(&text)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                existed
-            }
-        };
-        Ok(if change { SpendRuleChange::Replaced } else { SpendRuleChange::Created })
+        match self.pool() {
+            Pool::Postgres(pool) => write_rule(pool, &spec.id, &text, replace).await,
+            Pool::Sqlite(pool) => write_rule(pool, &spec.id, &text, replace).await,
+        }
     }
 }
 
-const BUMP: &str = "UPDATE spend_rules_version SET version = version + 1";
+async fn version<B: Backend>(pool: &sqlx::Pool<B>) -> Result<i64, StoreError> {
+    Ok(fetch_one::<B>(&mut *pool.acquire().await?, VERSION, &[]).await?.int(0_usize)?)
+}
+
+/// Every rule's id and spec text, and how many rows could not be read: a row that cannot be read (not text) is
+/// reported, counted in `/status` (`unreadable_rows`) and skipped, so one bad rule never keeps the others from
+/// loading.
+async fn rule_texts<B: SpendRulesBackend>(pool: &sqlx::Pool<B>) -> Result<(Vec<(String, String)>, u64), StoreError> {
+    let rows = B::fetch_all(&mut *pool.acquire().await?, B::RULE_TEXTS, &[]).await?;
+    let mut unreadable = 0u64;
+    let texts = rows
+        .iter()
+        .filter_map(|row| match row.text(0_usize).and_then(|id| Ok((id, row.text(1_usize)?))) {
+            Ok(texts) => Some(texts),
+            Err(error) => {
+                unreadable += 1;
+                tracing::warn!(%error, "unreadable spend rule row skipped");
+                None
+            }
+        })
+        .collect();
+    Ok((texts, unreadable))
+}
+
+/// One transaction: delete the rule, and bump the counter when there was one.
+async fn delete_rule<B: Backend>(pool: &sqlx::Pool<B>, id: &str) -> Result<SpendRuleChange, StoreError> {
+    let mut tx = pool.begin().await?;
+    let deleted = B::execute(&mut tx, DELETE_RULE, &[Bind::Text(id)]).await? > 0;
+    if deleted {
+        B::execute(&mut tx, BUMP, &[]).await?;
+    }
+    tx.commit().await?;
+    Ok(if deleted { SpendRuleChange::Deleted } else { SpendRuleChange::Unchanged })
+}
+
+/// One transaction: bump the counter first (its row lock orders concurrent changes), then write the rule.
+async fn write_rule<B: SpendRulesBackend>(
+    pool: &sqlx::Pool<B>,
+    id: &str,
+    text: &str,
+    replace: bool,
+) -> Result<SpendRuleChange, StoreError> {
+    let mut tx = pool.begin().await?;
+    B::execute(&mut tx, BUMP, &[]).await?;
+    let existed = B::fetch_optional(&mut tx, B::RULE_EXISTS, &[Bind::Text(id)]).await?.is_some();
+    if existed && !replace {
+        tx.rollback().await?;
+        return Ok(SpendRuleChange::Unchanged);
+    }
+    B::upsert_spend_rule(&mut tx, id, text).await?;
+    tx.commit().await?;
+    Ok(if existed { SpendRuleChange::Replaced } else { SpendRuleChange::Created })
+}

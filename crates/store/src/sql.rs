@@ -55,6 +55,10 @@ pub(crate) trait Dialect: sqlx::Database<Arguments: Default> {
     const DAY_OF_HOUR: &'static str;
     /// A whole hour or day (`hour`, `day`, [`Dialect::DAY_OF_HOUR`]) as Unix microseconds.
     fn micros(time: &str) -> String;
+    /// Any time column (a log row's `created_at`) as Unix microseconds, exactly.
+    fn exact_micros(time: &str) -> String;
+    /// A JSON column as text.
+    fn json_text(column: &str) -> String;
     /// The exact `BIGINT` sum of an integer column (an overflow is an error, never a wrong total).
     fn sum(column: &str) -> String;
     /// A sum that stops at `i64::MAX` instead of failing: what a query runs again with when [`Dialect::sum`]
@@ -78,6 +82,15 @@ impl Dialect for sqlx::Postgres {
     /// are whole hours or days, whose seconds and microseconds since 1970 are integers far below 2^53.
     fn micros(time: &str) -> String {
         format!("(date_part('epoch', {time}) * 1000000)::int8")
+    }
+
+    /// `EXTRACT` (`numeric`): exact to the microsecond, where `float8` seconds would round.
+    fn exact_micros(time: &str) -> String {
+        pg_micros(time)
+    }
+
+    fn json_text(column: &str) -> String {
+        format!("{column}::text")
     }
 
     /// `sum_int8` (migration 0005) adds in `int8`: `SUM(bigint)` would add in `numeric` and convert every group's
@@ -111,6 +124,14 @@ impl Dialect for sqlx::Sqlite {
 
     fn micros(time: &str) -> String {
         time.to_owned()
+    }
+
+    fn exact_micros(time: &str) -> String {
+        time.to_owned()
+    }
+
+    fn json_text(column: &str) -> String {
+        column.to_owned()
     }
 
     /// SQLite's `SUM` of integers is an integer (and fails on overflow).

@@ -13,8 +13,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::backend::{Backend, fetch_one};
 use crate::error::StoreError;
 use crate::spill::Spill;
+use crate::sql::ReadRow;
 
 #[cfg(test)]
 mod tests;
@@ -48,7 +50,9 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// Records in the quarantine table, read once at migrate (`StoreStatus::quarantined_records`).
-const COUNT_QUARANTINED: &str = "SELECT count(*) FROM quarantine";
+async fn count_quarantined<B: Backend>(pool: &sqlx::Pool<B>) -> Result<i64, StoreError> {
+    Ok(fetch_one::<B>(&mut *pool.acquire().await?, "SELECT count(*) FROM quarantine", &[]).await?.int(0_usize)?)
+}
 
 /// Tunables of a [`Store`]. `Default` gives the production values.
 #[derive(Debug, Clone)]
@@ -226,14 +230,15 @@ impl Store {
                     .collect(),
             )
         };
-        match &self.inner.pool {
-            Pool::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await,
-            Pool::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await,
-        }
-        .map_err(StoreError::Migrate)?;
-        let quarantined: i64 = match &self.inner.pool {
-            Pool::Postgres(pool) => sqlx::query_scalar(COUNT_QUARANTINED).fetch_one(pool).await?,
-            Pool::Sqlite(pool) => sqlx::query_scalar(COUNT_QUARANTINED).fetch_one(pool).await?,
+        let quarantined = match &self.inner.pool {
+            Pool::Postgres(pool) => {
+                migrator(POSTGRES_MIGRATIONS).run(pool).await.map_err(StoreError::Migrate)?;
+                count_quarantined(pool).await?
+            }
+            Pool::Sqlite(pool) => {
+                migrator(SQLITE_MIGRATIONS).run(pool).await.map_err(StoreError::Migrate)?;
+                count_quarantined(pool).await?
+            }
         };
         self.inner.quarantined.fetch_add(u64::try_from(quarantined).unwrap_or(0), Ordering::Relaxed);
         self.add_rollup_metadata_keys(&self.inner.options.rollup_metadata_keys).await?;

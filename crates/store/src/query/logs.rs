@@ -3,12 +3,13 @@
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
-use sqlx::{Postgres, QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 use tollgate_limits::nanos_to_usd;
 
-use super::{Cursor, LogEntry, LogFilter, QueryError};
-use crate::sql::{Dialect, ReadRow, pg_micros, to_i64, unsigned};
-use crate::store::{Pool, Store, StoreKind};
+use super::{Cursor, LogEntry, LogFilter, QueryBackend, QueryError};
+use crate::backend::Backend;
+use crate::sql::{ReadRow, to_i64, unsigned};
+use crate::store::{Pool, Store};
 
 /// Columns of a list page (no bodies: they can be large and the list never shows them).
 const LIST_COLUMNS: &str = "id, gateway, provider, model, path, CAST(status AS BIGINT) AS status, success, cached, stream, tokens_in, \
@@ -69,16 +70,8 @@ impl Store {
         // One row more than asked says whether a next page exists without a COUNT.
         let fetch = i64::from(limit) + 1;
         let mut entries = match self.pool() {
-            Pool::Postgres(pool) => {
-                let rows =
-                    list_sql::<Postgres>(StoreKind::Postgres, filter, cursor, fetch)?.build().fetch_all(pool).await?;
-                rows.iter().map(entry).collect::<Result<Vec<_>, sqlx::Error>>()?
-            }
-            Pool::Sqlite(pool) => {
-                let rows =
-                    list_sql::<Sqlite>(StoreKind::Sqlite, filter, cursor, fetch)?.build().fetch_all(pool).await?;
-                rows.iter().map(entry).collect::<Result<Vec<_>, sqlx::Error>>()?
-            }
+            Pool::Postgres(pool) => list(pool, filter, cursor, fetch).await?,
+            Pool::Sqlite(pool) => list(pool, filter, cursor, fetch).await?,
         };
         let next = if entries.len() > limit as usize {
             entries.truncate(limit as usize);
@@ -91,45 +84,50 @@ impl Store {
 
     /// One row by id, with its bodies when stored; `None` for a spend-only row.
     pub async fn log(&self, id: &str) -> Result<Option<LogEntry>, QueryError> {
-        Ok(match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut b = select::<Postgres>(StoreKind::Postgres, ONE_COLUMNS);
-                b.push(" WHERE listed AND id = ").push_bind(id.to_owned());
-                let row = b.build().fetch_optional(pool).await?;
-                row.as_ref().map(entry).transpose()?
-            }
-            Pool::Sqlite(pool) => {
-                let mut b = select::<Sqlite>(StoreKind::Sqlite, ONE_COLUMNS);
-                b.push(" WHERE listed AND id = ").push_bind(id.to_owned());
-                let row = b.build().fetch_optional(pool).await?;
-                row.as_ref().map(entry).transpose()?
-            }
-        })
+        match self.pool() {
+            Pool::Postgres(pool) => one(pool, id).await,
+            Pool::Sqlite(pool) => one(pool, id).await,
+        }
     }
+}
+
+/// [`Store::logs`]' rows (one more than a page).
+async fn list<B: QueryBackend>(
+    pool: &sqlx::Pool<B>,
+    filter: &LogFilter,
+    cursor: Option<&Cursor>,
+    fetch: i64,
+) -> Result<Vec<LogEntry>, QueryError> {
+    let rows = B::fetch_built(&mut *pool.acquire().await?, &mut list_sql::<B>(filter, cursor, fetch)?).await?;
+    Ok(rows.iter().map(entry).collect::<Result<Vec<_>, sqlx::Error>>()?)
+}
+
+/// [`Store::log`].
+async fn one<B: Backend>(pool: &sqlx::Pool<B>, id: &str) -> Result<Option<LogEntry>, QueryError> {
+    let mut b = select::<B>(ONE_COLUMNS);
+    b.push(" WHERE listed AND id = ");
+    B::push_text(&mut b, id.to_owned());
+    let rows = B::fetch_built(&mut *pool.acquire().await?, &mut b).await?;
+    Ok(rows.first().map(entry).transpose()?)
 }
 
 /// `SELECT <columns>, created_us, metadata_text, decisions_text FROM request_logs`, with the casts that give
 /// both backends the same column types (`BIGINT` integers, text JSON).
-fn select<D: Dialect>(kind: StoreKind, columns: &str) -> QueryBuilder<D> {
-    let extra = match kind {
-        StoreKind::Postgres => format!(
-            "{} AS created_us, metadata::text AS metadata_text, rule_decisions::text AS decisions_text",
-            pg_micros("created_at")
-        ),
-        StoreKind::Sqlite => {
-            "created_at AS created_us, metadata AS metadata_text, rule_decisions AS decisions_text".to_owned()
-        }
-    };
-    QueryBuilder::new(format!("SELECT {columns}, {extra} FROM request_logs"))
+fn select<B: Backend>(columns: &str) -> QueryBuilder<B> {
+    QueryBuilder::new(format!(
+        "SELECT {columns}, {} AS created_us, {} AS metadata_text, {} AS decisions_text FROM request_logs",
+        B::exact_micros("created_at"),
+        B::json_text("metadata"),
+        B::json_text("rule_decisions"),
+    ))
 }
 
-fn list_sql<D: Dialect>(
-    kind: StoreKind,
+fn list_sql<D: QueryBackend>(
     filter: &LogFilter,
     cursor: Option<&Cursor>,
     fetch: i64,
 ) -> Result<QueryBuilder<D>, QueryError> {
-    let mut b = select::<D>(kind, LIST_COLUMNS);
+    let mut b = select::<D>(LIST_COLUMNS);
     b.push(" WHERE listed");
     if let Some(provider) = &filter.provider {
         b.push(" AND provider = ");
@@ -171,7 +169,7 @@ fn list_sql<D: Dialect>(
         D::push_time(&mut b, end.as_microsecond());
     }
     for (key, value) in &filter.metadata {
-        push_metadata(&mut b, kind, key, value);
+        D::push_metadata_equals(&mut b, key, value);
     }
     if let Some(cursor) = cursor {
         b.push(" AND (created_at, id) < (");
@@ -183,39 +181,4 @@ fn list_sql<D: Dialect>(
     b.push(" ORDER BY created_at DESC, id DESC LIMIT ");
     D::push_int(&mut b, fetch);
     Ok(b)
-}
-
-/// `metadata.<key>=value`, the value compared as text (see [`LogFilter::metadata`]).
-///
-/// Postgres: containment (`@>`), which the GIN index answers, tried with the value as a JSON string and, when it
-/// reads as a JSON number or boolean, as that too. SQLite: `json_each` over the row's object, the scalar rendered
-/// as text (`json_each` gives booleans as 1/0, so its `type` restores `true`/`false`).
-fn push_metadata<D: Dialect>(b: &mut QueryBuilder<D>, kind: StoreKind, key: &str, value: &str) {
-    match kind {
-        StoreKind::Postgres => {
-            let mut as_string = Map::new();
-            as_string.insert(key.to_owned(), Value::String(value.to_owned()));
-            b.push(" AND (metadata @> CAST(");
-            D::push_text(b, Value::Object(as_string).to_string());
-            b.push(" AS jsonb)");
-            if let Ok(scalar @ (Value::Number(_) | Value::Bool(_))) = serde_json::from_str::<Value>(value) {
-                let mut as_scalar = Map::new();
-                as_scalar.insert(key.to_owned(), scalar);
-                b.push(" OR metadata @> CAST(");
-                D::push_text(b, Value::Object(as_scalar).to_string());
-                b.push(" AS jsonb)");
-            }
-            b.push(")");
-        }
-        StoreKind::Sqlite => {
-            b.push(" AND EXISTS (SELECT 1 FROM json_each(request_logs.metadata) AS m WHERE m.key = ");
-            D::push_text(b, key.to_owned());
-            b.push(
-                " AND (CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
-                 ELSE CAST(m.value AS TEXT) END) = ",
-            );
-            D::push_text(b, value.to_owned());
-            b.push(")");
-        }
-    }
 }

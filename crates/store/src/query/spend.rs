@@ -16,11 +16,11 @@
 
 use std::collections::HashMap;
 
-use futures_util::TryStreamExt;
 use jiff::Timestamp;
-use sqlx::{Postgres, QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 
 use super::{GroupBy, QueryError, SpendGroupRow, StatsTotals, is_overflow};
+use crate::backend::Backend;
 use crate::rollup::DAY_US;
 use crate::sql::{Dialect, ReadRow, unsigned};
 use crate::store::{Pool, Store};
@@ -71,41 +71,9 @@ impl Store {
     /// Requests, tokens and cost of the hours starting in `[from, to)` (unbounded where `None`), and the providers
     /// seen there.
     pub async fn stats(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<StatsTotals, QueryError> {
-        fn sql<D: Dialect>(from: Option<Timestamp>, to: Option<Timestamp>, saturate: bool) -> QueryBuilder<D> {
-            let sum = if saturate { D::saturating_sum } else { D::sum };
-            let mut b = QueryBuilder::new(format!(
-                "SELECT provider, {} AS requests, {} AS ti, {} AS tout, {} AS cost FROM spend_rollup_hourly WHERE 1 = 1",
-                sum("requests"),
-                sum("tokens_in"),
-                sum("tokens_out"),
-                sum("cost_nanos")
-            ));
-            push_span(&mut b, from, to);
-            b.push(" GROUP BY provider ORDER BY provider");
-            b
-        }
-        // Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by a second, saturating run.
-        let mut saturate = false;
-        loop {
-            let result = async {
-                let mut totals = StatsTotals::default();
-                match self.pool() {
-                    Pool::Postgres(pool) => {
-                        let rows = sql::<Postgres>(from, to, saturate).build().fetch_all(pool).await?;
-                        rows.iter().try_for_each(|row| add_stats_row(&mut totals, row))?;
-                    }
-                    Pool::Sqlite(pool) => {
-                        let rows = sql::<Sqlite>(from, to, saturate).build().fetch_all(pool).await?;
-                        rows.iter().try_for_each(|row| add_stats_row(&mut totals, row))?;
-                    }
-                }
-                Ok::<_, QueryError>(totals)
-            }
-            .await;
-            match result {
-                Err(error) if !saturate && is_overflow(&error) => saturate = true,
-                other => return other,
-            }
+        match self.pool() {
+            Pool::Postgres(pool) => stats(pool, from, to).await,
+            Pool::Sqlite(pool) => stats(pool, from, to).await,
         }
     }
 
@@ -161,42 +129,72 @@ impl Store {
             (Some(_), Source::DailyWherePossible) if !group_by.contains(&GroupBy::Hour) => SpanSplit::of(from, to),
             _ => None,
         };
-        // Rows are handled as they arrive (the database sends the last group while the first are decoded).
-        // Parts (whole days, edge hours) sum separately: a group found in both (a user, without `day`) is added
-        // up once the rows are sorted.
-        let mut rows: Vec<GroupSums> = Vec::new();
-        // One statement, so one snapshot: a batch committing meanwhile is in every part or in none.
         let parts = parts(from, to, split);
-        // Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by a second, saturating run.
-        let mut saturate = false;
-        loop {
-            rows.clear();
-            let result = async {
-                match self.pool() {
-                    Pool::Postgres(pool) => {
-                        let mut query = spend_sql::<Postgres>(group_by, meta_key, &parts, saturate);
-                        let mut stream = query.build().fetch(pool);
-                        while let Some(row) = stream.try_next().await? {
-                            rows.push(group_row(&row, group_by)?);
-                        }
-                    }
-                    Pool::Sqlite(pool) => {
-                        let mut query = spend_sql::<Sqlite>(group_by, meta_key, &parts, saturate);
-                        let mut stream = query.build().fetch(pool);
-                        while let Some(row) = stream.try_next().await? {
-                            rows.push(group_row(&row, group_by)?);
-                        }
-                    }
-                }
-                Ok::<_, QueryError>(())
-            }
-            .await;
-            match result {
-                Err(error) if !saturate && is_overflow(&error) => saturate = true,
-                other => break other?,
-            }
-        }
+        let rows = match self.pool() {
+            Pool::Postgres(pool) => spend_rows(pool, group_by, meta_key, &parts).await?,
+            Pool::Sqlite(pool) => spend_rows(pool, group_by, meta_key, &parts).await?,
+        };
         Ok(group_rows(rows, group_by))
+    }
+}
+
+/// [`Store::stats`]. Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by a second, saturating
+/// run.
+async fn stats<B: Backend>(
+    pool: &sqlx::Pool<B>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) -> Result<StatsTotals, QueryError> {
+    let mut saturate = false;
+    loop {
+        let mut totals = StatsTotals::default();
+        let mut query = stats_sql::<B>(from, to, saturate);
+        let add = |row: &B::Row| add_stats_row(&mut totals, row).map_err(QueryError::from);
+        match B::for_each_built(&mut *pool.acquire().await?, &mut query, add).await {
+            Err(error) if !saturate && is_overflow(&error) => saturate = true,
+            other => return other.map(|()| totals),
+        }
+    }
+}
+
+/// The `/api/stats` statement: sums per provider.
+fn stats_sql<D: Dialect>(from: Option<Timestamp>, to: Option<Timestamp>, saturate: bool) -> QueryBuilder<D> {
+    let sum = if saturate { D::saturating_sum } else { D::sum };
+    let mut b = QueryBuilder::new(format!(
+        "SELECT provider, {} AS requests, {} AS ti, {} AS tout, {} AS cost FROM spend_rollup_hourly WHERE 1 = 1",
+        sum("requests"),
+        sum("tokens_in"),
+        sum("tokens_out"),
+        sum("cost_nanos")
+    ));
+    push_span(&mut b, from, to);
+    b.push(" GROUP BY provider ORDER BY provider");
+    b
+}
+
+/// The rows of the `/spend` statement over `parts`, handled as they arrive (the database sends the last group
+/// while the first are decoded). Parts (whole days, edge hours) sum separately: a group found in both (a user,
+/// without `day`) is added up once the rows are sorted. One statement, so one snapshot: a batch committing
+/// meanwhile is in every part or in none. Exact sums first; a total beyond `i64::MAX` is reported as `i64::MAX` by
+/// a second, saturating run.
+async fn spend_rows<B: Backend>(
+    pool: &sqlx::Pool<B>,
+    group_by: &[GroupBy],
+    meta_key: Option<&str>,
+    parts: &[Part],
+) -> Result<Vec<GroupSums>, QueryError> {
+    let mut saturate = false;
+    loop {
+        let mut rows: Vec<GroupSums> = Vec::new();
+        let mut query = spend_sql::<B>(group_by, meta_key, parts, saturate);
+        let add = |row: &B::Row| {
+            rows.push(group_row(row, group_by)?);
+            Ok::<_, QueryError>(())
+        };
+        match B::for_each_built(&mut *pool.acquire().await?, &mut query, add).await {
+            Err(error) if !saturate && is_overflow(&error) => saturate = true,
+            other => return other.map(|()| rows),
+        }
     }
 }
 

@@ -5,13 +5,13 @@
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
-use sqlx::{Postgres, QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 
 use super::spend::{GroupSums, GroupValue, HOUR_US, ceil_to, group_rows};
-use super::{GroupBy, QueryError, SpendReport, SpendSource};
+use super::{GroupBy, QueryBackend, QueryError, SpendReport, SpendSource};
 use crate::model::{MAX_METADATA_VALUE_BYTES, truncated};
 use crate::rollup::DAY_US;
-use crate::sql::{PG_FROM_MICROS, ReadRow, pg_micros};
+use crate::sql::ReadRow;
 use crate::store::{Pool, Store};
 
 impl Store {
@@ -50,54 +50,41 @@ impl Store {
         // One row more than the bound says whether the scan was cut.
         let fetch = i64::try_from(max_rows.max(1)).unwrap_or(i64::MAX - 1).saturating_add(1);
         let (sums, truncated) = match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut query = scan_sql_postgres(key, lo, hi, fetch);
-                let rows = query.build().fetch_all(pool).await?;
-                scan_rows(&rows, group_by, key, max_rows)?
-            }
-            Pool::Sqlite(pool) => {
-                let mut query = scan_sql_sqlite(key, lo, hi, fetch);
-                let rows = query.build().fetch_all(pool).await?;
-                scan_rows(&rows, group_by, key, max_rows)?
-            }
+            Pool::Postgres(pool) => scan_rows(&scan(pool, key, lo, hi, fetch).await?, group_by, key, max_rows)?,
+            Pool::Sqlite(pool) => scan_rows(&scan(pool, key, lo, hi, fetch).await?, group_by, key, max_rows)?,
         };
         Ok((group_rows(sums, group_by), truncated))
     }
 }
 
-/// Postgres: the retained rows with metadata `key` whose hour starts in `[lo, hi)`, oldest first, at most `fetch`.
-fn scan_sql_postgres(key: &str, lo: i64, hi: i64, fetch: i64) -> QueryBuilder<Postgres> {
-    let mut b = QueryBuilder::<Postgres>::new(format!(
+/// The retained rows with metadata `key` whose hour starts in `[lo, hi)`, oldest first, at most `fetch`.
+async fn scan<B: QueryBackend>(
+    pool: &sqlx::Pool<B>,
+    key: &str,
+    lo: i64,
+    hi: i64,
+    fetch: i64,
+) -> Result<Vec<B::Row>, QueryError> {
+    let mut b = QueryBuilder::<B>::new(format!(
         "SELECT provider, model, COALESCE(gateway, '') AS gateway, {} AS created_us, tokens_in,
-             tokens_out, cost_nanos, metadata::text AS metadata_text
-         FROM request_logs WHERE metadata ? ",
-        pg_micros("created_at")
+             tokens_out, cost_nanos, {} AS metadata_text
+         FROM request_logs WHERE 1 = 1",
+        B::exact_micros("created_at"),
+        B::json_text("metadata"),
     ));
-    b.push_bind(key.to_owned());
-    b.push(" AND created_at >= ").push(PG_FROM_MICROS).push_bind(lo);
-    b.push(" AND created_at < ").push(PG_FROM_MICROS).push_bind(hi);
-    b.push(" ORDER BY created_at, id LIMIT ").push_bind(fetch);
-    b
-}
-
-/// SQLite: [`scan_sql_postgres`]'s rows (`json_each` where Postgres has the GIN index's `?`).
-fn scan_sql_sqlite(key: &str, lo: i64, hi: i64, fetch: i64) -> QueryBuilder<Sqlite> {
-    let mut b = QueryBuilder::<Sqlite>::new(
-        "SELECT provider, model, COALESCE(gateway, '') AS gateway, created_at AS created_us, tokens_in,
-             tokens_out, cost_nanos, metadata AS metadata_text
-         FROM request_logs
-         WHERE EXISTS (SELECT 1 FROM json_each(request_logs.metadata) AS m WHERE m.key = ",
-    );
-    b.push_bind(key.to_owned());
-    b.push(") AND created_at >= ").push_bind(lo);
-    b.push(" AND created_at < ").push_bind(hi);
-    b.push(" ORDER BY created_at, id LIMIT ").push_bind(fetch);
-    b
+    B::push_has_key(&mut b, key);
+    b.push(" AND created_at >= ");
+    B::push_time(&mut b, lo);
+    b.push(" AND created_at < ");
+    B::push_time(&mut b, hi);
+    b.push(" ORDER BY created_at, id LIMIT ");
+    B::push_int(&mut b, fetch);
+    Ok(B::fetch_built(&mut *pool.acquire().await?, &mut b).await?)
 }
 
 /// The scanned rows as groups and sums (one request each), the first `max_rows` only; and whether there were more.
-fn scan_rows<R: ReadRow>(
-    rows: &[R],
+fn scan_rows(
+    rows: &[impl ReadRow],
     group_by: &[GroupBy],
     key: &str,
     max_rows: u64,
