@@ -4,6 +4,7 @@
 //! request wait for the database.
 
 mod error;
+mod ingest;
 mod log_scan;
 mod logs;
 mod metadata_keys;
@@ -22,6 +23,10 @@ mod store;
 mod writer;
 
 pub use error::StoreError;
+pub use ingest::{
+    GatewayHour, Grain, NewRawPage, ProviderRebuildReport, ProviderUsageRow, RawCursor, RawPage, StoredUsageRow,
+    merge_usage_rows,
+};
 pub use logs::{RETENTION_BATCH_ROWS, RetentionReport};
 pub use model::{LogRecord, MAX_METADATA_VALUE_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TEXT_BYTES};
 pub use query::{
