@@ -72,14 +72,17 @@ pub(crate) async fn paged(
     let mut cursor: Option<String> = None;
     let mut seen = HashSet::new();
     for _ in 0..MAX_PAGES {
-        let mut pairs = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in query {
-            pairs.append_pair(name, value);
-        }
-        if let Some(cursor) = &cursor {
-            pairs.append_pair("page", cursor);
-        }
-        let query_string = pairs.finish();
+        // Built in a block: the serializer is not `Send`, and the future holding it across an await would not be.
+        let query_string = {
+            let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+            if let Some(cursor) = &cursor {
+                pairs.append_pair("page", cursor);
+            }
+            pairs.finish()
+        };
         let target = format!("{url}?{query_string}");
         let (body, page) = fetch
             .policy

@@ -173,7 +173,11 @@ const LEASE_ACQUIRE: &str = "INSERT INTO ingest_leases (provider, holder, expire
      ON CONFLICT (provider) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
      WHERE ingest_leases.expires_at <= $4 OR ingest_leases.holder = $2";
 const LEASE_RELEASE: &str = "DELETE FROM ingest_leases WHERE provider = $1 AND holder = $2";
-const LEASE_HELD: &str = "SELECT 1 FROM ingest_leases WHERE provider = $1 AND holder = $2 AND expires_at > $3";
+/// The commit's first statement: a write, so that SQLite takes the write lock at once (a transaction that reads
+/// first and writes later fails with "database is locked" instead of waiting), and so that on Postgres the lease
+/// row stays locked until the commit (nobody takes the lease over mid-write).
+const LEASE_HELD: &str =
+    "UPDATE ingest_leases SET expires_at = expires_at WHERE provider = $1 AND holder = $2 AND expires_at > $3";
 const INSERT_PAGE: &str = "INSERT INTO provider_raw_pages
      (provider, run_id, endpoint, grain, span_start, span_end, query, cursor, fetched_at, body)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
@@ -267,7 +271,7 @@ impl Store {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let held = sqlx::query(LEASE_HELD).bind(provider).bind(holder).bind(now);
-                if held.fetch_optional(&mut *tx).await?.is_none() {
+                if held.execute(&mut *tx).await?.rows_affected() != 1 {
                     return Ok(false);
                 }
                 for page in pages {
@@ -315,7 +319,7 @@ impl Store {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 let held = sqlx::query(LEASE_HELD).bind(provider).bind(holder).bind(now);
-                if held.fetch_optional(&mut *tx).await?.is_none() {
+                if held.execute(&mut *tx).await?.rows_affected() != 1 {
                     return Ok(false);
                 }
                 for page in pages {

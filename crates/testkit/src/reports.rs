@@ -68,6 +68,10 @@ pub struct Fixture {
     pub anthropic_usage: Vec<UsageRecord>,
     pub anthropic_costs: Vec<CostRecord>,
     pub billing: Vec<BillingRow>,
+    /// Serve at most this many buckets a page, whatever `limit` asks (so a short span still has many pages).
+    pub max_buckets_per_page: Option<u64>,
+    /// BigQuery: at most this many rows a results page.
+    pub max_rows_per_page: Option<usize>,
 }
 
 /// One request received.
@@ -92,6 +96,8 @@ struct State {
     /// `jobs.query` answers `jobComplete: false` first, when set.
     slow_jobs: Mutex<bool>,
     addr: Mutex<Option<SocketAddr>>,
+    /// Notified whenever a request arrives (before any gate).
+    arrived: tokio::sync::Notify,
 }
 
 /// The fake server. Dropping it stops accepting.
@@ -145,6 +151,11 @@ impl ReportsFake {
         *self.state.slow_jobs.lock().unwrap() = true;
     }
 
+    /// Resolves when the next request arrives; take it before starting what sends the request.
+    pub fn arrived(&self) -> tokio::sync::futures::Notified<'_> {
+        self.state.arrived.notified()
+    }
+
     pub fn requests(&self) -> Vec<ReportRequest> {
         self.state.requests.lock().unwrap().clone()
     }
@@ -181,6 +192,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Answer, std
     let recorded =
         ReportRequest { path: path.clone(), query: query.clone(), headers: parts.headers.clone(), body: body.clone() };
     state.requests.lock().unwrap().push(recorded.clone());
+    state.arrived.notify_waiters();
     let gate = state.gate.lock().unwrap().clone();
     if let Some(gate) = gate {
         gate.wait().await;

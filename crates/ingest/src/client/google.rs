@@ -140,16 +140,18 @@ impl GoogleClient {
                 attempts: 1,
                 source: ParseError { endpoint: report.endpoint(), message: "no usable jobReference.jobId".into() },
             })?;
-            let mut query = url::form_urlencoded::Serializer::new(String::new());
-            query.append_pair("maxResults", &MAX_RESULTS.to_string()).append_pair("timeoutMs", "30000");
-            if let Some(location) = &page.location {
-                query.append_pair("location", location);
-            }
             let cursor = page.page_token.clone();
-            if let Some(token) = &cursor {
-                query.append_pair("pageToken", token);
-            }
-            let query = query.finish();
+            let query = {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                query.append_pair("maxResults", &MAX_RESULTS.to_string()).append_pair("timeoutMs", "30000");
+                if let Some(location) = &page.location {
+                    query.append_pair("location", location);
+                }
+                if let Some(token) = &cursor {
+                    query.append_pair("pageToken", token);
+                }
+                query.finish()
+            };
             let target = format!("{project}/queries/{job}?{query}");
             let results = Report::BigQueryResults;
             let (text, next) = fetch

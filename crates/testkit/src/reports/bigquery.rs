@@ -169,6 +169,7 @@ pub(super) fn query(
 /// What the reconciliation query computes over the export: Vertex AI rows in `[@start, @end)`, summed per US
 /// Pacific day; rows `offset..offset + max` of it.
 fn results(body: &QueryRequest, job: &str, project: &str, offset: usize, max: usize, fixture: &Fixture) -> Answer {
+    let max = fixture.max_rows_per_page.map_or(max, |cap| max.min(cap));
     if body.use_legacy_sql != Some(false) || !body.query.contains("service.description = 'Vertex AI'") {
         return json(
             StatusCode::BAD_REQUEST,

@@ -114,6 +114,7 @@ pub(super) fn openai(path: &str, pairs: &[(String, String)], fixture: &Fixture) 
         Err(answer) => return answer,
     };
     let end = param(pairs, "end_time").and_then(|s| s.parse::<i64>().ok()).unwrap_or(start + limit as i64 * width);
+    let limit = fixture.max_buckets_per_page.map_or(limit, |max| limit.min(max));
     let paging = match paging(start, end, width, limit, param(pairs, "page")) {
         Ok(paging) => paging,
         Err(answer) => return answer,
@@ -175,6 +176,7 @@ pub(super) fn anthropic(path: &str, pairs: &[(String, String)], fixture: &Fixtur
         },
         None => start + limit as i64 * width,
     };
+    let limit = fixture.max_buckets_per_page.map_or(limit, |max| limit.min(max));
     let paging = match paging(start, end, width, limit, param(pairs, "page")) {
         Ok(paging) => paging,
         Err(answer) => return answer,
