@@ -34,7 +34,8 @@ fn fixture() -> Fixture {
         fixture.anthropic_usage.push(usage(at, "claude-sonnet-4-5", 500));
     }
     for day in 0..3 {
-        let at = now() - day * 86_400;
+        // A minute in the past: data at the very second a run ends would be new to the next run.
+        let at = now() - day * 86_400 - 60;
         fixture.openai_costs.push(CostRecord { at, nanos: 8_200_000_001 });
         fixture.anthropic_costs.push(CostRecord { at, nanos: 1_234_500_000 });
         fixture.billing.push(BillingRow { service: "Vertex AI".into(), usage_start: at, cost_nanos: 12_345_678_901 });
