@@ -7,6 +7,7 @@ mod auth;
 mod body_deadline;
 mod content_type;
 mod error;
+mod ingest;
 mod limits;
 mod logs;
 mod loopback;
@@ -46,6 +47,9 @@ pub struct AdminState {
     /// The database: health for `/status` and `/metrics`, and what every read and rule endpoint queries.
     /// `None` runs without one: those endpoints answer 503.
     pub store: Option<tollgate_store::Store>,
+    /// The provider-ingest handle (on the same store): `/api/ingest/run`, `/api/reconciliation`, `last_ingest`,
+    /// the ingest metrics. `None` without a store.
+    pub ingest: Option<tollgate_ingest::Ingest>,
 }
 
 /// Builds the router with the default [`ServeOptions`].
@@ -77,6 +81,9 @@ pub fn router_with(state: AdminState, options: &ServeOptions) -> Router {
         .route("/api/spend-limits/{id}", get(limits::one).put(limits::replace).delete(limits::delete))
         .route("/api/spend-limits/{id}/usage", get(limits::usage))
         .route("/admin/recompute", post(recompute::recompute))
+        .route("/providers/{name}/raw", get(ingest::raw))
+        .route("/api/reconciliation", get(ingest::reconciliation))
+        .route("/api/ingest/run", post(ingest::run))
         .route("/openapi.json", get(openapi::document))
         .fallback(error::not_found)
         .layer(from_fn_with_state(options.body_timeout, body_deadline::read_body_by_deadline))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::error::{self, ErrorBody, ErrorDetail, Unavailable};
-use crate::{limits, logs, prometheus, recompute, spend, stats, status};
+use crate::{ingest, limits, logs, prometheus, recompute, spend, stats, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,11 +24,21 @@ use crate::{limits, logs, prometheus, recompute, spend, stats, status};
         limits::delete,
         limits::usage,
         recompute::recompute,
+        ingest::raw,
+        ingest::reconciliation,
+        ingest::run,
         document
     ),
     components(schemas(
         ErrorBody,
         ErrorDetail,
+        ingest::RawPageView,
+        ingest::RawPagesView,
+        ingest::ReconciliationRowView,
+        ingest::ReconciliationView,
+        ingest::RunBody,
+        ingest::RunView,
+        ingest::RunsView,
         limits::BucketUsageView,
         limits::UsageView,
         limits::SpendLimitView,

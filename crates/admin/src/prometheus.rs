@@ -44,7 +44,29 @@ fn render(state: &AdminState) -> String {
     render_latencies(&mut out, &state.metrics);
     render_limits(&mut out, state);
     render_process(&mut out, state);
+    render_ingest(&mut out, state);
     out
+}
+
+/// The provider ingest: runs by result, and the drift of each provider's last complete day.
+fn render_ingest(out: &mut String, state: &AdminState) {
+    let Some(ingest) = &state.ingest else { return };
+    if ingest.providers().is_empty() {
+        return;
+    }
+    header(out, "tollgate_ingest_runs_total", "counter", "Provider usage ingest runs, by provider and result.");
+    for (provider, result, count) in ingest.runs_total() {
+        let _ = writeln!(out, "tollgate_ingest_runs_total{{provider=\"{provider}\",result=\"{result}\"}} {count}");
+    }
+    header(
+        out,
+        "tollgate_reconciliation_drift_ratio",
+        "gauge",
+        "|gateway - provider| / provider cost of the last complete day, by provider.",
+    );
+    for (provider, ratio) in ingest.drift_ratios() {
+        let _ = writeln!(out, "tollgate_reconciliation_drift_ratio{{provider=\"{provider}\"}} {ratio}");
+    }
 }
 
 /// The per-provider counters: requests, tokens, cost and cost sources.

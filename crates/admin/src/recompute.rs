@@ -23,8 +23,17 @@ pub struct RecomputeView {
     /// Spend bucket rows written: one per bucket of a fixed-window rule's current window, one per bucket and
     /// non-empty slot of a rolling rule's current span.
     pub buckets: u64,
+    /// Provider report pages replayed to rebuild the normalised provider rows.
+    pub provider_pages: u64,
+    /// Stored pages that no longer parse (their fetch was left out, its rows kept).
+    pub provider_unparsed_pages: u64,
+    /// Normalised provider rows rebuilt.
+    pub provider_rows: u64,
 }
 
+/// Also rebuilds the normalised provider usage rows from the stored raw report pages
+/// ([`tollgate_store::Store::rebuild_provider_usage`]).
+///
 /// Reprices every retained log row that is not `custom` with the current catalog (an `estimated` row stays an
 /// estimate; an `unpriced` row whose model now has a price becomes `catalog`; a row whose model has no price
 /// keeps its cost), rebuilds the rollups from the repriced rows (one transaction), then rebuilds every spend rule's
@@ -59,6 +68,8 @@ pub async fn recompute(State(state): State<AdminState>) -> Result<Json<Recompute
         totals.extend(store.replace_spend_span(rebuilt.rule.id(), rebuilt.span, &rebuilt.rows).await?);
     }
     engine.replace_totals(totals);
+    // The provider rows are rebuilt from the raw report pages, as the runs that fetched them wrote them.
+    let providers = store.rebuild_provider_usage(&tollgate_ingest::parse_raw_page).await?;
     tracing::info!(
         rows = report.log_rows,
         repriced = report.repriced_rows,
@@ -71,6 +82,9 @@ pub async fn recompute(State(state): State<AdminState>) -> Result<Json<Recompute
         repriced_rows: report.repriced_rows,
         rollup_rows: report.rollup_rows,
         buckets,
+        provider_pages: providers.pages,
+        provider_unparsed_pages: providers.unparsed_pages,
+        provider_rows: providers.rows,
     }))
 }
 

@@ -55,7 +55,8 @@ pub struct StatusView {
     pub version: String,
     pub uptime_s: u64,
     pub database: DatabaseStatus,
-    /// `{"at": <RFC 3339 or null>}`: when the proxy last recorded a request.
+    /// Per configured ingest provider, its last run on this replica: `{<provider>: {at, ok, error, pages, rows}}`
+    /// (`at` and `ok` null before the first).
     #[schema(value_type = Object)]
     pub last_ingest: Value,
 }
@@ -64,13 +65,7 @@ pub struct StatusView {
 #[utoipa::path(get, path = "/status", security((), ("bearer" = [])), responses((status = 200, description = "health", body = StatusView)))]
 pub async fn status(State(state): State<AdminState>) -> Json<StatusView> {
     let database = DatabaseStatus::of(state.store.as_ref());
-    let last = state.metrics.last_ingest_ms.load(std::sync::atomic::Ordering::Relaxed);
-    let last_ingest = if last == 0 {
-        json!({"at": null})
-    } else {
-        let at = jiff::Timestamp::from_millisecond(last).map(|t| t.to_string()).ok();
-        json!({"at": at})
-    };
+    let last_ingest = last_ingest(state.ingest.as_ref());
     Json(StatusView {
         status: if database.ok { "ok" } else { "degraded" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -78,6 +73,25 @@ pub async fn status(State(state): State<AdminState>) -> Json<StatusView> {
         database,
         last_ingest,
     })
+}
+
+fn last_ingest(ingest: Option<&tollgate_ingest::Ingest>) -> Value {
+    let Some(ingest) = ingest else { return json!({}) };
+    let last = ingest.last_runs();
+    let providers: serde_json::Map<String, Value> = ingest
+        .providers()
+        .into_iter()
+        .map(|provider| {
+            let value = match last.get(provider) {
+                Some(run) => {
+                    json!({"at": run.at, "ok": run.ok, "error": run.error, "pages": run.pages, "rows": run.rows})
+                }
+                None => json!({"at": null, "ok": null, "error": null, "pages": 0, "rows": 0}),
+            };
+            (provider.to_owned(), value)
+        })
+        .collect();
+    Value::Object(providers)
 }
 
 /// The effective configuration, every secret replaced by `"[redacted]"`.

@@ -57,7 +57,7 @@ dimensions = [ {{ key = "metadata.user", mode = "split" }} ]
     tokio::spawn(tollgate_proxy::serve(proxy_listener, gateway.clone(), shutdown.clone(), Duration::from_secs(1)));
     let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_url = format!("http://{}", admin_listener.local_addr().unwrap());
-    let state = AdminState { config, gateway, metrics, started: Instant::now(), store: None };
+    let state = AdminState { config, gateway, metrics, started: Instant::now(), store: None, ingest: None };
     tokio::spawn(tollgate_admin::serve(admin_listener, state, shutdown));
     Stack { _fake: fake, proxy: TestClient::new(proxy_url), admin: TestClient::new(admin_url) }
 }

@@ -90,7 +90,10 @@ window = "1d"
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = AdminState { config, gateway, metrics, started: Instant::now(), store };
+    let ingest = store
+        .clone()
+        .map(|s| tollgate_ingest::Ingest::new(&config.ingest, s, tollgate_ingest::IngestOptions::default()).unwrap());
+    let state = AdminState { config, gateway, metrics, started: Instant::now(), store, ingest };
     tollgate_admin::load_rules(&state).await.unwrap();
     tokio::spawn(tollgate_admin::serve(listener, state.clone(), shutdown.clone()));
     tokio::spawn(follow_rules(state.clone(), shutdown.clone()));

@@ -46,7 +46,7 @@ async fn start(token: Option<&str>, options: ServeOptions) -> Admin {
     let gateway = Arc::new(Gateway::new(config.clone(), catalog, Arc::new(sink)));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AdminState { config, gateway, metrics, started: Instant::now(), store: None };
+    let state = AdminState { config, gateway, metrics, started: Instant::now(), store: None, ingest: None };
     let shutdown = CancellationToken::new();
     tokio::spawn(tollgate_admin::serve_with(listener, state, shutdown.clone(), options));
     Admin { client: TestClient::new(format!("http://{addr}")), addr, shutdown }

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub rate_limits: Vec<RateRuleSpec>,
     pub routes: Vec<RouteSpec>,
     pub stats: StatsFile,
+    pub ingest: crate::ingest::IngestFile,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

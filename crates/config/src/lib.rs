@@ -5,6 +5,7 @@
 //! collects every error with its dotted key path so an operator fixes them all in one go.
 
 mod file;
+mod ingest;
 mod provider;
 mod redact;
 mod secret;
@@ -20,6 +21,10 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 
 pub use file::FileConfig;
+pub use ingest::{
+    AnthropicIngest, AnthropicIngestFile, GoogleIngest, GoogleIngestFile, Ingest, IngestFile, OpenAiIngest,
+    OpenAiIngestFile,
+};
 pub use provider::{AuthStyle, BUILTIN_PROVIDERS, Provider, ProviderFamily};
 pub use secret::Secret;
 pub use units::{parse_byte_size, parse_duration};
@@ -42,6 +47,8 @@ pub struct Config {
     pub rate_rules: Vec<tollgate_limits::RateRule>,
     pub routes: Vec<tollgate_limits::Route>,
     pub stats: Stats,
+    /// `[ingest]`: the providers' usage reports and the reconciliation.
+    pub ingest: Ingest,
     /// The file shape after `${NAME}` interpolation with every secret hidden: what [`Config::redacted`] prints.
     effective: FileConfig,
 }
@@ -453,6 +460,7 @@ impl std::fmt::Debug for Config {
             .field("rate_rules", &self.rate_rules)
             .field("routes", &self.routes)
             .field("stats", &self.stats)
+            .field("ingest", &self.ingest)
             .finish_non_exhaustive()
     }
 }

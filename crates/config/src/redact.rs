@@ -28,6 +28,19 @@ pub(crate) fn file(mut file: FileConfig) -> FileConfig {
         }
     }
     file.database.url = url(&file.database.url);
+    if let Some(openai) = &mut file.ingest.openai {
+        redact(&mut openai.admin_key);
+        openai.base_url = url(&openai.base_url);
+    }
+    if let Some(anthropic) = &mut file.ingest.anthropic {
+        redact(&mut anthropic.admin_key);
+        anthropic.base_url = url(&anthropic.base_url);
+    }
+    if let Some(google) = &mut file.ingest.google {
+        redact(&mut google.service_account_json);
+        google.token_url = url(&google.token_url);
+        google.bigquery_url = url(&google.bigquery_url);
+    }
     file
 }
 

@@ -42,6 +42,7 @@
 
 mod backend;
 mod error;
+mod ingest;
 mod log_scan;
 mod logs;
 mod metadata_keys;
@@ -62,6 +63,10 @@ mod store;
 mod writer;
 
 pub use error::StoreError;
+pub use ingest::{
+    GatewayHour, Grain, NewRawPage, ProviderRebuildReport, ProviderUsageRow, RawCursor, RawPage, StoredUsageRow,
+    merge_usage_rows,
+};
 pub use logs::{RETENTION_BATCH_ROWS, RetentionReport};
 pub use model::{LogRecord, MAX_METADATA_VALUE_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TEXT_BYTES};
 pub use query::{

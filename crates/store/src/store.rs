@@ -34,6 +34,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "spend_only_rows_and_quarantine",
         include_str!("../../../migrations/postgres/0007_spend_only_rows_and_quarantine.sql"),
     ),
+    (10, "provider_ingest", include_str!("../../../migrations/postgres/0010_provider_ingest.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
@@ -47,6 +48,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "spend_only_rows_and_quarantine",
         include_str!("../../../migrations/sqlite/0007_spend_only_rows_and_quarantine.sql"),
     ),
+    (10, "provider_ingest", include_str!("../../../migrations/sqlite/0010_provider_ingest.sql")),
 ];
 
 /// Records in the quarantine table, read once at migrate (`StoreStatus::quarantined_records`).

@@ -37,6 +37,11 @@ impl Gate {
         self.0.add_permits(Semaphore::MAX_PERMITS / 2);
     }
 
+    /// Waits until the gate is open.
+    pub async fn wait(&self) {
+        self.pass().await;
+    }
+
     async fn pass(&self) {
         let _ = self.0.acquire().await;
     }

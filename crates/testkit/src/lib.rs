@@ -18,6 +18,7 @@ mod client;
 mod fake;
 mod link;
 mod postgres;
+pub mod reports;
 mod wire;
 
 pub use client::{TestClient, TestResponse, next_data};

@@ -179,12 +179,21 @@ async fn serve(config: Arc<Config>) -> ExitCode {
     let metrics = Arc::new(Metrics::new(config.providers.keys().map(String::as_str)));
     let sink = MeteredSink { metrics: metrics.clone(), inner: persist::StoreSink { writer: writer.clone() } };
     let gateway = Arc::new(Gateway::new(config.clone(), catalog, Arc::new(sink)));
+    let ingest =
+        match tollgate_ingest::Ingest::new(&config.ingest, store.clone(), tollgate_ingest::IngestOptions::default()) {
+            Ok(ingest) => ingest,
+            Err(error) => {
+                tracing::error!(error = &error as &dyn std::error::Error, "cannot set up the provider ingest");
+                return ExitCode::FAILURE;
+            }
+        };
     let admin = tollgate_admin::AdminState {
         config: config.clone(),
         gateway: gateway.clone(),
         metrics,
         started: std::time::Instant::now(),
         store: Some(store.clone()),
+        ingest: Some(ingest),
     };
     let Some(spend_sync) = load_rules_and_spend(&admin, &store).await else { return ExitCode::FAILURE };
     start_tasks(&supervisor, &admin, &store, &spend_sync, admin_listener);
@@ -251,6 +260,9 @@ fn start_tasks(
     supervisor.spawn("rate_sweep", tasks::sweep_rate_buckets(admin.gateway.clone(), stop()));
     supervisor.spawn("rule_sync", tasks::rule_sync(admin.clone(), stop()));
     supervisor.spawn("rollup_key_sync", tasks::rollup_key_sync(admin.clone(), stop()));
+    if let Some(ingest) = admin.ingest.clone().filter(|i| !i.providers().is_empty()) {
+        supervisor.spawn("ingest", tasks::ingest(ingest, stop()));
+    }
     let (admin, shutdown) = (admin.clone(), supervisor.shutdown_token());
     supervisor.spawn("admin", async move {
         if let Err(error) = tollgate_admin::serve(admin_listener, admin, shutdown).await {

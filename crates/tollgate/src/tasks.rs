@@ -1,5 +1,6 @@
 //! The gateway's background work, each task a loop over one [`Poll`] until the supervisor stops it.
 
+mod ingest;
 mod retention;
 mod rollup_keys;
 mod rule_sync;
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+pub use ingest::ingest;
 pub use retention::retention;
 pub use rollup_keys::rollup_key_sync;
 pub use rule_sync::rule_sync;

@@ -597,6 +597,10 @@ mod database {
             "DROP TABLE spend_rollup_metadata_keys",
             "DROP TABLE quarantine",
             "ALTER TABLE request_logs DROP COLUMN listed",
+            // Migration 0010 (provider ingest) is undone too, so that it applies again on top.
+            "DROP TABLE provider_raw_pages",
+            "DROP TABLE provider_usage",
+            "DROP TABLE ingest_leases",
             "DELETE FROM _sqlx_migrations WHERE version >= 5",
         ];
         for sql in undo {

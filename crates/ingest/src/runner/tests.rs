@@ -1,0 +1,1 @@
+//! Runner tests live in the crate tests (they need the fakes).
