@@ -4,6 +4,7 @@
 //! errors), and [`Config`] is what the rest of the program uses, with every value parsed and checked. Loading
 //! collects every error with its dotted key path so an operator fixes them all in one go.
 
+mod cache;
 mod file;
 mod provider;
 mod redact;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 
+pub use cache::{Cache, CacheBackend, MIN_CACHE_TTL, Redis};
 pub use file::FileConfig;
 pub use provider::{AuthStyle, BUILTIN_PROVIDERS, Provider, ProviderFamily};
 pub use secret::Secret;
@@ -42,6 +44,9 @@ pub struct Config {
     pub rate_rules: Vec<tollgate_limits::RateRule>,
     pub routes: Vec<tollgate_limits::Route>,
     pub stats: Stats,
+    pub cache: Cache,
+    /// `[redis]`, when configured.
+    pub redis: Option<Redis>,
     /// The file shape after `${NAME}` interpolation with every secret hidden: what [`Config::redacted`] prints.
     effective: FileConfig,
 }

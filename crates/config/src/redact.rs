@@ -28,6 +28,9 @@ pub(crate) fn file(mut file: FileConfig) -> FileConfig {
         }
     }
     file.database.url = url(&file.database.url);
+    if let Some(redis) = file.redis.as_mut() {
+        redis.url = url(&redis.url);
+    }
     file
 }
 

@@ -1,5 +1,6 @@
 //! Turns the file shape into the runtime [`Config`], collecting every problem with its key path.
 
+mod cache;
 mod issues;
 mod providers;
 
@@ -44,12 +45,14 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
     let rate_rules = issues.rules("rate_limits", tollgate_limits::validate_rate_rules(&file.rate_limits));
     let stats = stats(&file.stats, &mut issues);
     let pricing = pricing(&file.pricing, &mut issues);
+    let redis = file.redis.as_ref().and_then(|redis| cache::redis(redis, sources, &mut issues));
+    let cache = cache::cache(&file.cache, file.redis.is_some(), &mut issues);
     if !issues.0.is_empty() {
         return Err(ConfigError { issues: issues.0 });
     }
     // A section is None only after pushing an issue, so with none pushed every section is Some.
-    let (Some(server), Some(admin), Some(database), Some(gateway), Some(stats), Some(pricing)) =
-        (server, admin, database, gateway, stats, pricing)
+    let (Some(server), Some(admin), Some(database), Some(gateway), Some(stats), Some(pricing), Some(cache)) =
+        (server, admin, database, gateway, stats, pricing, cache)
     else {
         return Err(ConfigError::one("", "internal: a value failed to validate without an issue"));
     };
@@ -65,6 +68,8 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
         rate_rules,
         routes,
         stats,
+        cache,
+        redis,
         effective: redact::file(file),
     })
 }
