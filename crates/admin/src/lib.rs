@@ -5,6 +5,7 @@
 
 mod auth;
 mod body_deadline;
+mod cache;
 mod content_type;
 mod error;
 mod limits;
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tollgate_config::Config;
 use tollgate_proxy::Gateway;
 use tollgate_proxy::metrics::Metrics;
@@ -77,6 +78,8 @@ pub fn router_with(state: AdminState, options: &ServeOptions) -> Router {
         .route("/api/spend-limits/{id}", get(limits::one).put(limits::replace).delete(limits::delete))
         .route("/api/spend-limits/{id}/usage", get(limits::usage))
         .route("/admin/recompute", post(recompute::recompute))
+        .route("/api/cache", delete(cache::clear))
+        .route("/api/cache/{key}", delete(cache::delete))
         .route("/openapi.json", get(openapi::document))
         .fallback(error::not_found)
         .layer(from_fn_with_state(options.body_timeout, body_deadline::read_body_by_deadline))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::error::{self, ErrorBody, ErrorDetail, Unavailable};
-use crate::{limits, logs, prometheus, recompute, spend, stats, status};
+use crate::{cache, limits, logs, prometheus, recompute, spend, stats, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,11 +24,14 @@ use crate::{limits, logs, prometheus, recompute, spend, stats, status};
         limits::delete,
         limits::usage,
         recompute::recompute,
+        cache::clear,
+        cache::delete,
         document
     ),
     components(schemas(
         ErrorBody,
         ErrorDetail,
+        cache::CacheClearedView,
         limits::BucketUsageView,
         limits::UsageView,
         limits::SpendLimitView,

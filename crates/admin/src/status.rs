@@ -58,6 +58,10 @@ pub struct StatusView {
     /// `{"at": <RFC 3339 or null>}`: when the proxy last recorded a request.
     #[schema(value_type = Object)]
     pub last_ingest: Value,
+    /// The response cache, when the gateway has one: `{"backend", "ok", "error"}` (`ok: false` while its
+    /// backend cannot be reached: requests bypass it).
+    #[schema(value_type = Object)]
+    pub cache: Value,
 }
 
 /// Liveness and health: public when `admin.public_metrics` (used as the readiness probe).
@@ -77,7 +81,14 @@ pub async fn status(State(state): State<AdminState>) -> Json<StatusView> {
         uptime_s: state.started.elapsed().as_secs(),
         database,
         last_ingest,
+        cache: cache_status(&state),
     })
+}
+
+fn cache_status(state: &AdminState) -> Value {
+    let Some(cache) = state.gateway.cache.as_deref() else { return Value::Null };
+    let error = cache.stats().last_error();
+    json!({"backend": cache.backend_name(), "ok": error.is_none(), "error": error})
 }
 
 /// The effective configuration, every secret replaced by `"[redacted]"`.

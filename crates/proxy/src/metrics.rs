@@ -19,7 +19,7 @@ pub const STATUS_CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
 /// Token kinds counted per provider.
 pub const TOKEN_KINDS: [&str; 5] = ["input", "cache_read", "cache_write", "output", "reasoning"];
 /// Cost sources counted per provider.
-pub const COST_SOURCES: [&str; 4] = ["catalog", "custom", "estimated", "unpriced"];
+pub const COST_SOURCES: [&str; 5] = ["catalog", "custom", "estimated", "unpriced", "cache"];
 
 /// A fixed-bucket histogram of seconds.
 #[derive(Debug, Default)]

@@ -124,6 +124,8 @@ where
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     })
 }
 

@@ -32,6 +32,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "spend_only_rows_and_quarantine",
         include_str!("../../../migrations/postgres/0007_spend_only_rows_and_quarantine.sql"),
     ),
+    (8, "response_cache", include_str!("../../../migrations/postgres/0008_response_cache.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
@@ -45,6 +46,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "spend_only_rows_and_quarantine",
         include_str!("../../../migrations/sqlite/0007_spend_only_rows_and_quarantine.sql"),
     ),
+    (8, "response_cache", include_str!("../../../migrations/sqlite/0008_response_cache.sql")),
 ];
 
 /// Records in the quarantine table, read once at migrate (`StoreStatus::quarantined_records`).

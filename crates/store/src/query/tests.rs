@@ -160,6 +160,8 @@ mod database {
             request_body: (n == 3).then(|| "{\"q\":1}".to_owned()),
             response_body: None,
             listed: true,
+            cache_key: None,
+            saved_nanos: 0,
         }
     }
 
@@ -585,7 +587,7 @@ mod database {
         daily_equals_hourly
     );
 
-    /// A database written before migrations 5 and 6: they build the daily rollup from the hourly one and keep the
+    /// A database written before migrations 5 to 8: they build the daily rollup from the hourly one and keep the
     /// keys it has rows for, without counting any row twice.
     async fn upgrade(store: &Store) {
         let records = seed_days(store).await;
@@ -597,6 +599,8 @@ mod database {
             "DROP TABLE spend_rollup_metadata_keys",
             "DROP TABLE quarantine",
             "ALTER TABLE request_logs DROP COLUMN listed",
+            "ALTER TABLE request_logs DROP COLUMN cache_key",
+            "ALTER TABLE request_logs DROP COLUMN saved_nanos",
             "DELETE FROM _sqlx_migrations WHERE version >= 5",
         ];
         for sql in undo {
