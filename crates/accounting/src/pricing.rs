@@ -59,16 +59,19 @@ pub enum CostSource {
     Estimated,
     /// No price is known for the model; the cost is 0.
     Unpriced,
+    /// Answered from the response cache: the cost is 0 (what it would have cost is the record's saving).
+    Cache,
 }
 
 impl CostSource {
-    /// The log row value: `catalog`, `custom`, `estimated` or `unpriced`.
+    /// The log row value: `catalog`, `custom`, `estimated`, `unpriced` or `cache`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Catalog => "catalog",
             Self::Custom => "custom",
             Self::Estimated => "estimated",
             Self::Unpriced => "unpriced",
+            Self::Cache => "cache",
         }
     }
 }

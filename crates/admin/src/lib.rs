@@ -5,6 +5,7 @@
 
 mod auth;
 mod body_deadline;
+mod cache;
 mod content_type;
 mod error;
 mod ingest;
@@ -26,7 +27,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tollgate_config::Config;
 use tollgate_proxy::Gateway;
 use tollgate_proxy::metrics::Metrics;
@@ -84,6 +85,8 @@ pub fn router_with(state: AdminState, options: &ServeOptions) -> Router {
         .route("/providers/{name}/raw", get(ingest::raw))
         .route("/api/reconciliation", get(ingest::reconciliation))
         .route("/api/ingest/run", post(ingest::run))
+        .route("/api/cache", delete(cache::clear))
+        .route("/api/cache/{key}", delete(cache::delete))
         .route("/openapi.json", get(openapi::document))
         .fallback(error::not_found)
         .layer(from_fn_with_state(options.body_timeout, body_deadline::read_body_by_deadline))

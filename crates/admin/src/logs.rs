@@ -115,7 +115,7 @@ pub struct LogView {
     tokens_cached: u64,
     tokens_reasoning: u64,
     cost_usd: f64,
-    /// `catalog`, `custom`, `estimated` or `unpriced`.
+    /// `catalog`, `custom`, `estimated`, `unpriced` or `cache`.
     cost_source: String,
     duration_ms: u64,
     ttfb_ms: Option<u64>,
@@ -131,6 +131,10 @@ pub struct LogView {
     request_body: Option<String>,
     #[schema(nullable = false)]
     response_body: Option<String>,
+    /// The response-cache key when the cache applied (`DELETE /api/cache/{key}` takes it).
+    cache_key: Option<String>,
+    /// For a cached answer: what it would have cost, in USD.
+    saved_usd: f64,
 }
 
 /// A page of rows.

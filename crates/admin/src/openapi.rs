@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::error::{self, ErrorBody, ErrorDetail, Unavailable};
-use crate::{ingest, limits, logs, prometheus, recompute, spend, stats, status};
+use crate::{cache, ingest, limits, logs, prometheus, recompute, spend, stats, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,8 @@ use crate::{ingest, limits, logs, prometheus, recompute, spend, stats, status};
         ingest::raw,
         ingest::reconciliation,
         ingest::run,
+        cache::clear,
+        cache::delete,
         document
     ),
     components(schemas(
@@ -39,6 +41,7 @@ use crate::{ingest, limits, logs, prometheus, recompute, spend, stats, status};
         ingest::RunBody,
         ingest::RunView,
         ingest::RunsView,
+        cache::CacheClearedView,
         limits::BucketUsageView,
         limits::UsageView,
         limits::SpendLimitView,

@@ -45,6 +45,7 @@ fn render(state: &AdminState) -> String {
     render_limits(&mut out, state);
     render_process(&mut out, state);
     render_ingest(&mut out, state);
+    render_cache(&mut out, state);
     out
 }
 
@@ -67,6 +68,25 @@ fn render_ingest(out: &mut String, state: &AdminState) {
     for (provider, ratio) in ingest.drift_ratios() {
         let _ = writeln!(out, "tollgate_reconciliation_drift_ratio{{provider=\"{provider}\"}} {ratio}");
     }
+}
+
+/// The response cache (docs/cache.md); absent when the gateway has none.
+fn render_cache(out: &mut String, state: &AdminState) {
+    let Some(cache) = state.gateway.cache.as_deref() else { return };
+    let stats = cache.stats();
+    header(out, "tollgate_cache_requests_total", "counter", "Eligible requests by what the cache did with them.");
+    for (result, cell) in
+        [("hit", &stats.hits), ("miss", &stats.misses), ("skip", &stats.skips), ("bypass", &stats.bypasses)]
+    {
+        let _ = writeln!(out, "tollgate_cache_requests_total{{result=\"{result}\"}} {}", cell.load(Ordering::Relaxed));
+    }
+    header(out, "tollgate_cache_saved_usd_total", "counter", "What cached answers would have cost, in USD.");
+    let saved = tollgate_limits::nanos_to_usd(stats.saved_nanos.load(Ordering::Relaxed));
+    let _ = writeln!(out, "tollgate_cache_saved_usd_total {saved}");
+    header(out, "tollgate_cache_bytes", "gauge", "Bytes the memory backend holds (0 with Redis).");
+    let _ = writeln!(out, "tollgate_cache_bytes {}", cache.bytes());
+    header(out, "tollgate_cache_coalesced_total", "counter", "Requests answered from an identical one in flight.");
+    let _ = writeln!(out, "tollgate_cache_coalesced_total {}", stats.coalesced.load(Ordering::Relaxed));
 }
 
 /// The per-provider counters: requests, tokens, cost and cost sources.

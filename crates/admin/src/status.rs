@@ -59,6 +59,10 @@ pub struct StatusView {
     /// (`at` and `ok` null before the first).
     #[schema(value_type = Object)]
     pub last_ingest: Value,
+    /// The response cache, when the gateway has one: `{"backend", "ok", "error"}` (`ok: false` while its
+    /// backend cannot be reached: requests bypass it).
+    #[schema(value_type = Object)]
+    pub cache: Value,
 }
 
 /// Liveness and health: public when `admin.public_metrics` (used as the readiness probe).
@@ -72,6 +76,7 @@ pub async fn status(State(state): State<AdminState>) -> Json<StatusView> {
         uptime_s: state.started.elapsed().as_secs(),
         database,
         last_ingest,
+        cache: cache_status(&state),
     })
 }
 
@@ -92,6 +97,12 @@ fn last_ingest(ingest: Option<&tollgate_ingest::Ingest>) -> Value {
         })
         .collect();
     Value::Object(providers)
+}
+
+fn cache_status(state: &AdminState) -> Value {
+    let Some(cache) = state.gateway.cache.as_deref() else { return Value::Null };
+    let error = cache.stats().last_error();
+    json!({"backend": cache.backend_name(), "ok": error.is_none(), "error": error})
 }
 
 /// The effective configuration, every secret replaced by `"[redacted]"`.

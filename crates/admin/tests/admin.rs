@@ -233,3 +233,34 @@ async fn openapi_describes_the_api() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
 }
+
+#[tokio::test]
+async fn delete_api_cache_drops_one_entry_by_its_log_key_or_all_of_them() {
+    let stack = start(true).await;
+    let auth = [("authorization", bearer()), ("content-type", "application/json".to_string())];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxy_auth = [("cf-aig-authorization", "Bearer gw-token-abc"), ("cf-aig-cache-ttl", "600")];
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let miss = stack.proxy.post_json("/v1/chat/completions", &proxy_auth, &body).await;
+    assert_eq!(miss.header("cf-aig-cache-status"), Some("MISS"));
+    let hit = stack.proxy.post_json("/v1/chat/completions", &proxy_auth, &body).await;
+    assert_eq!(hit.header("cf-aig-cache-status"), Some("HIT"));
+    let metrics = stack.admin.request(Method::GET, "/metrics", &[], "").await.text();
+    assert!(metrics.contains("tollgate_cache_requests_total{result=\"hit\"} 1"), "{metrics}");
+    assert!(metrics.contains("tollgate_cache_requests_total{result=\"miss\"} 1"), "{metrics}");
+    let status = stack.admin.request(Method::GET, "/status", &[], "").await.json();
+    assert_eq!(status["cache"]["backend"], "memory");
+    assert_eq!(status["cache"]["ok"], true);
+
+    let bad = stack.admin.request(Method::DELETE, "/api/cache/not-a-key", &auth, "").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let absent = stack.admin.request(Method::DELETE, &format!("/api/cache/{}", "0".repeat(64)), &auth, "").await;
+    assert_eq!(absent.status, StatusCode::NOT_FOUND);
+    let cleared = stack.admin.request(Method::DELETE, "/api/cache", &auth, "").await;
+    assert_eq!(cleared.status, StatusCode::OK);
+    assert_eq!(cleared.json()["deleted"], 1);
+    let again = stack.proxy.post_json("/v1/chat/completions", &proxy_auth, &body).await;
+    assert_eq!(again.header("cf-aig-cache-status"), Some("MISS"), "the emptied cache misses");
+    let unauthorized = stack.admin.request(Method::DELETE, "/api/cache", &[], "").await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+}

@@ -180,6 +180,8 @@ fn record(n: u64, provider: &str, at: Timestamp) -> LogRecord {
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     }
 }
 

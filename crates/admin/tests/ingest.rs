@@ -54,6 +54,8 @@ fn record(at: Timestamp, cost_nanos: u64) -> LogRecord {
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     }
 }
 

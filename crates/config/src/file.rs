@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub routes: Vec<RouteSpec>,
     pub stats: StatsFile,
     pub ingest: crate::ingest::IngestFile,
+    pub cache: CacheFile,
+    /// Absent unless configured: the cache's `redis` backend and shared rate limits need it.
+    pub redis: Option<RedisFile>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,5 +198,50 @@ pub struct StatsFile {
 impl Default for StatsFile {
     fn default() -> Self {
         Self { cap_usd: 0.0, window: "lifetime".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheFile {
+    /// Cache every eligible request; when false a request opts in with `cf-aig-cache-ttl` or `cf-aig-cache-key`.
+    pub enabled: bool,
+    pub backend: String,
+    pub default_ttl: String,
+    pub max_ttl: String,
+    pub max_bytes: String,
+    pub max_entry_bytes: String,
+    pub coalesce: bool,
+    /// Most requests that may wait on one in-flight request; more go upstream themselves.
+    pub max_followers: u64,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            backend: "memory".into(),
+            default_ttl: "5m".into(),
+            max_ttl: "30d".into(),
+            max_bytes: "256MiB".into(),
+            max_entry_bytes: "8MiB".into(),
+            coalesce: true,
+            max_followers: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisFile {
+    pub url: String,
+    pub key_prefix: String,
+    /// Longest wait for one Redis call; past it the call counts as Redis being away.
+    pub timeout: String,
+}
+
+impl Default for RedisFile {
+    fn default() -> Self {
+        Self { url: "redis://127.0.0.1:6379/0".into(), key_prefix: "tollgate:".into(), timeout: "250ms".into() }
     }
 }

@@ -4,6 +4,7 @@
 //! errors), and [`Config`] is what the rest of the program uses, with every value parsed and checked. Loading
 //! collects every error with its dotted key path so an operator fixes them all in one go.
 
+mod cache;
 mod file;
 mod ingest;
 mod provider;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 
+pub use cache::{Cache, CacheBackend, MIN_CACHE_TTL, Redis};
 pub use file::FileConfig;
 pub use ingest::{
     AnthropicIngest, AnthropicIngestFile, GoogleIngest, GoogleIngestFile, Ingest, IngestFile, OpenAiIngest,
@@ -49,6 +51,9 @@ pub struct Config {
     pub stats: Stats,
     /// `[ingest]`: the providers' usage reports and the reconciliation.
     pub ingest: Ingest,
+    pub cache: Cache,
+    /// `[redis]`, when configured.
+    pub redis: Option<Redis>,
     /// The file shape after `${NAME}` interpolation with every secret hidden: what [`Config::redacted`] prints.
     effective: FileConfig,
 }

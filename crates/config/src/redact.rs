@@ -41,6 +41,9 @@ pub(crate) fn file(mut file: FileConfig) -> FileConfig {
         google.token_url = url(&google.token_url);
         google.bigquery_url = url(&google.bigquery_url);
     }
+    if let Some(redis) = file.redis.as_mut() {
+        redis.url = url(&redis.url);
+    }
     file
 }
 

@@ -1,5 +1,6 @@
 //! Turns the file shape into the runtime [`Config`], collecting every problem with its key path.
 
+mod cache;
 mod ingest;
 mod issues;
 mod providers;
@@ -46,12 +47,22 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
     let stats = stats(&file.stats, &mut issues);
     let pricing = pricing(&file.pricing, &mut issues);
     let ingest = ingest::ingest(&file.ingest, sources, &mut issues);
+    let redis = file.redis.as_ref().and_then(|redis| cache::redis(redis, sources, &mut issues));
+    let cache = cache::cache(&file.cache, file.redis.is_some(), &mut issues);
     if !issues.0.is_empty() {
         return Err(ConfigError { issues: issues.0 });
     }
     // A section is None only after pushing an issue, so with none pushed every section is Some.
-    let (Some(server), Some(admin), Some(database), Some(gateway), Some(stats), Some(pricing), Some(ingest)) =
-        (server, admin, database, gateway, stats, pricing, ingest)
+    let (
+        Some(server),
+        Some(admin),
+        Some(database),
+        Some(gateway),
+        Some(stats),
+        Some(pricing),
+        Some(ingest),
+        Some(cache),
+    ) = (server, admin, database, gateway, stats, pricing, ingest, cache)
     else {
         return Err(ConfigError::one("", "internal: a value failed to validate without an issue"));
     };
@@ -68,6 +79,8 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
         routes,
         stats,
         ingest,
+        cache,
+        redis,
         effective: redact::file(file),
     })
 }

@@ -166,10 +166,17 @@ pub(crate) async fn drain(mut inner: Incoming, mut tap: Box<dyn Tap>, timeout: D
     tap.on_end(StreamEnd::ClientGone { drained: outcome.unwrap_or(false) });
 }
 
-/// The proxy's response body: either the gateway's own (errors) or a tapped upstream body.
+/// The error a response body ends with: the upstream's, or a coalesced response's break.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The proxy's response body: the gateway's own (errors), a tapped upstream body, or a cached answer (a stored
+/// entry replayed, or a follower's copy of a response in flight).
 pub enum ProxyBody {
     Full(Option<Bytes>),
     Tapped(TappedBody),
+    // Boxed: a cached answer pays one allocation so that every other response body stays small.
+    Replay(Box<crate::cache::Replay>),
+    Follow(Box<crate::cache::FollowBody>),
 }
 
 impl ProxyBody {
@@ -180,12 +187,14 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Tapped(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Tapped(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            ProxyBody::Replay(body) => Pin::new(body.as_mut()).poll_frame(cx),
+            ProxyBody::Follow(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
 
@@ -193,6 +202,8 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(bytes) => bytes.is_none(),
             ProxyBody::Tapped(body) => body.is_end_stream(),
+            ProxyBody::Replay(body) => body.is_end_stream(),
+            ProxyBody::Follow(body) => body.is_end_stream(),
         }
     }
 
@@ -201,6 +212,8 @@ impl Body for ProxyBody {
             ProxyBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
             ProxyBody::Tapped(body) => body.size_hint(),
+            ProxyBody::Replay(body) => body.size_hint(),
+            ProxyBody::Follow(body) => body.size_hint(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! 1. Settle the budget admission with what the request is charged (see [`Charge`]); an uncharged admission
 //!    is refunded.
-//! 2. Charge the token rate limits with the tokens the request used.
+//! 2. Charge the token rate limits with the tokens the request used (none for a cached answer).
 //! 3. Count a response whose model has no price.
 //! 4. Hand the [`UsageRecord`] to the sink (the log row, the metrics).
 //!
@@ -127,7 +127,8 @@ impl Drop for RequestCtx {
         }
         let gateway = &self.gateway;
         let tokens = self.record.usage.total_tokens();
-        if tokens > 0 {
+        // A cached answer used no provider tokens: token rate limits do not count it.
+        if tokens > 0 && !self.record.cached {
             let dims = RequestDims::new(&self.record.provider, &self.model_dimension)
                 .with_gateway(Some(&self.record.gateway))
                 .with_metadata(&self.metadata);

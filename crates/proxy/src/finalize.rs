@@ -4,13 +4,16 @@
 //! 2. At the end (complete, cut by the upstream, or after the background drain when the client left), the
 //!    usage is priced: the provider's own numbers when the body reached its normal end; otherwise an
 //!    estimate (prompt from the request body, output from the text already produced), marked `estimated`.
-//! 3. The context is dropped with the cost on its record: its finalize step settles the reservation,
+//! 3. With a [`CacheWrite`] (a cache miss that leads), every chunk is also published to the requests waiting
+//!    on this one, and the response is stored when it ended normally (see [`CacheWrite::finish`]).
+//! 4. The context is dropped with the cost on its record: its finalize step settles the reservation,
 //!    charges the token rate limits and hands the record to the sink (see [`crate::ctx`]).
 
 use bytes::Bytes;
 use tollgate_accounting::{CostSource, Observation, Priced, Usage, UsageTap, estimate_output_tokens};
 
 use crate::body::{StreamEnd, Tap};
+use crate::cache::CacheWrite;
 use crate::ctx::{Charge, RequestCtx};
 
 /// The tap on a proxied response.
@@ -19,11 +22,18 @@ pub struct AccountingTap {
     /// `None` for responses nothing is billed for (errors, model lists, file uploads...).
     usage: Option<UsageTap>,
     bytes: u64,
+    cache: Option<CacheWrite>,
 }
 
 impl AccountingTap {
     pub fn new(ctx: RequestCtx, usage: Option<UsageTap>) -> Self {
-        Self { ctx, usage, bytes: 0 }
+        Self { ctx, usage, bytes: 0, cache: None }
+    }
+
+    /// Also publishes and stores the response for the cache.
+    pub(crate) fn with_cache(mut self, cache: Option<CacheWrite>) -> Self {
+        self.cache = cache;
+        self
     }
 }
 
@@ -37,6 +47,9 @@ impl Tap for AccountingTap {
         if let Some(usage) = self.usage.as_mut() {
             usage.observe(chunk);
         }
+        if let Some(cache) = self.cache.as_ref() {
+            cache.frame(chunk);
+        }
     }
 
     fn wants_drain(&self) -> bool {
@@ -44,8 +57,13 @@ impl Tap for AccountingTap {
     }
 
     fn on_end(self: Box<Self>, end: StreamEnd) {
-        let AccountingTap { mut ctx, usage, bytes } = *self;
+        let AccountingTap { mut ctx, usage, bytes, cache } = *self;
         let observation = usage.map(UsageTap::finish);
+        if let Some(cache) = cache {
+            let terminal = observation.as_ref().map(|o| o.terminal && !o.truncated);
+            let error = observation.as_ref().is_some_and(|o| o.upstream_error.is_some());
+            cache.finish(&end, ctx.upstream_status, terminal, error);
+        }
         let body_complete = matches!(end, StreamEnd::Complete | StreamEnd::ClientGone { drained: true });
         let priced = observation.as_ref().map(|obs| price(&ctx, obs, body_complete));
         let record = &mut ctx.record;
@@ -71,7 +89,7 @@ impl Tap for AccountingTap {
 }
 
 /// Prices what the tap observed (see the module steps).
-fn price(ctx: &RequestCtx, obs: &Observation, body_complete: bool) -> (Usage, Priced) {
+pub(crate) fn price(ctx: &RequestCtx, obs: &Observation, body_complete: bool) -> (Usage, Priced) {
     let record = &ctx.record;
     if !(200..300).contains(&ctx.upstream_status) {
         // Providers do not bill a refused request.

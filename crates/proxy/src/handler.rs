@@ -6,6 +6,10 @@
 //! 3. Read the body, bounded by `server.max_request_body` (413) and `server.body_timeout` (408), and peek at
 //!    `model`, `stream`, `max_tokens`; parse `cf-aig-custom-cost` and `cf-aig-metadata` (400).
 //! 4. Resolve the target provider, upstream path and bare model.
+//!    Then the response cache ([`crate::cache`]), when it applies: a hit, or a request attached to an
+//!    identical one in flight, is answered from the cache after the rate limits alone (no spend admission: it
+//!    costs nothing); a miss goes on and is stored by the tap in 8. Identity and access policies belong before
+//!    this point, so a caller who may not use a model never gets it from the cache.
 //! 5. Limits: the rate limits, then spend admission, which reserves the worst-case cost in every applicable
 //!    bucket (for `dynamic/<route>` models, the first candidate whose budgets admit it); 429 otherwise. A
 //!    model with no price under an applicable rule is refused here (403) unless `pricing.unpriced = "allow"`.
@@ -23,7 +27,7 @@
 //! The phases are plain functions in a line rather than tower layers: the path is fixed, every phase needs
 //! the same context and may end the request with an error in the client's format, and what each phase
 //! leaves for the next is a typed value instead of a request extension. Optional phases (a response cache
-//! before the upstream, identity and access policies before the limits, credit holds beside the
+//! between routing and the limits, identity and access policies before it, credit holds beside the
 //! reservations) fit as one more function in this line.
 
 use std::future::Future;
@@ -46,6 +50,7 @@ use tracing::Instrument;
 
 use crate::Gateway;
 use crate::body::{ProxyBody, TappedBody, drain};
+use crate::cache::{self, CacheWrite, Follow, FollowBody, Hit, Plan, Replay};
 use crate::credentials::{self, Credential};
 use crate::ctx::{CLIENT_CLOSED, Charge, RequestCtx};
 use crate::error::{ErrorCode, ErrorFormat, GatewayError};
@@ -71,7 +76,9 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
             Err(error) => Err(error),
         };
         let result = match prepared {
-            Ok(prepared) => forward(ctx, prepared).await,
+            Ok(Step::Forward(prepared)) => forward(ctx, prepared).await,
+            Ok(Step::Hit(hit)) => Ok(Replay::respond(ctx, hit)),
+            Ok(Step::Follow(follow, routed)) => follow_or_forward(ctx, follow, routed).await,
             Err(error) => Err(refuse(ctx, error)),
         };
         result.unwrap_or_else(|error| error_response(&error, format, &log_id))
@@ -118,15 +125,41 @@ struct Prepared {
     target: Target,
     /// Takes the usage chunk the gateway asked for out of the client's stream.
     filter: Option<InjectedUsageFilter>,
+    /// A cache miss that leads: publishes and stores the response.
+    cache: Option<CacheWrite>,
 }
 
-/// Phases 2–6.
+/// How the request goes on after the cache phase.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one call; boxing the common variant would allocate on every request"
+)]
+enum Step {
+    Forward(Prepared),
+    Hit(Hit),
+    /// Attached to an identical request in flight; `Routed` is what the request needs to go upstream itself
+    /// if that one fails before its head.
+    Follow(Follow, Box<Routed>),
+}
+
+/// The request as phases 2–4 left it.
+struct Routed {
+    method: http::Method,
+    headers: http::HeaderMap,
+    query: Option<String>,
+    controls: Controls,
+    shape: Shape,
+    target: Target,
+    body: Bytes,
+}
+
+/// Phases 2–6, with the cache phase between routing and the limits (see [`crate::cache`]).
 async fn prepare(
     gateway: &Arc<Gateway>,
     request: Request<Incoming>,
     shape: Shape,
     ctx: &mut RequestCtx,
-) -> Result<Prepared, GatewayError> {
+) -> Result<Step, GatewayError> {
     let (parts, body) = request.into_parts();
     let mut headers = parts.headers;
     ctx.record.gateway = shape.gateway().to_string();
@@ -149,10 +182,63 @@ async fn prepare(
     let mut target = resolve(gateway, ctx, &shape, query.as_deref(), peek.as_ref(), 0)?;
     ctx.prompt = estimate_prompt(&body);
     ctx.max_output = peek.as_ref().and_then(BodyPeek::max_output);
+    let plan = cache::lookup(gateway, ctx, &parts.method, &headers, &controls.cache, &target, &body).await?;
+    let write = match plan {
+        Plan::Off => None,
+        Plan::Miss(write) => Some(write),
+        Plan::Hit(hit) => {
+            check_rates(gateway, ctx, &target)?;
+            return Ok(Step::Hit(hit));
+        }
+        Plan::Follow(follow) => {
+            check_rates(gateway, ctx, &target)?;
+            let routed = Routed { method: parts.method, headers, query, controls, shape, target, body };
+            return Ok(Step::Follow(follow, Box::new(routed)));
+        }
+    };
     admit(gateway, ctx, &mut target, &shape, query.as_deref(), peek.as_ref())?;
-
     let model_span = peek.as_ref().and_then(|p| p.model).map(|raw| byte_span(&body, raw.get()));
-    let (body, filter) = rewrite_body(gateway, &target, body, model_span);
+    let routed = Routed { method: parts.method, headers, query, controls, shape, target, body };
+    upstream_call(gateway, ctx, routed, model_span, write).map(Step::Forward)
+}
+
+/// A follower whose leader failed before its head goes upstream itself: phases 5 and 6 as [`prepare`] runs
+/// them (the body is parsed again: this path is rare), then 7 and 8.
+async fn follow_or_forward(
+    ctx: RequestCtx,
+    follow: Follow,
+    routed: Box<Routed>,
+) -> Result<Response<ProxyBody>, GatewayError> {
+    let mut ctx = match FollowBody::respond(ctx, follow).await {
+        Ok(response) => return Ok(response),
+        Err(ctx) => ctx,
+    };
+    let gateway = ctx.gateway.clone();
+    let mut routed = *routed;
+    let prepared = (|| {
+        let body = routed.body.clone();
+        let peek = BodyPeek::parse(&body).ok().flatten();
+        let (shape, query) = (routed.shape.clone(), routed.query.clone());
+        admit(&gateway, &mut ctx, &mut routed.target, &shape, query.as_deref(), peek.as_ref())?;
+        let model_span = peek.as_ref().and_then(|p| p.model).map(|raw| byte_span(&body, raw.get()));
+        upstream_call(&gateway, &mut ctx, routed, model_span, None)
+    })();
+    match prepared {
+        Ok(prepared) => forward(ctx, prepared).await,
+        Err(error) => Err(refuse(ctx, error)),
+    }
+}
+
+/// Phase 6: the body rewritten, the stored key injected, the upstream URL.
+fn upstream_call(
+    gateway: &Gateway,
+    ctx: &mut RequestCtx,
+    routed: Routed,
+    model_span: Option<Range<usize>>,
+    cache: Option<CacheWrite>,
+) -> Result<Prepared, GatewayError> {
+    let Routed { method, mut headers, controls, target, body, .. } = routed;
+    let (body, filter) = rewrite_body(gateway, &target, body, model_span, cache.is_some());
     credentials::inject_stored_key(&mut headers, &target.provider.config, target.auth);
     prepare_upstream(&mut headers);
     let url = target.provider.upstream_url(&target.upstream_path, controls.zdr)?;
@@ -163,15 +249,8 @@ async fn prepare(
         ctx.record.response_body = Some(Vec::new());
     }
     ctx.record.overhead = Some(ctx.started.elapsed());
-    let call = UpstreamCall {
-        provider: target.provider.name().to_string(),
-        method: parts.method,
-        uri,
-        headers,
-        body,
-        controls,
-    };
-    Ok(Prepared { call, target, filter })
+    let call = UpstreamCall { provider: target.provider.name().to_string(), method, uri, headers, body, controls };
+    Ok(Prepared { call, target, filter, cache })
 }
 
 /// Phase 2: the gateway credential (401 otherwise). Returns how the request authenticated and the query
@@ -261,15 +340,10 @@ fn admit(
     peek: Option<&BodyPeek<'_>>,
 ) -> Result<(), GatewayError> {
     let model = target.model.clone().unwrap_or_default();
-    ctx.model_dimension = canonical_model(&model);
+    check_rates(gateway, ctx, target)?;
     let dims = RequestDims::new(target.provider.name(), &ctx.model_dimension)
         .with_gateway(Some(&target.gateway))
         .with_metadata(&ctx.metadata);
-    gateway.rates.check(&dims).map_err(|limited| GatewayError::RateLimited {
-        rule: limited.rule_id.to_string(),
-        bucket: limited.bucket_key.clone(),
-        retry_after_secs: limited.retry_after_secs,
-    })?;
     let worst_case = |provider: &str, model: &str| worst_case_cost(gateway, ctx, provider, model);
     let route = target.route.as_deref().and_then(|name| gateway.providers.route(name));
     let (admission, index, worst) = if let Some(route) = route {
@@ -303,6 +377,19 @@ fn admit(
     let under_a_rule = admission.rule_decisions().next().is_some();
     ctx.admission = Some(admission);
     check_priced(gateway, ctx, target, under_a_rule)
+}
+
+/// Phase 5, first step (and the only one for a cached answer): the rate limits, which count every request.
+fn check_rates(gateway: &Gateway, ctx: &mut RequestCtx, target: &Target) -> Result<(), GatewayError> {
+    ctx.model_dimension = canonical_model(target.model.as_deref().unwrap_or(""));
+    let dims = RequestDims::new(target.provider.name(), &ctx.model_dimension)
+        .with_gateway(Some(&target.gateway))
+        .with_metadata(&ctx.metadata);
+    gateway.rates.check(&dims).map_err(|limited| GatewayError::RateLimited {
+        rule: limited.rule_id.to_string(),
+        bucket: limited.bucket_key.clone(),
+        retry_after_secs: limited.retry_after_secs,
+    })
 }
 
 /// Phase 5, last step: a request the gateway cannot price (a model missing from the catalog, an endpoint
@@ -359,7 +446,7 @@ fn blocked(b: Blocked) -> GatewayError {
 }
 
 /// Phase 6, the body: the bare model name where the client's had a prefix, and for OpenAI-style streams
-/// without `include_usage`, a request for it (with the filter that takes the extra chunk out again, so the
+/// without `include_usage` (when accounting or the cache needs it), a request for it (with the filter that takes the extra chunk out again, so the
 /// client sees the stream it asked for). Each rewrite consumes the body it rewrites, so at most two copies of a
 /// large body are alive at once.
 fn rewrite_body(
@@ -367,6 +454,7 @@ fn rewrite_body(
     target: &Target,
     body: Bytes,
     model_span: Option<Range<usize>>,
+    caching: bool,
 ) -> (Bytes, Option<InjectedUsageFilter>) {
     let mut body = match (&target.rewrite_model, model_span) {
         (Some(model), Some(span)) => {
@@ -377,10 +465,7 @@ fn rewrite_body(
         _ => body,
     };
     let mut filter = None;
-    if gateway.config.gateway.accounting
-        && target.stream
-        && target.provider.name() != "openrouter"
-        && matches!(target.api, Api::OpenAiChat | Api::OpenAiCompletions)
+    if cache::injects_usage(gateway, target, caching)
         && let Some(IncludeUsage::Injected(rewritten)) = ensure_include_usage(&body)
     {
         body = Bytes::from(rewritten);
@@ -391,11 +476,11 @@ fn rewrite_body(
 
 /// Phases 7 and 8: send, then answer with the tapped upstream body.
 async fn forward(ctx: RequestCtx, prepared: Prepared) -> Result<Response<ProxyBody>, GatewayError> {
-    let Prepared { call, target, filter } = prepared;
+    let Prepared { call, target, filter, cache } = prepared;
     let gateway = ctx.gateway.clone();
     let (mut ctx, result) = Sending::new(ctx, Box::pin(gateway.client.send(call))).await;
     match result {
-        Ok((response, attempts)) => Ok(respond(ctx, response, attempts, &target, filter)),
+        Ok((response, attempts)) => Ok(respond(ctx, response, attempts, &target, filter, cache)),
         Err(SendError::Failed { error, reached_provider }) => {
             tracing::warn!(code = error.code(), %error, "upstream request failed");
             let charge = if reached_provider { Charge::WorstCase } else { Charge::Nothing };
@@ -423,9 +508,14 @@ fn respond(
     attempts: u32,
     target: &Target,
     filter: Option<InjectedUsageFilter>,
+    cache: Option<CacheWrite>,
 ) -> Response<ProxyBody> {
     let (mut head, incoming) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
+    if let Some(cache) = cache.as_ref() {
+        cache.head(head.status.as_u16(), head.headers.get(header::CONTENT_TYPE));
+        head.headers.insert(cache::STATUS_HEADER, HeaderValue::from_static("MISS"));
+    }
     if let Ok(value) = HeaderValue::from_str(&ctx.record.log_id) {
         head.headers.insert("cf-aig-log-id", value);
     }
@@ -450,7 +540,8 @@ fn respond(
         head.headers.remove(header::CONTENT_LENGTH);
     }
     let drain_policy = ctx.gateway.drain_policy();
-    let mut body = TappedBody::new(incoming, Box::new(AccountingTap::new(ctx, usage)), drain_policy);
+    let tap = AccountingTap::new(ctx, usage).with_cache(cache);
+    let mut body = TappedBody::new(incoming, Box::new(tap), drain_policy);
     if let Some(filter) = filter {
         body = body.with_filter(filter);
     }
@@ -573,7 +664,7 @@ fn spawn_completion(ctx: RequestCtx, send: SendFuture) {
 }
 
 /// The accounting format of a billable API; `None` for what is forwarded but not billed, or not readable.
-fn api_format(api: Api) -> Option<ApiFormat> {
+pub(crate) fn api_format(api: Api) -> Option<ApiFormat> {
     match api {
         Api::OpenAiChat => Some(ApiFormat::OpenAiChat),
         Api::OpenAiCompletions => Some(ApiFormat::OpenAiCompletions),

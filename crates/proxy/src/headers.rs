@@ -26,6 +26,46 @@ pub struct Controls {
     pub metadata: Option<String>,
     /// Raw `cf-aig-custom-cost`, parsed by the accounting layer.
     pub custom_cost: Option<String>,
+    pub cache: CacheControls,
+}
+
+/// The cache headers (docs/cache.md). The TTL's upper bound is `cache.max_ttl`, checked by the cache phase.
+#[derive(Debug, Clone, Default)]
+pub struct CacheControls {
+    /// `cf-aig-cache-ttl` (or the deprecated `cf-cache-ttl`) in seconds.
+    pub ttl_secs: Option<u64>,
+    /// `cf-aig-skip-cache: true` (or the deprecated `cf-skip-cache`): neither read nor write.
+    pub skip: bool,
+    /// `cf-aig-cache-key`: replaces the body part of the key (1 to 256 characters).
+    pub key: Option<String>,
+}
+
+/// Longest `cf-aig-cache-key`.
+const MAX_CACHE_KEY_CHARS: usize = 256;
+
+impl CacheControls {
+    fn read(headers: &HeaderMap) -> Result<Self, GatewayError> {
+        let mut controls = CacheControls::default();
+        for name in ["cf-aig-cache-ttl", "cf-cache-ttl"] {
+            if let Some(v) = text(headers, name)? {
+                let secs = v.parse().map_err(|_| invalid(name, v, "a whole number of seconds"))?;
+                controls.ttl_secs.get_or_insert(secs);
+            }
+        }
+        for name in ["cf-aig-skip-cache", "cf-skip-cache"] {
+            if let Some(v) = text(headers, name)? {
+                controls.skip |= boolean(name, v)?;
+            }
+        }
+        if let Some(v) = text(headers, "cf-aig-cache-key")? {
+            let chars = v.chars().count();
+            if chars == 0 || chars > MAX_CACHE_KEY_CHARS {
+                return Err(invalid("cf-aig-cache-key", "…", "1 to 256 characters"));
+            }
+            controls.key = Some(v.to_string());
+        }
+        Ok(controls)
+    }
 }
 
 impl Controls {
@@ -42,6 +82,7 @@ impl Controls {
             event_id: None,
             metadata: None,
             custom_cost: None,
+            cache: CacheControls::read(headers)?,
         };
         if let Some(v) = text(headers, "cf-aig-request-timeout")? {
             let ms: u64 =

@@ -5,6 +5,7 @@
 //! A request follows `handler::handle`; its steps are numbered there.
 
 mod body;
+mod cache;
 mod credentials;
 mod ctx;
 mod error;
@@ -48,7 +49,25 @@ pub struct Gateway {
     /// Background work that shutdown waits for (drains of abandoned upstream bodies).
     pub tasks: TaskTracker,
     pub counters: Counters,
+    /// The response cache; present whenever a request could use it (`cache.enabled`, or per-request opt-in).
+    pub cache: Option<Arc<tollgate_cache::Cache>>,
+    /// The Redis connection `[redis]` configures, shared by the cache backend and shared rate limits.
+    pub redis: Option<Arc<tollgate_cache::RedisLink>>,
     unpriced: Mutex<UnpricedSet>,
+}
+
+/// The cache `[cache]` describes: the memory backend, or Redis through `redis` (validation made sure
+/// `[redis]` is there; when its URL could not be used, there is no cache).
+fn build_cache(
+    config: &tollgate_config::Cache,
+    redis: Option<&Arc<tollgate_cache::RedisLink>>,
+) -> Option<Arc<tollgate_cache::Cache>> {
+    let backend: Arc<dyn tollgate_cache::Backend> = match config.backend {
+        tollgate_config::CacheBackend::Memory => Arc::new(tollgate_cache::MemoryBackend::new(config.max_bytes)),
+        tollgate_config::CacheBackend::Redis => Arc::new(tollgate_cache::RedisBackend::new(redis?.clone())),
+    };
+    let max_entry = usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX);
+    Some(Arc::new(tollgate_cache::Cache::new(backend, config.max_followers, max_entry)))
 }
 
 /// Counters the admin server reports.
@@ -70,7 +89,15 @@ impl Gateway {
         sink: Arc<dyn RecordSink>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let redis = config.redis.as_ref().and_then(|redis| {
+            tollgate_cache::RedisLink::new(redis.url.expose(), &redis.key_prefix, redis.timeout)
+                .map_err(|error| tracing::error!(%error, "redis.url cannot be used: Redis is off"))
+                .ok()
+        });
+        let cache = build_cache(&config.cache, redis.as_ref());
         Self {
+            cache,
+            redis,
             providers: Providers::from_config(&config),
             spend: SpendEngine::new(config.spend_rules.clone(), clock.clone()),
             rates: RateLimiter::new(config.rate_rules.clone(), clock),

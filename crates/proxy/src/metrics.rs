@@ -26,8 +26,8 @@ pub const STATUS_CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
 /// Token kinds counted per provider.
 pub const TOKEN_KINDS: [&str; 5] = ["input", "cache_read", "cache_write", "output", "reasoning"];
 /// Cost sources counted per provider.
-pub const COST_SOURCES: [CostSource; 4] =
-    [CostSource::Catalog, CostSource::Custom, CostSource::Estimated, CostSource::Unpriced];
+pub const COST_SOURCES: [CostSource; 5] =
+    [CostSource::Catalog, CostSource::Custom, CostSource::Estimated, CostSource::Unpriced, CostSource::Cache];
 
 /// A fixed-bucket histogram of seconds.
 #[derive(Debug, Default)]

@@ -57,6 +57,12 @@ pub struct UsageRecord {
     /// `cf-aig-collect-log-payload: false`; each capped at [`PAYLOAD_CAP`] bytes.
     pub request_body: Option<bytes::Bytes>,
     pub response_body: Option<Vec<u8>>,
+    /// Answered from the response cache (a stored entry, or a coalesced request's copy).
+    pub cached: bool,
+    /// The request's cache key, when the cache applied to it.
+    pub cache_key: Option<String>,
+    /// For a cached answer: what it would have cost now, in nano-dollars.
+    pub saved_nanos: u64,
 }
 
 /// How many applicable spend rules allowed the request, and how many monitor rules would have blocked it.
@@ -104,6 +110,9 @@ impl UsageRecord {
             authenticated: false,
             request_body: None,
             response_body: None,
+            cached: false,
+            cache_key: None,
+            saved_nanos: 0,
         }
     }
 

@@ -55,6 +55,8 @@ fn record(n: u64, rows: u64, start: jiff::Timestamp) -> LogRecord {
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     }
 }
 

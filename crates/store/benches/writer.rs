@@ -45,6 +45,8 @@ fn record(n: u64, created_at: jiff::Timestamp) -> LogRecord {
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     }
 }
 

@@ -146,6 +146,8 @@ fn decode(row: &impl ReadRow) -> Result<LogRecord, sqlx::Error> {
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     })
 }
 

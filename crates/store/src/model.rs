@@ -76,6 +76,12 @@ pub struct LogRecord {
     /// `/api/stats` and a recompute. Spill lines written before the field existed read as `true`.
     #[serde(default = "listed_default")]
     pub listed: bool,
+    /// The request's response-cache key, when the cache applied to it.
+    #[serde(default)]
+    pub cache_key: Option<String>,
+    /// For a cached answer: what it would have cost, in nano-dollars.
+    #[serde(default)]
+    pub saved_nanos: u64,
 }
 
 fn listed_default() -> bool {
@@ -188,6 +194,8 @@ pub(crate) struct LogRow {
     pub request_body: Option<String>,
     pub response_body: Option<String>,
     pub listed: bool,
+    pub cache_key: Option<String>,
+    pub saved_nanos: i64,
 }
 
 impl From<&LogRecord> for LogRow {
@@ -222,6 +230,8 @@ impl From<&LogRecord> for LogRow {
             request_body: r.request_body.as_deref().map(clean),
             response_body: r.response_body.as_deref().map(clean),
             listed: r.listed,
+            cache_key: r.cache_key.as_deref().map(clean),
+            saved_nanos: saturating_i64(r.saved_nanos),
         }
     }
 }
@@ -272,9 +282,9 @@ mod timestamp_text {
     }
 }
 
-/// The [`CostSource`] named `name`, if it is one of the four names (`CostSource::as_str`).
+/// The [`CostSource`] named `name`, if it is one of the five names (`CostSource::as_str`).
 pub(crate) fn parse_cost_source(name: &str) -> Option<CostSource> {
-    [CostSource::Catalog, CostSource::Custom, CostSource::Estimated, CostSource::Unpriced]
+    [CostSource::Catalog, CostSource::Custom, CostSource::Estimated, CostSource::Unpriced, CostSource::Cache]
         .into_iter()
         .find(|source| source.as_str() == name)
 }
@@ -291,8 +301,9 @@ mod cost_source_text {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CostSource, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        super::parse_cost_source(&text)
-            .ok_or_else(|| serde::de::Error::unknown_variant(&text, &["catalog", "custom", "estimated", "unpriced"]))
+        super::parse_cost_source(&text).ok_or_else(|| {
+            serde::de::Error::unknown_variant(&text, &["catalog", "custom", "estimated", "unpriced", "cache"])
+        })
     }
 }
 

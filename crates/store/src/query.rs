@@ -291,7 +291,7 @@ pub struct LogEntry {
     /// Cost in nano-dollars (not serialised: the API speaks USD).
     #[serde(skip)]
     pub cost_nanos: u64,
-    /// `catalog`, `custom`, `estimated` or `unpriced`.
+    /// `catalog`, `custom`, `estimated`, `unpriced` or `cache`.
     pub cost_source: String,
     /// Total duration.
     pub duration_ms: u64,
@@ -313,6 +313,10 @@ pub struct LogEntry {
     /// Response body (single-row reads only, when payload logging stored one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// The response-cache key (`DELETE /api/cache/{key}` takes it), when the cache applied.
+    pub cache_key: Option<String>,
+    /// For a cached answer: what it would have cost, in USD.
+    pub saved_usd: f64,
 }
 
 fn display<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {

@@ -34,6 +34,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "spend_only_rows_and_quarantine",
         include_str!("../../../migrations/postgres/0007_spend_only_rows_and_quarantine.sql"),
     ),
+    (8, "response_cache", include_str!("../../../migrations/postgres/0008_response_cache.sql")),
     (10, "provider_ingest", include_str!("../../../migrations/postgres/0010_provider_ingest.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -48,6 +49,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "spend_only_rows_and_quarantine",
         include_str!("../../../migrations/sqlite/0007_spend_only_rows_and_quarantine.sql"),
     ),
+    (8, "response_cache", include_str!("../../../migrations/sqlite/0008_response_cache.sql")),
     (10, "provider_ingest", include_str!("../../../migrations/sqlite/0010_provider_ingest.sql")),
 ];
 

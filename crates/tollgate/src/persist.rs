@@ -53,7 +53,7 @@ fn log_row(r: UsageRecord) -> LogRecord {
         path: r.path,
         status: r.status,
         success: r.success,
-        cached: false,
+        cached: r.cached,
         stream: r.stream,
         cost_nanos: r.cost_nanos,
         cost_source: r.cost_source,
@@ -67,5 +67,7 @@ fn log_row(r: UsageRecord) -> LogRecord {
         request_body: r.request_body.filter(|_| listed).map(|b| String::from_utf8_lossy(&b).into_owned()),
         response_body: r.response_body.filter(|_| listed).map(|b| String::from_utf8_lossy(&b).into_owned()),
         listed,
+        cache_key: r.cache_key,
+        saved_nanos: r.saved_nanos,
     }
 }

@@ -32,6 +32,7 @@ async fn a_provider_that_refuses_connections_is_unreachable_with_the_connect_err
             event_id: None,
             metadata: None,
             custom_cost: None,
+            cache: crate::headers::CacheControls::default(),
         },
     };
     let Err(SendError::Failed { error, reached_provider }) = UpstreamClient::new().send(call).await else {

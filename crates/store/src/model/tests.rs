@@ -33,6 +33,8 @@ fn sample() -> LogRecord {
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     }
 }
 

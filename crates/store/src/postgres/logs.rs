@@ -1,4 +1,4 @@
-//! `request_logs` on Postgres: a batch is one `UNNEST` statement (27 array parameters whatever its size), and times
+//! `request_logs` on Postgres: a batch is one `UNNEST` statement (29 array parameters whatever its size), and times
 //! are `TIMESTAMPTZ`.
 
 use std::collections::HashSet;
@@ -24,26 +24,27 @@ impl LogsBackend for Postgres {
     }
 }
 
-/// One `INSERT … SELECT FROM UNNEST(…)` for the whole batch (27 array parameters whatever the batch size);
+/// One `INSERT … SELECT FROM UNNEST(…)` for the whole batch (29 array parameters whatever the batch size);
 /// returns the ids actually inserted.
 async fn insert_ids(conn: &mut PgConnection, rows: &[LogRow]) -> Result<HashSet<String>, StoreError> {
     let fetched = sqlx::query(
         "INSERT INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached, stream,
              tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
-             metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write, listed)
+             metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write, listed,
+             cache_key, saved_nanos)
          SELECT u.id, 'epoch'::timestamptz + u.created_us * interval '1 microsecond', u.gateway, u.provider, u.model,
              u.path, u.status, u.success, u.cached, u.stream, u.tokens_in, u.tokens_out, u.tokens_cached,
              u.tokens_reasoning, u.cost_nanos, u.cost_source, u.duration_ms, u.ttfb_ms, u.metadata::jsonb,
              u.event_id, u.step, u.rule_decisions::jsonb, u.error, u.request_body, u.response_body,
-             u.tokens_cache_write, u.listed
+             u.tokens_cache_write, u.listed, u.cache_key, u.saved_nanos
          FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
              $8::bool[], $9::bool[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],
              $16::text[], $17::int8[], $18::int8[], $19::text[], $20::text[], $21::int4[], $22::text[],
-             $23::text[], $24::text[], $25::text[], $26::int8[], $27::bool[])
+             $23::text[], $24::text[], $25::text[], $26::int8[], $27::bool[], $28::text[], $29::int8[])
              AS u(id, created_us, gateway, provider, model, path, status, success, cached, stream, tokens_in,
                   tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms,
                   metadata, event_id, step, rule_decisions, error, request_body, response_body, tokens_cache_write,
-                  listed)
+                  listed, cache_key, saved_nanos)
          ON CONFLICT (id) DO NOTHING
          RETURNING id",
     )
@@ -74,6 +75,8 @@ async fn insert_ids(conn: &mut PgConnection, rows: &[LogRow]) -> Result<HashSet<
     .bind(column(rows, |r| r.response_body.clone()))
     .bind(column(rows, |r| r.tokens_cache_write))
     .bind(column(rows, |r| r.listed))
+    .bind(column(rows, |r| r.cache_key.clone()))
+    .bind(column(rows, |r| r.saved_nanos))
     .fetch_all(conn)
     .await?;
     fetched.iter().map(|row| row.try_get::<String, _>(0).map_err(StoreError::from)).collect()

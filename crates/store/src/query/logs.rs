@@ -15,11 +15,11 @@ use crate::store::{Pool, Store};
 const LIST_COLUMNS: &str = "id, gateway, provider, model, path, CAST(status AS BIGINT) AS status, success, cached, stream, tokens_in, \
      tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms, event_id, \
      CAST(step AS BIGINT) AS step, \
-     error, NULL AS request_body, NULL AS response_body";
+     error, NULL AS request_body, NULL AS response_body, cache_key, saved_nanos";
 const ONE_COLUMNS: &str = "id, gateway, provider, model, path, CAST(status AS BIGINT) AS status, success, cached, stream, tokens_in, \
      tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms, ttfb_ms, event_id, \
      CAST(step AS BIGINT) AS step, \
-     error, request_body, response_body";
+     error, request_body, response_body, cache_key, saved_nanos";
 
 /// A fetched row as a [`LogEntry`] (same column names and types on both backends thanks to the casts in `select`).
 fn entry(row: &impl ReadRow) -> Result<LogEntry, sqlx::Error> {
@@ -54,6 +54,8 @@ fn entry(row: &impl ReadRow) -> Result<LogEntry, sqlx::Error> {
         error: row.text_opt("error")?,
         request_body: row.text_opt("request_body")?,
         response_body: row.text_opt("response_body")?,
+        cache_key: row.text_opt("cache_key")?,
+        saved_usd: nanos_to_usd(unsigned(row.int("saved_nanos")?)),
     })
 }
 

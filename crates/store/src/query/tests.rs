@@ -160,6 +160,8 @@ mod database {
             request_body: (n == 3).then(|| "{\"q\":1}".to_owned()),
             response_body: None,
             listed: true,
+            cache_key: None,
+            saved_nanos: 0,
         }
     }
 
@@ -585,7 +587,7 @@ mod database {
         daily_equals_hourly
     );
 
-    /// A database written before migrations 5 and 6: they build the daily rollup from the hourly one and keep the
+    /// A database written before migrations 5 to 8: they build the daily rollup from the hourly one and keep the
     /// keys it has rows for, without counting any row twice.
     async fn upgrade(store: &Store) {
         let records = seed_days(store).await;
@@ -597,6 +599,8 @@ mod database {
             "DROP TABLE spend_rollup_metadata_keys",
             "DROP TABLE quarantine",
             "ALTER TABLE request_logs DROP COLUMN listed",
+            "ALTER TABLE request_logs DROP COLUMN cache_key",
+            "ALTER TABLE request_logs DROP COLUMN saved_nanos",
             // Migration 0010 (provider ingest) is undone too, so that it applies again on top.
             "DROP TABLE provider_raw_pages",
             "DROP TABLE provider_usage",

@@ -35,6 +35,8 @@ fn rec(at: &str, provider: &str, success: bool, cost: u64, metadata: serde_json:
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     }
 }
 

@@ -28,9 +28,9 @@ async fn insert_row(conn: &mut SqliteConnection, row: &LogRow) -> Result<bool, S
         "INSERT OR IGNORE INTO request_logs (id, created_at, gateway, provider, model, path, status, success, cached,
              stream, tokens_in, tokens_out, tokens_cached, tokens_reasoning, cost_nanos, cost_source, duration_ms,
              ttfb_ms, metadata, event_id, step, rule_decisions, error, request_body, response_body,
-             tokens_cache_write, listed)
+             tokens_cache_write, listed, cache_key, saved_nanos)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-             $23, $24, $25, $26, $27)",
+             $23, $24, $25, $26, $27, $28, $29)",
     )
     .bind(&row.id)
     .bind(row.created_at_us)
@@ -59,6 +59,8 @@ async fn insert_row(conn: &mut SqliteConnection, row: &LogRow) -> Result<bool, S
     .bind(&row.response_body)
     .bind(row.tokens_cache_write)
     .bind(row.listed)
+    .bind(&row.cache_key)
+    .bind(row.saved_nanos)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -71,6 +71,8 @@ pub fn record(n: u64, created_at: Timestamp) -> LogRecord {
         request_body: None,
         response_body: None,
         listed: true,
+        cache_key: None,
+        saved_nanos: 0,
     }
 }
 

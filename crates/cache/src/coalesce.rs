@@ -1,0 +1,258 @@
+//! Coalescing: while a miss is in flight, identical requests (same key) attach to it and receive each frame
+//! as it arrives, the frames so far first. A follower that finds the leader failed before its response head
+//! goes upstream itself.
+//!
+//! 1. [`Flights::join`] makes the first request for a key the [`Leader`] and the next ones, up to
+//!    `max_followers`, [`Follower`]s; past that (or with coalescing off) a request goes alone.
+//! 2. The leader publishes the response head ([`Leader::head`], only for a `200`), then every frame
+//!    ([`Leader::frame`]), then its end: [`Leader::complete`] for a normal end, or a failure when it is dropped
+//!    without completing (error status, upstream cut, client gone without a drain).
+//! 3. A follower waits for the head ([`Follower::head`]; `None` = go upstream), then reads frames in order
+//!    ([`Follower::next`]) until the end. Waiting is on a `watch` channel, so no frame is missed and no
+//!    follower polls.
+//!
+//! A response larger than `max_entry_bytes` stops taking followers (new requests go upstream); the followers
+//! already attached still get all of it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::{CacheKey, Entry};
+
+/// The requests in flight, by key.
+pub struct Flights {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    map: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+    max_followers: usize,
+    max_bytes: usize,
+}
+
+/// The response head followers get: what a replay needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub content_type: Option<String>,
+}
+
+struct Flight {
+    state: Mutex<State>,
+    changed: watch::Sender<()>,
+}
+
+#[derive(Default)]
+struct State {
+    head: Option<Head>,
+    frames: Vec<Bytes>,
+    bytes: usize,
+    /// `Some(true)`: ended normally; `Some(false)`: failed.
+    end: Option<bool>,
+    followers: usize,
+    /// Past `max_bytes`: no new followers, nothing to store.
+    oversize: bool,
+}
+
+/// What [`Flights::join`] made of a request.
+pub enum Join {
+    Leader(Leader),
+    Follower(Follower),
+    /// Coalescing is off, or this key has all the followers it may have: go upstream without a flight.
+    Alone,
+}
+
+impl Flights {
+    /// `max_followers = 0` turns coalescing off.
+    pub fn new(max_followers: usize, max_bytes: usize) -> Self {
+        Self { inner: Arc::new(Inner { map: Mutex::new(HashMap::new()), max_followers, max_bytes }) }
+    }
+
+    /// Joins the flight for `key`, or starts it (see the module steps).
+    pub fn join(&self, key: &CacheKey) -> Join {
+        if self.inner.max_followers == 0 {
+            return Join::Alone;
+        }
+        let mut map = lock(&self.inner.map);
+        if let Some(flight) = map.get(key) {
+            let mut state = lock(&flight.state);
+            if state.followers >= self.inner.max_followers || state.oversize || state.end == Some(false) {
+                return Join::Alone;
+            }
+            state.followers += 1;
+            drop(state);
+            let flight = flight.clone();
+            let rx = flight.changed.subscribe();
+            return Join::Follower(Follower { flight, rx, next: 0 });
+        }
+        let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: watch::Sender::new(()) });
+        map.insert(key.clone(), flight.clone());
+        Join::Leader(Leader { flight, key: key.clone(), flights: self.inner.clone() })
+    }
+
+    /// A leader nobody can join (coalescing off, or the key has all its followers): it still collects the
+    /// response to store it.
+    pub fn solo(&self, key: &CacheKey) -> Leader {
+        let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: watch::Sender::new(()) });
+        Leader { flight, key: key.clone(), flights: self.inner.clone() }
+    }
+
+    /// Requests in flight with a leader (for tests and `/status`).
+    pub fn in_flight(&self) -> usize {
+        lock(&self.inner.map).len()
+    }
+}
+
+/// The request that goes upstream for a key; dropping it without [`Leader::complete`] fails the flight.
+pub struct Leader {
+    flight: Arc<Flight>,
+    key: CacheKey,
+    flights: Arc<Inner>,
+}
+
+impl Leader {
+    /// Publishes the response head. Anything but a `200` fails the flight (followers go upstream themselves).
+    pub fn head(&self, head: Head) {
+        let ok = head.status == 200;
+        self.update(|state| {
+            if ok {
+                state.head = Some(head);
+            } else {
+                state.end = Some(false);
+            }
+        });
+        if !ok {
+            self.retire();
+        }
+    }
+
+    /// Publishes one frame of the body.
+    pub fn frame(&self, frame: &Bytes) {
+        let max = self.flights.max_bytes;
+        let mut became_oversize = false;
+        self.update(|state| {
+            state.bytes = state.bytes.saturating_add(frame.len());
+            if state.bytes > max && !state.oversize {
+                state.oversize = true;
+                became_oversize = true;
+            }
+            if !state.oversize || state.followers > 0 {
+                state.frames.push(frame.clone());
+            }
+        });
+        if became_oversize {
+            self.retire();
+        }
+    }
+
+    /// Ends the flight normally; the entry to store, unless the response was too large to keep.
+    pub fn complete(&self) -> Option<Entry> {
+        let mut entry = None;
+        self.update(|state| {
+            if let (Some(head), false) = (&state.head, state.oversize) {
+                entry = Some(Entry {
+                    status: head.status,
+                    content_type: head.content_type.clone(),
+                    frames: state.frames.clone(),
+                });
+            }
+            state.end = Some(true);
+        });
+        entry
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        change(&mut lock(&self.flight.state));
+        self.flight.changed.send_replace(());
+    }
+
+    /// Takes the flight out of the map (if it is still this one), so new requests no longer join it.
+    fn retire(&self) {
+        let mut map = lock(&self.flights.map);
+        if map.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.update(|state| {
+            if state.end.is_none() {
+                state.end = Some(false);
+            }
+        });
+        self.retire();
+    }
+}
+
+/// A request attached to a leader.
+pub struct Follower {
+    flight: Arc<Flight>,
+    rx: watch::Receiver<()>,
+    next: usize,
+}
+
+/// What a follower reads next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowerFrame {
+    Data(Bytes),
+    /// The leader's response ended normally: the follower has every byte.
+    End,
+    /// The leader's response broke after its head: the follower's breaks too.
+    Failed,
+}
+
+impl Follower {
+    /// The leader's response head, once it has one; `None` when the leader failed first (go upstream).
+    pub async fn head(&mut self) -> Option<Head> {
+        loop {
+            {
+                let state = lock(&self.flight.state);
+                if let Some(head) = &state.head {
+                    return Some(head.clone());
+                }
+                if state.end.is_some() {
+                    return None;
+                }
+            }
+            // The sender lives in the flight this follower holds, so it cannot close; a change made between
+            // the check above and this wait is still seen (watch marks it unseen).
+            if self.rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// The next frame, waiting for it if the leader has not received it yet.
+    pub async fn next(&mut self) -> FollowerFrame {
+        loop {
+            {
+                let state = lock(&self.flight.state);
+                if let Some(frame) = state.frames.get(self.next) {
+                    self.next += 1;
+                    return FollowerFrame::Data(frame.clone());
+                }
+                match state.end {
+                    Some(true) => return FollowerFrame::End,
+                    Some(false) => return FollowerFrame::Failed,
+                    None => {}
+                }
+            }
+            if self.rx.changed().await.is_err() {
+                return FollowerFrame::Failed;
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain data behind; keep serving it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;
