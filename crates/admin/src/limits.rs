@@ -32,37 +32,63 @@ pub struct UsageView {
     pub buckets: Vec<BucketUsageView>,
 }
 
-/// A rule as the API shows it: its spec (the `[[spend_limits]]` entry, defaults filled in) plus where it comes
-/// from. The type served is the type documented.
+/// A rule as the API shows it: its spec plus where it comes from.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SpendLimitView {
-    #[serde(flatten)]
-    spec: SpendRuleSpec,
+    id: String,
+    budget_usd: f64,
+    /// `90s`, `15m`, `1h`, `1d`, `7d`, `1mo`…
+    window: String,
+    /// `fixed` or `rolling`.
+    window_kind: String,
+    timezone: String,
+    #[schema(value_type = Vec<Object>)]
+    dimensions: Vec<Value>,
+    /// `block` or `monitor`.
+    action: String,
+    /// `worst_case` or `none`.
+    reserve: String,
     /// `file` (read-only) or `api`.
-    source: RuleSource,
-}
-
-/// Where a rule comes from.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleSource {
-    File,
-    Api,
+    source: String,
 }
 
 /// `GET /api/spend-limits`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SpendLimitsView {
-    pub spend_limits: Vec<SpendLimitView>,
+    #[schema(value_type = Vec<SpendLimitView>)]
+    pub spend_limits: Vec<Value>,
+}
+
+/// The body of `POST`/`PUT`: a `[[spend_limits]]` entry (docs/configuration.md) as JSON.
+#[derive(Debug, utoipa::ToSchema)]
+#[expect(dead_code, reason = "schema of tollgate_limits::SpendRuleSpec for the OpenAPI document")]
+pub struct SpendLimitBody {
+    /// `[A-Za-z0-9_.:-]`, 1 to 64 bytes (on `PUT`, optional: the path's id).
+    id: String,
+    /// Positive.
+    budget_usd: f64,
+    window: String,
+    #[schema(nullable = false)]
+    window_kind: Option<String>,
+    #[schema(nullable = false)]
+    timezone: Option<String>,
+    /// `{key, mode: "split"|"filter", values?}`.
+    #[schema(value_type = Option<Vec<Object>>, nullable = false)]
+    dimensions: Option<Vec<Value>>,
+    #[schema(nullable = false)]
+    action: Option<String>,
+    #[schema(nullable = false)]
+    reserve: Option<String>,
 }
 
 fn is_file_rule(state: &AdminState, id: &str) -> bool {
     state.config.spend_rules.iter().any(|r| r.id() == id)
 }
 
-fn rule_view(state: &AdminState, spec: &SpendRuleSpec) -> SpendLimitView {
-    let source = if is_file_rule(state, &spec.id) { RuleSource::File } else { RuleSource::Api };
-    SpendLimitView { spec: spec.clone(), source }
+fn rule_json(state: &AdminState, spec: &SpendRuleSpec) -> Value {
+    let mut value = serde_json::to_value(spec).unwrap_or(Value::Null);
+    value["source"] = json!(if is_file_rule(state, &spec.id) { "file" } else { "api" });
+    value
 }
 
 fn read_only(id: &str) -> AdminError {
@@ -107,29 +133,26 @@ fn invalid(errors: &[FieldError]) -> AdminError {
 #[utoipa::path(get, path = "/api/spend-limits",
     responses((status = 200, description = "every rule in force", body = SpendLimitsView)))]
 pub async fn list(State(state): State<AdminState>) -> Json<SpendLimitsView> {
-    let rules = state.gateway.spend.rules().iter().map(|r| rule_view(&state, r.spec())).collect();
+    let rules: Vec<Value> = state.gateway.spend.rules().iter().map(|r| rule_json(&state, r.spec())).collect();
     Json(SpendLimitsView { spend_limits: rules })
 }
 
 #[utoipa::path(get, path = "/api/spend-limits/{id}", params(("id" = String, Path)),
     responses((status = 200, description = "the rule", body = SpendLimitView),
         (status = 404, description = "no such rule", body = crate::error::ErrorBody)))]
-pub async fn one(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<SpendLimitView>, AdminError> {
+pub async fn one(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
     let rules = state.gateway.spend.rules();
     let rule =
         rules.iter().find(|r| r.id() == id).ok_or_else(|| AdminError::NotFound(format!("no spend limit {id:?}")))?;
-    Ok(Json(rule_view(&state, rule.spec())))
+    Ok(Json(rule_json(&state, rule.spec())))
 }
 
-#[utoipa::path(post, path = "/api/spend-limits", request_body = SpendRuleSpec,
+#[utoipa::path(post, path = "/api/spend-limits", request_body = SpendLimitBody,
     responses((status = 201, description = "created; in force on every replica within 2 s", body = SpendLimitView),
         (status = 400, description = "invalid rule; `field` names the field", body = crate::error::ErrorBody),
         (status = 409, description = "the id is taken (by a file rule or an API rule)", body = crate::error::ErrorBody),
         (status = 503, response = crate::error::Unavailable)))]
-pub async fn create(
-    State(state): State<AdminState>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<SpendLimitView>), AdminError> {
+pub async fn create(State(state): State<AdminState>, body: Bytes) -> Result<(StatusCode, Json<Value>), AdminError> {
     let store = params::store(&state)?;
     let spec = parse_spec(&body, None)?;
     if is_file_rule(&state, &spec.id) {
@@ -142,10 +165,10 @@ pub async fn create(
         SpendRuleChange::Created | SpendRuleChange::Replaced | SpendRuleChange::Deleted => {}
     }
     load_rules(&state).await?;
-    Ok((StatusCode::CREATED, Json(rule_view(&state, &spec))))
+    Ok((StatusCode::CREATED, Json(rule_json(&state, &spec))))
 }
 
-#[utoipa::path(put, path = "/api/spend-limits/{id}", params(("id" = String, Path)), request_body = SpendRuleSpec,
+#[utoipa::path(put, path = "/api/spend-limits/{id}", params(("id" = String, Path)), request_body = SpendLimitBody,
     responses((status = 200, description = "replaced", body = SpendLimitView),
         (status = 201, description = "created", body = SpendLimitView),
         (status = 400, description = "invalid rule; `field` names the field", body = crate::error::ErrorBody),
@@ -155,7 +178,7 @@ pub async fn replace(
     State(state): State<AdminState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<SpendLimitView>), AdminError> {
+) -> Result<(StatusCode, Json<Value>), AdminError> {
     let store = params::store(&state)?;
     if is_file_rule(&state, &id) {
         return Err(read_only(&id));
@@ -166,7 +189,7 @@ pub async fn replace(
         SpendRuleChange::Replaced | SpendRuleChange::Deleted | SpendRuleChange::Unchanged => StatusCode::OK,
     };
     load_rules(&state).await?;
-    Ok((status, Json(rule_view(&state, &spec))))
+    Ok((status, Json(rule_json(&state, &spec))))
 }
 
 #[utoipa::path(delete, path = "/api/spend-limits/{id}", params(("id" = String, Path)),

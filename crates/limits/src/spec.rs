@@ -47,7 +47,6 @@ impl std::fmt::Display for FieldError {
 }
 
 /// What a spend rule does when a bucket would go over budget.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -59,7 +58,6 @@ pub enum Action {
 }
 
 /// When a spend rule counts a request's cost.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reserve {
@@ -73,7 +71,6 @@ pub enum Reserve {
 }
 
 /// `split` or `filter`, as written.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DimensionModeSpec {
@@ -84,7 +81,6 @@ pub enum DimensionModeSpec {
 }
 
 /// One entry of a rule's `dimensions`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DimensionSpec {
@@ -102,7 +98,6 @@ fn default_time_zone() -> String {
 }
 
 /// `[[spend_limits]]` as written in the file or sent to the admin API.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpendRuleSpec {

@@ -114,7 +114,6 @@ impl fmt::Display for WindowLength {
 }
 
 /// `fixed` windows reset at boundaries; `rolling` windows count the last `window` of spend.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowKind {
