@@ -60,9 +60,10 @@ esac
 [ "$(id -u)" -eq 0 ] || fail "run as root: podman, debootstrap and the volume checks need it"
 
 # --- tools ---------------------------------------------------------------------------------------------------
-# netavark and aardvark-dns: the compose network and its service names (postgres, tollgate).
+# netavark and aardvark-dns: the compose network and its service names (postgres, tollgate); netavark sets up
+# the bridge with iptables, which a minimal machine may not have (podman then fails with "netavark: No such file").
 missing=()
-for package in podman runc netavark aardvark-dns debootstrap podman-compose python3 curl binutils openssl; do
+for package in podman runc netavark aardvark-dns iptables debootstrap podman-compose python3 curl binutils openssl; do
   dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
