@@ -58,6 +58,10 @@ pub struct SpendRowView {
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub cost_usd: f64,
+    /// Requests of the group answered from the response cache (counted in `requests`, at no cost).
+    pub cached_requests: u64,
+    /// What the cached requests would have cost at the prices of the time they were answered (not in `cost_usd`).
+    pub saved_usd: f64,
 }
 
 /// A row's groups, serialised as the object `{name: value}` straight from the names (shared by every row) and the
@@ -121,6 +125,8 @@ pub async fn spend(
                 tokens_in: row.tokens_in,
                 tokens_out: row.tokens_out,
                 cost_usd: nanos_to_usd(row.cost_nanos),
+                cached_requests: row.cached_requests,
+                saved_usd: nanos_to_usd(row.saved_nanos),
             })
             .collect(),
         from: from.to_string(),

@@ -424,6 +424,11 @@ async fn spend_by_a_key_no_rule_uses(store: Store) {
         assert!(view["properties"].get(field).is_some(), "{field} in {view}");
         assert!(view["required"].as_array().unwrap().iter().any(|f| f == field), "{field} required in {view}");
     }
+    let row = &doc["components"]["schemas"]["SpendRowView"];
+    for (field, kind) in [("cached_requests", "integer"), ("saved_usd", "number")] {
+        assert_eq!(row["properties"][field]["type"], kind, "{field} in {row}");
+        assert!(row["required"].as_array().unwrap().iter().any(|f| f == field), "{field} required in {row}");
+    }
     let db = &doc["components"]["schemas"]["DatabaseStatus"]["properties"];
     assert!(db.get("quarantined_records").is_some() && db.get("unreadable_rows").is_some(), "{db}");
 }
@@ -774,6 +779,112 @@ async fn recompute_reprices_the_log_and_rebuilds_the_buckets() {
             .await
             .unwrap();
     assert_eq!(buckets, [(tollgate_limits::SINGLE_BUCKET_KEY.to_owned(), start_ns, i64::try_from(in_window).unwrap())]);
+}
+
+/// (requests, cost, cached requests, saved) in nano-dollars per value of grouping `name` in a `/spend` answer;
+/// every row must carry the two cache fields.
+fn cache_sums(body: &Value, name: &str) -> BTreeMap<String, (u64, u64, u64, u64)> {
+    let nanos = |v: &Value| (v.as_f64().unwrap() * 1e9).round() as u64;
+    let mut out = BTreeMap::new();
+    for row in body["rows"].as_array().expect("rows") {
+        assert!(row["cached_requests"].is_u64() && row["saved_usd"].is_f64(), "{row}");
+        let e: &mut (u64, u64, u64, u64) = out.entry(row["groups"][name].as_str().unwrap().to_owned()).or_default();
+        e.0 += row["requests"].as_u64().unwrap();
+        e.1 += nanos(&row["cost_usd"]);
+        e.2 += row["cached_requests"].as_u64().unwrap();
+        e.3 += nanos(&row["saved_usd"]);
+    }
+    out
+}
+
+/// `/spend` per provider, per rolled-up key (`user`) and per key answered by a log scan (`app`): cache hits count
+/// into `cached_requests` and `saved_usd` and never into `cost_usd`, after a recompute and across a restart too.
+async fn spend_counts_cache_hits(url: &str, dir: &Path) {
+    let store = open_store(url, dir).await;
+    let base: Timestamp = "2026-05-01T10:00:00Z".parse().unwrap();
+    let rows: Vec<LogRecord> = (0..9)
+        .map(|n| {
+            let mut row =
+                record(n, if n % 2 == 0 { "openai" } else { "local" }, base + SignedDuration::from_mins(n as i64 * 9));
+            row.metadata.insert("app".into(), json!(if n < 5 { "web" } else { "cli" }));
+            if n % 3 == 1 {
+                // A cache hit as the proxy logs it.
+                LogRecord {
+                    cached: true,
+                    cost_nanos: 0,
+                    cost_source: CostSource::Cache,
+                    saved_nanos: 30_000_000 * n + 7,
+                    cache_key: Some(format!("{n:064x}")),
+                    ..row
+                }
+            } else {
+                LogRecord { cached: false, ..row }
+            }
+        })
+        .collect();
+    assert_eq!(store.insert_logs(&rows).await.unwrap(), 9);
+    let want = |key: &dyn Fn(&LogRecord) -> String| {
+        let mut out = BTreeMap::<String, (u64, u64, u64, u64)>::new();
+        for row in &rows {
+            let e = out.entry(key(row)).or_default();
+            *e = (e.0 + 1, e.1 + row.cost_nanos, e.2 + u64::from(row.cached), e.3 + row.saved_nanos);
+        }
+        out
+    };
+    let by_provider = want(&|r| r.provider.clone());
+    assert_eq!(by_provider["local"].2, 2, "hits at n = 1 and 7");
+    let expected = [
+        ("provider", "rollup", by_provider),
+        ("metadata.user", "rollup", want(&|r| r.metadata["user"].as_str().unwrap().to_owned())),
+        ("metadata.app", "log_scan", want(&|r| r.metadata["app"].as_str().unwrap().to_owned())),
+    ];
+    let check = async |r: &Replica| {
+        for (group_by, source, want) in &expected {
+            let (status, body) = get(r, &format!("/spend?from=2026-05-01&to=2026-05-01&group_by={group_by}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["source"], *source, "{body}");
+            assert_eq!(&cache_sums(&body, group_by), want, "{body}");
+        }
+    };
+    let r = replica(Some(store.clone()), "lifetime").await;
+    check(&r).await;
+
+    // The rollups lose their cache sums; a recompute rebuilds them from the log and leaves the hits' cost at 0.
+    for sql in [
+        "UPDATE spend_rollup_hourly SET cached_requests = 0, saved_nanos = 0",
+        "UPDATE spend_rollup_metadata_hourly SET cached_requests = 0, saved_nanos = 0",
+        "UPDATE spend_rollup_metadata_daily SET cached_requests = 0, saved_nanos = 0",
+        "UPDATE spend_rollup_metadata_value_daily SET cached_requests = 0, saved_nanos = 0",
+    ] {
+        match store.pool() {
+            tollgate_store::Pool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+            tollgate_store::Pool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+        }
+    }
+    let (_, body) = get(&r, "/spend?from=2026-05-01&to=2026-05-01").await;
+    assert_eq!(body["rows"][0]["cached_requests"], 0, "damaged: {body}");
+    let (status, body) = send(&r, Method::POST, "/admin/recompute", &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    check(&r).await;
+
+    // A restart: a new store and admin server on the same database.
+    drop(r);
+    store.close().await;
+    check(&replica(Some(open_store(url, dir).await), "lifetime").await).await;
+}
+
+#[tokio::test]
+async fn sqlite_spend_counts_cache_hits_and_savings() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
+    spend_counts_cache_hits(&url, dir.path()).await;
+}
+
+#[tokio::test]
+async fn postgres_spend_counts_cache_hits_and_savings() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    spend_counts_cache_hits(&db.url, dir.path()).await;
 }
 
 /// (requests, cost in nano-dollars) per `metadata.team` value in a `/spend` answer.

@@ -17,7 +17,7 @@ use tollgate_accounting::CostSource;
 pub(crate) const PAGE_ROWS: i64 = 10_000;
 
 const COLUMNS: &str = "id, provider, model, gateway, success, tokens_in, tokens_out, tokens_cached, \
-     tokens_reasoning, cost_nanos, cost_source, tokens_cache_write";
+     tokens_reasoning, cost_nanos, cost_source, tokens_cache_write, cached, saved_nanos";
 
 /// The scan's backend differences (`postgres/log_scan.rs`, `sqlite/log_scan.rs`).
 pub(crate) trait LogScanBackend: Backend {
@@ -127,7 +127,7 @@ fn decode(row: &impl ReadRow) -> Result<LogRecord, sqlx::Error> {
         path: String::new(),
         status: 0,
         success: row.flag("success")?,
-        cached: false,
+        cached: row.flag("cached")?,
         stream: false,
         tokens_in: unsigned(row.int("tokens_in")?),
         tokens_out: unsigned(row.int("tokens_out")?),
@@ -147,7 +147,7 @@ fn decode(row: &impl ReadRow) -> Result<LogRecord, sqlx::Error> {
         response_body: None,
         listed: true,
         cache_key: None,
-        saved_nanos: 0,
+        saved_nanos: unsigned(row.int("saved_nanos")?),
     })
 }
 

@@ -157,6 +157,10 @@ pub struct SpendGroupRow {
     pub tokens_out: u64,
     /// Cost in nano-dollars.
     pub cost_nanos: u64,
+    /// Requests answered from the response cache (counted in `requests`; their cost is 0).
+    pub cached_requests: u64,
+    /// What the cached requests would have cost, in nano-dollars (not in `cost_nanos`).
+    pub saved_nanos: u64,
 }
 
 /// What answered a `/spend` query ([`crate::Store::spend_report`]).

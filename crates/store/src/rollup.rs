@@ -51,6 +51,10 @@ pub(crate) struct Measures {
     pub tokens_reasoning: i64,
     pub cost_nanos: i64,
     pub errors: i64,
+    /// Requests answered from the response cache (`cached` rows).
+    pub cached_requests: i64,
+    /// What those cached answers would have cost (`saved_nanos` of the `cached` rows only).
+    pub saved_nanos: i64,
 }
 
 impl Measures {
@@ -63,6 +67,10 @@ impl Measures {
         self.tokens_reasoning = self.tokens_reasoning.saturating_add(n(r.tokens_reasoning));
         self.cost_nanos = self.cost_nanos.saturating_add(n(r.cost_nanos));
         self.errors = self.errors.saturating_add(i64::from(!r.success));
+        if r.cached {
+            self.cached_requests = self.cached_requests.saturating_add(1);
+            self.saved_nanos = self.saved_nanos.saturating_add(n(r.saved_nanos));
+        }
     }
 }
 
@@ -149,8 +157,17 @@ impl Rollups {
 }
 
 /// The measure columns, in the order every rollup statement lists and binds them.
-pub(crate) const MEASURES: [&str; 7] =
-    ["requests", "tokens_in", "tokens_out", "tokens_cached", "tokens_reasoning", "cost_nanos", "errors"];
+pub(crate) const MEASURES: [&str; 9] = [
+    "requests",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached",
+    "tokens_reasoning",
+    "cost_nanos",
+    "errors",
+    "cached_requests",
+    "saved_nanos",
+];
 
 /// `ON CONFLICT … DO UPDATE SET` of the measures: each adds the new row's value with [`saturating_add_sql`].
 /// `table` qualifies the stored value (Postgres needs it; SQLite takes the bare column).

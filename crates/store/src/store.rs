@@ -36,6 +36,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (8, "response_cache", include_str!("../../../migrations/postgres/0008_response_cache.sql")),
     (10, "provider_ingest", include_str!("../../../migrations/postgres/0010_provider_ingest.sql")),
+    (11, "spend_cache_savings", include_str!("../../../migrations/postgres/0011_spend_cache_savings.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "request_logs", include_str!("../../../migrations/sqlite/0001_request_logs.sql")),
@@ -51,6 +52,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (8, "response_cache", include_str!("../../../migrations/sqlite/0008_response_cache.sql")),
     (10, "provider_ingest", include_str!("../../../migrations/sqlite/0010_provider_ingest.sql")),
+    (11, "spend_cache_savings", include_str!("../../../migrations/sqlite/0011_spend_cache_savings.sql")),
 ];
 
 /// Records in the quarantine table, read once at migrate (`StoreStatus::quarantined_records`).

@@ -172,6 +172,8 @@ impl<'q> BindColumns<'q> for Query<'q, Postgres, PgArguments> {
             .bind(&c.tokens_reasoning)
             .bind(&c.cost_nanos)
             .bind(&c.errors)
+            .bind(&c.cached_requests)
+            .bind(&c.saved_nanos)
     }
 }
 
@@ -185,6 +187,8 @@ struct Columns {
     tokens_reasoning: Vec<i64>,
     cost_nanos: Vec<i64>,
     errors: Vec<i64>,
+    cached_requests: Vec<i64>,
+    saved_nanos: Vec<i64>,
 }
 
 impl Columns {
@@ -196,5 +200,7 @@ impl Columns {
         self.tokens_reasoning.push(m.tokens_reasoning);
         self.cost_nanos.push(m.cost_nanos);
         self.errors.push(m.errors);
+        self.cached_requests.push(m.cached_requests);
+        self.saved_nanos.push(m.saved_nanos);
     }
 }

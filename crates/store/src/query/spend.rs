@@ -211,8 +211,8 @@ fn add_stats_row(totals: &mut StatsTotals, row: &impl ReadRow) -> Result<(), sql
     Ok(())
 }
 
-/// One row of the `/spend` statement: its group values, then its sums `requests, ti, tout, cost` (read by
-/// position: no name lookup per row).
+/// One row of the `/spend` statement: its group values, then its sums `requests, ti, tout, cost, cached, saved`
+/// (read by position: no name lookup per row).
 fn group_row(row: &impl ReadRow, group_by: &[GroupBy]) -> Result<GroupSums, sqlx::Error> {
     let mut key = Vec::with_capacity(group_by.len());
     for (i, group) in group_by.iter().enumerate() {
@@ -224,7 +224,11 @@ fn group_row(row: &impl ReadRow, group_by: &[GroupBy]) -> Result<GroupSums, sqlx
         });
     }
     let n = group_by.len();
-    Ok((key, [row.int(n)?, row.int(n + 1)?, row.int(n + 2)?, row.int(n + 3)?]))
+    let mut sums = [0; SUMS];
+    for (i, sum) in sums.iter_mut().enumerate() {
+        *sum = row.int(n + i)?;
+    }
+    Ok((key, sums))
 }
 
 /// Sorts `rows` by their groups, adds up a group found more than once (saturating), and formats the values.
@@ -242,7 +246,7 @@ pub(super) fn group_rows(mut rows: Vec<GroupSums>, group_by: &[GroupBy]) -> Vec<
     // A report has few distinct days and hours: each is formatted once.
     let mut times: HashMap<(bool, i64), String> = HashMap::new();
     rows.into_iter()
-        .map(|(key, [requests, tokens_in, tokens_out, cost])| SpendGroupRow {
+        .map(|(key, [requests, tokens_in, tokens_out, cost, cached, saved])| SpendGroupRow {
             values: key
                 .into_iter()
                 .zip(group_by)
@@ -262,12 +266,18 @@ pub(super) fn group_rows(mut rows: Vec<GroupSums>, group_by: &[GroupBy]) -> Vec<
             tokens_in: unsigned(tokens_in),
             tokens_out: unsigned(tokens_out),
             cost_nanos: unsigned(cost),
+            cached_requests: unsigned(cached),
+            saved_nanos: unsigned(saved),
         })
         .collect()
 }
 
-/// A row's group values and its sums: requests, prompt tokens, completion tokens, cost in nano-dollars.
-pub(super) type GroupSums = (Vec<GroupValue>, [i64; 4]);
+/// How many sums a `/spend` row carries.
+pub(super) const SUMS: usize = 6;
+
+/// A row's group values and its sums: requests, prompt tokens, completion tokens, cost in nano-dollars, requests
+/// answered from the cache, and what those would have cost in nano-dollars.
+pub(super) type GroupSums = (Vec<GroupValue>, [i64; SUMS]);
 
 /// One group value as the database returns it. Groups are ordered by these, in `group_by` order: text by its
 /// bytes (whatever the database's collation, so both backends and both tables agree), days and hours in time.
@@ -358,11 +368,13 @@ fn push_part<D: Dialect>(
     }
     let sum = if saturate { D::saturating_sum } else { D::sum };
     b.push(format_args!(
-        "{} AS requests, {} AS ti, {} AS tout, {} AS cost FROM {table} WHERE ",
+        "{} AS requests, {} AS ti, {} AS tout, {} AS cost, {} AS cached, {} AS saved FROM {table} WHERE ",
         sum("requests"),
         sum("tokens_in"),
         sum("tokens_out"),
-        sum("cost_nanos")
+        sum("cost_nanos"),
+        sum("cached_requests"),
+        sum("saved_nanos")
     ));
     match meta_key {
         Some(key) => {

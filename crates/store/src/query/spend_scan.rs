@@ -67,7 +67,7 @@ async fn scan<B: QueryBackend>(
 ) -> Result<Vec<B::Row>, QueryError> {
     let mut b = QueryBuilder::<B>::new(format!(
         "SELECT provider, model, COALESCE(gateway, '') AS gateway, {} AS created_us, tokens_in,
-             tokens_out, cost_nanos, {} AS metadata_text
+             tokens_out, cost_nanos, cached, saved_nanos, {} AS metadata_text
          FROM request_logs WHERE 1 = 1",
         B::exact_micros("created_at"),
         B::json_text("metadata"),
@@ -128,5 +128,11 @@ fn scan_row(row: &impl ReadRow, group_by: &[GroupBy], key: &str) -> Result<Optio
         });
     }
     let n = |v: i64| v.max(0);
-    Ok(Some((groups, [1, n(row.int("tokens_in")?), n(row.int("tokens_out")?), n(row.int("cost_nanos")?)])))
+    // Summed as the rollups sum them (`Measures::add`): a saving counts for a cached row only.
+    let cached = row.flag("cached")?;
+    let saved = if cached { n(row.int("saved_nanos")?) } else { 0 };
+    Ok(Some((
+        groups,
+        [1, n(row.int("tokens_in")?), n(row.int("tokens_out")?), n(row.int("cost_nanos")?), i64::from(cached), saved],
+    )))
 }

@@ -601,6 +601,11 @@ mod database {
             "ALTER TABLE request_logs DROP COLUMN listed",
             "ALTER TABLE request_logs DROP COLUMN cache_key",
             "ALTER TABLE request_logs DROP COLUMN saved_nanos",
+            // Migration 0011's rollup columns (the daily tables it also widens are dropped above).
+            "ALTER TABLE spend_rollup_hourly DROP COLUMN cached_requests",
+            "ALTER TABLE spend_rollup_hourly DROP COLUMN saved_nanos",
+            "ALTER TABLE spend_rollup_metadata_hourly DROP COLUMN cached_requests",
+            "ALTER TABLE spend_rollup_metadata_hourly DROP COLUMN saved_nanos",
             // Migration 0010 (provider ingest) is undone too, so that it applies again on top.
             "DROP TABLE provider_raw_pages",
             "DROP TABLE provider_usage",
@@ -630,4 +635,155 @@ mod database {
         }
     }
     both!(postgres_upgrade_backfills_the_daily_rollup, sqlite_upgrade_backfills_the_daily_rollup, upgrade);
+
+    /// A group's (requests, cost, cached requests, saved) in nano-dollars.
+    type Sums = (u64, u64, u64, u64);
+
+    /// `seed`'s rows with every 7th one a cache hit as the proxy logs it (no cost, `cost_source = cache`, the
+    /// saving and the key) and the others not cached.
+    fn with_cache_hits() -> Vec<LogRecord> {
+        let base = ts(BASE);
+        (0..60)
+            .map(|n| {
+                let row = record(n, base + SignedDuration::from_mins(n as i64 * 5));
+                if n.is_multiple_of(7) {
+                    LogRecord {
+                        cached: true,
+                        cost_nanos: 0,
+                        cost_source: CostSource::Cache,
+                        saved_nanos: 2_000_000 * n + 3,
+                        cache_key: Some(format!("{n:064x}")),
+                        ..row
+                    }
+                } else {
+                    LogRecord { cached: false, ..row }
+                }
+            })
+            .collect()
+    }
+
+    /// The raw records whose hour starts in `[from, to)`, summed per `key`.
+    fn sums_by(
+        records: &[LogRecord],
+        from: &str,
+        to: &str,
+        key: impl Fn(&LogRecord) -> Option<String>,
+    ) -> BTreeMap<Option<String>, Sums> {
+        let hour_us = 3_600_000_000;
+        let (from, to) = (ts(from).as_microsecond(), ts(to).as_microsecond());
+        let mut out = BTreeMap::new();
+        for r in records {
+            let hour = r.created_at.as_microsecond().div_euclid(hour_us) * hour_us;
+            if hour < from || hour >= to {
+                continue;
+            }
+            let e: &mut Sums = out.entry(key(r)).or_default();
+            e.0 += 1;
+            e.1 += r.cost_nanos;
+            e.2 += u64::from(r.cached);
+            e.3 += r.saved_nanos;
+        }
+        out
+    }
+
+    /// `/spend` rows grouped by one grouping, as value → sums.
+    fn sums_of(rows: &[SpendGroupRow]) -> BTreeMap<Option<String>, Sums> {
+        rows.iter()
+            .map(|r| {
+                (r.values.first().cloned().flatten(), (r.requests, r.cost_nanos, r.cached_requests, r.saved_nanos))
+            })
+            .collect()
+    }
+
+    /// Every path `/spend` takes for `records`: the hourly rollup, the metadata rollups hourly and daily (per
+    /// value, and per provider summed back to the value), and the log scan of a key that is not rolled up.
+    async fn check_cache_sums(store: &Store, records: &[LogRecord]) {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        // Whole days (daily tables) and a span with edge hours on both sides.
+        for (from, to) in
+            [("2026-05-01T00:00:00Z", "2026-05-03T00:00:00Z"), ("2026-05-01T22:30:00Z", "2026-05-02T02:00:00Z")]
+        {
+            let (f, t) = (ts(from), ts(to));
+            let provider = sums_by(records, from, to, |r| Some(r.provider.clone()));
+            assert_eq!(sums_of(&store.spend(f, t, &[GroupBy::Provider]).await.unwrap()), provider, "{from}");
+            let total = sums_by(records, from, to, |_| None);
+            assert_eq!(sums_of(&store.spend(f, t, &[]).await.unwrap()), total, "{from}");
+            let user = sums_by(records, from, to, |r| Some(text(&r.metadata["user_id"])));
+            let by_user = [GroupBy::Metadata("user_id".into())];
+            assert_eq!(sums_of(&store.spend(f, t, &by_user).await.unwrap()), user, "{from}");
+            let hourly = store.spend_from(f, t, &by_user, Some("user_id"), Source::Hourly).await.unwrap();
+            assert_eq!(sums_of(&hourly), user, "{from}: hourly metadata rollup");
+            // Team with provider reads spend_rollup_metadata_daily; summed back per team.
+            let team = sums_by(records, from, to, |r| Some(text(&r.metadata["team"])));
+            let rows = store.spend(f, t, &[GroupBy::Metadata("team".into()), GroupBy::Provider]).await.unwrap();
+            let mut per_team: BTreeMap<Option<String>, Sums> = BTreeMap::new();
+            for r in &rows {
+                let e = per_team.entry(r.values[0].clone()).or_default();
+                *e = (e.0 + r.requests, e.1 + r.cost_nanos, e.2 + r.cached_requests, e.3 + r.saved_nanos);
+            }
+            assert_eq!(per_team, team, "{from}: per team and provider");
+            // `vip` is not rolled up: the log scan sums the same way.
+            let vip = sums_by(records, from, to, |r| Some(text(&r.metadata["vip"])));
+            let report = store.spend_report(f, t, &[GroupBy::Metadata("vip".into())], 1_000).await.unwrap();
+            assert_eq!(report.source, crate::SpendSource::LogScan);
+            assert_eq!(sums_of(&report.rows), vip, "{from}: log scan");
+        }
+    }
+
+    /// Cache hits count into `cached_requests` and `saved_nanos` per group on every path, cost only what was
+    /// paid, and stay so after a rebuild from the log and across a restart.
+    async fn cache_savings(url: &str, dir: &Path) {
+        let store = open(url, dir).await;
+        let records = with_cache_hits();
+        assert_eq!(store.insert_logs(&records).await.unwrap(), 60, "cache hits are written (cost_source 'cache')");
+        assert_eq!(store.status().quarantined_records, 0);
+        let hits = records.iter().filter(|r| r.cached).count();
+        assert_eq!(hits, 9);
+        check_cache_sums(&store, &records).await;
+        // The saving is never cost: the rows without the hits cost the same.
+        let (from, to) = (ts("2026-05-01T00:00:00Z"), ts("2026-05-03T00:00:00Z"));
+        let total = &store.spend(from, to, &[]).await.unwrap()[0];
+        assert_eq!(total.cost_nanos, records.iter().filter(|r| !r.cached).map(|r| r.cost_nanos).sum::<u64>());
+        assert_eq!(total.requests, 60);
+        assert_eq!((total.cached_requests, total.saved_nanos), (9, records.iter().map(|r| r.saved_nanos).sum()));
+
+        // Rebuilt from the log: the cached columns come back, costs unchanged.
+        for sql in [
+            "UPDATE spend_rollup_hourly SET cached_requests = 0, saved_nanos = 0",
+            "UPDATE spend_rollup_metadata_hourly SET cached_requests = 0, saved_nanos = 0",
+            "UPDATE spend_rollup_metadata_daily SET cached_requests = 0, saved_nanos = 0",
+            "UPDATE spend_rollup_metadata_value_daily SET cached_requests = 0, saved_nanos = 0",
+        ] {
+            match store.pool() {
+                Pool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+                Pool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop).unwrap(),
+            }
+        }
+        assert_eq!(store.spend(from, to, &[]).await.unwrap()[0].cached_requests, 0, "damaged");
+        let report = store.rebuild_rollups().await.unwrap();
+        assert_eq!(report.log_rows, 60);
+        check_cache_sums(&store, &records).await;
+
+        // A restart reads the same sums.
+        store.close().await;
+        let store = open(url, dir).await;
+        check_cache_sums(&store, &records).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_cache_hits_count_into_cached_requests_and_saved() {
+        let db = PgDb::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        cache_savings(&db.url, dir.path()).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_cache_hits_count_into_cached_requests_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
+        cache_savings(&url, dir.path()).await;
+    }
 }

@@ -48,20 +48,34 @@ fn sums_per_hour_provider_model_gateway() {
     r.add(&rec("2026-05-01T10:59:59Z", "a", false, 7, json!({})), &keys);
     r.add(&rec("2026-05-01T11:00:00Z", "a", true, 1, json!({})), &keys);
     r.add(&rec("2026-05-01T10:30:00Z", "b", true, 1, json!({})), &keys);
+    // A cache hit: counted as a request at no cost, with its saving; a saving on a row the cache did not answer
+    // is not one.
+    let hit = LogRecord {
+        cached: true,
+        cost_source: CostSource::Cache,
+        saved_nanos: 40,
+        ..rec("2026-05-01T10:20:00Z", "a", true, 0, json!({}))
+    };
+    r.add(&hit, &keys);
+    r.add(&LogRecord { saved_nanos: 1_000, ..rec("2026-05-01T10:40:00Z", "b", true, 1, json!({})) }, &keys);
     let hour = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_microsecond();
     let first = r.hourly[&(hour("2026-05-01T10:00:00Z"), "a".into(), "m".into(), String::new())];
     assert_eq!(
         first,
         Measures {
-            requests: 2,
-            tokens_in: 2,
-            tokens_out: 4,
-            tokens_cached: 6,
-            tokens_reasoning: 8,
+            requests: 3,
+            tokens_in: 3,
+            tokens_out: 6,
+            tokens_cached: 9,
+            tokens_reasoning: 12,
             cost_nanos: 12,
-            errors: 1
+            errors: 1,
+            cached_requests: 1,
+            saved_nanos: 40,
         }
     );
+    let other = r.hourly[&(hour("2026-05-01T10:00:00Z"), "b".into(), "m".into(), String::new())];
+    assert_eq!((other.requests, other.cached_requests, other.saved_nanos), (2, 0, 0));
     assert_eq!(r.hourly.len(), 3);
     assert!(r.metadata.is_empty());
     assert!(r.metadata_daily.is_empty());

@@ -108,5 +108,7 @@ impl BindMeasures for Query<'_, Sqlite, SqliteArguments> {
             .bind(m.tokens_reasoning)
             .bind(m.cost_nanos)
             .bind(m.errors)
+            .bind(m.cached_requests)
+            .bind(m.saved_nanos)
     }
 }

@@ -136,6 +136,9 @@ async fn s1_logs(store: &Store) {
         r.tokens_out = u64::MAX;
         r.duration_ms = u64::MAX;
         r.ttfb_ms = Some(u64::MAX);
+        r.cached = true;
+        r.saved_nanos = u64::MAX;
+        r.metadata.insert("app".into(), "a".into());
         rows.push(r);
     }
     assert_eq!(store.insert_logs(&rows).await.unwrap(), 3, "every row is stored");
@@ -149,13 +152,19 @@ async fn s1_logs(store: &Store) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].cost_nanos, i64::MAX as u64);
     assert_eq!(rows[0].requests, 3);
-    let rows = store
-        .spend(ts("2026-05-01T00:00:00Z"), ts("2026-05-02T00:00:00Z"), &[GroupBy::Metadata("team".into())])
-        .await
-        .unwrap();
+    assert_eq!((rows[0].cached_requests, rows[0].saved_nanos), (3, i64::MAX as u64));
+    let (from, to) = (ts("2026-05-01T00:00:00Z"), ts("2026-05-02T00:00:00Z"));
+    let rows = store.spend(from, to, &[GroupBy::Metadata("team".into())]).await.unwrap();
     assert_eq!(rows[0].cost_nanos, i64::MAX as u64);
+    assert_eq!(rows[0].saved_nanos, i64::MAX as u64);
+    // `app` is not rolled up: the log scan adds up the same way.
+    let scan = store.spend_report(from, to, &[GroupBy::Metadata("app".into())], 100).await.unwrap();
+    assert_eq!(scan.source, tollgate_store::SpendSource::LogScan);
+    assert_eq!(scan.rows.len(), 1);
+    assert_eq!((scan.rows[0].cached_requests, scan.rows[0].saved_nanos), (3, i64::MAX as u64));
     store.rebuild_rollups().await.unwrap();
     assert_eq!(store.stats(None, None).await.unwrap().cost_nanos, i64::MAX as u64);
+    assert_eq!(store.spend(from, to, &[]).await.unwrap()[0].saved_nanos, i64::MAX as u64);
 }
 both!(s1_postgres_log_numbers_clamp_and_sums_saturate, s1_sqlite_log_numbers_clamp_and_sums_saturate, s1_logs);
 
