@@ -46,6 +46,7 @@ fn render(state: &AdminState) -> String {
     render_process(&mut out, state);
     render_ingest(&mut out, state);
     render_cache(&mut out, state);
+    render_shared_rates(&mut out, state);
     out
 }
 
@@ -68,6 +69,27 @@ fn render_ingest(out: &mut String, state: &AdminState) {
     for (provider, ratio) in ingest.drift_ratios() {
         let _ = writeln!(out, "tollgate_reconciliation_drift_ratio{{provider=\"{provider}\"}} {ratio}");
     }
+}
+
+/// Shared rate limits (docs/cache.md); absent when no rate limit is shared.
+fn render_shared_rates(out: &mut String, state: &AdminState) {
+    let Some(shared) = state.gateway.shared_rates.as_deref() else { return };
+    let stats = shared.stats();
+    header(
+        out,
+        "tollgate_rate_limit_shared_checks_total",
+        "counter",
+        "Shared rate-limit checks: answered by Redis, or by this replica's share while Redis was away.",
+    );
+    for (result, cell) in [("redis", &stats.checked), ("fallback", &stats.fallbacks)] {
+        let _ = writeln!(
+            out,
+            "tollgate_rate_limit_shared_checks_total{{result=\"{result}\"}} {}",
+            cell.load(Ordering::Relaxed)
+        );
+    }
+    header(out, "tollgate_rate_limit_replicas", "gauge", "Replicas sharing the rate limits, as last read from Redis.");
+    let _ = writeln!(out, "tollgate_rate_limit_replicas {}", state.gateway.rates.replicas());
 }
 
 /// The response cache (docs/cache.md); absent when the gateway has none.

@@ -63,6 +63,11 @@ pub struct StatusView {
     /// backend cannot be reached: requests bypass it).
     #[schema(value_type = Object)]
     pub cache: Value,
+    /// Shared rate limits, when a rate limit is shared: `{"mode": "redis" | "fallback", "replicas", "error"}`
+    /// (`fallback`: Redis cannot be reached and each shared limit counts this replica's share,
+    /// `limit / replicas`).
+    #[schema(value_type = Object)]
+    pub shared_rate_limits: Value,
 }
 
 /// Liveness and health: public when `admin.public_metrics` (used as the readiness probe).
@@ -77,6 +82,7 @@ pub async fn status(State(state): State<AdminState>) -> Json<StatusView> {
         database,
         last_ingest,
         cache: cache_status(&state),
+        shared_rate_limits: shared_rates_status(&state),
     })
 }
 
@@ -103,6 +109,13 @@ fn cache_status(state: &AdminState) -> Value {
     let Some(cache) = state.gateway.cache.as_deref() else { return Value::Null };
     let error = cache.stats().last_error();
     json!({"backend": cache.backend_name(), "ok": error.is_none(), "error": error})
+}
+
+fn shared_rates_status(state: &AdminState) -> Value {
+    let Some(shared) = state.gateway.shared_rates.as_deref() else { return Value::Null };
+    let error = shared.stats().last_error();
+    let mode = if error.is_none() { "redis" } else { "fallback" };
+    json!({"mode": mode, "replicas": state.gateway.rates.replicas(), "error": error})
 }
 
 /// The effective configuration, every secret replaced by `"[redacted]"`.

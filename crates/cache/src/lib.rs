@@ -8,6 +8,8 @@
 //!
 //! A backend that fails (Redis down) never fails a request: the cache reports the error and the caller
 //! bypasses it.
+//!
+//! The same Redis link carries the shared rate limits ([`SharedRates`]).
 
 mod backend;
 mod coalesce;
@@ -15,6 +17,7 @@ mod entry;
 mod key;
 mod memory;
 mod redis_backend;
+mod shared_rate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +29,7 @@ pub use entry::{Entry, EntryError};
 pub use key::{BodyPart, CacheKey, KeyError, Scope, canonical_body};
 pub use memory::MemoryBackend;
 pub use redis_backend::{RedisBackend, RedisLink};
+pub use shared_rate::{Cell, REPLICA_TTL, SharedRateStats, SharedRates, Verdict};
 
 /// What one lookup found.
 #[derive(Debug)]

@@ -72,7 +72,9 @@ impl RedisLink {
                 Err(_) => Err(BackendError::Timeout(self.timeout)),
             }
         };
-        match self.conn.get_or_try_init(|| connect).await {
+        // Boxed: the connection manager's setup future is ~20 KiB, and every request future that may reach
+        // Redis would otherwise carry it inline.
+        match Box::pin(self.conn.get_or_try_init(|| connect)).await {
             Ok(conn) => Ok(conn.clone()),
             Err(error) => {
                 let until = self.epoch.elapsed() + RECONNECT_BACKOFF;

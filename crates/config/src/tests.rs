@@ -479,3 +479,13 @@ fn stats_window_and_cap_are_checked_at_load() {
     assert_eq!(paths(&err), ["stats.cap_usd", "stats.window"]);
     assert!(issue(&err, "stats.window").message.contains("\"1 day\""), "{err}");
 }
+
+#[test]
+fn a_shared_rate_limit_needs_redis() {
+    let rule = "[[rate_limits]]\nid = \"rpm\"\nlimit = 10\nper = \"requests\"\nwindow = \"1m\"\nshared = true\n";
+    let err = Config::from_toml(rule, &[]).unwrap_err();
+    assert_eq!(err.issues.len(), 1, "{err}");
+    assert_eq!(err.issues[0].path, "rate_limits[0].shared");
+    let config = Config::from_toml(&format!("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n{rule}"), &[]).unwrap();
+    assert!(config.rate_rules[0].shared());
+}

@@ -44,6 +44,11 @@ pub(crate) fn validate(file: FileConfig, sources: &Sources) -> Result<Config, Co
     let routes = routes(&file, &providers, &mut issues);
     let spend_rules = issues.rules("spend_limits", tollgate_limits::validate_spend_rules(&file.spend_limits));
     let rate_rules = issues.rules("rate_limits", tollgate_limits::validate_rate_rules(&file.rate_limits));
+    if file.redis.is_none() {
+        for (i, _) in file.rate_limits.iter().enumerate().filter(|(_, rule)| rule.shared) {
+            issues.push(format!("rate_limits[{i}].shared"), "a shared rate limit is counted in Redis: add [redis]");
+        }
+    }
     let stats = stats(&file.stats, &mut issues);
     let pricing = pricing(&file.pricing, &mut issues);
     let ingest = ingest::ingest(&file.ingest, sources, &mut issues);

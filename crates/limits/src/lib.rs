@@ -23,7 +23,7 @@ pub use metadata::{
     DEFAULT_MAX_ENTRIES, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Metadata, MetadataError, MetadataValue,
 };
 pub use money::{MAX_NANOS, NANOS_PER_USD, clamp_nanos, nanos_to_i64, nanos_to_usd, usd_to_nanos};
-pub use rate::{RateLimited, RateLimiter};
+pub use rate::{RateLimited, RateLimiter, SharedBucket};
 pub use rebuild::{RebuiltRule, Span, SpendRebuild};
 pub use spec::{
     Action, DimensionModeSpec, DimensionSpec, FieldError, MAX_ID_BYTES, RatePer, RateRule, RateRuleSpec, Reserve,

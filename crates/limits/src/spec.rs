@@ -343,6 +343,9 @@ pub struct RateRuleSpec {
     /// Filters and splits, as for spend limits.
     #[serde(default)]
     pub dimensions: Vec<DimensionSpec>,
+    /// Counted in Redis across every replica (`requests` limits; needs `[redis]`) instead of per replica.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 /// A validated rate rule.
@@ -353,6 +356,7 @@ pub struct RateRule {
     pub(crate) per: RatePer,
     pub(crate) window: WindowLength,
     pub(crate) dimensions: Dimensions,
+    pub(crate) shared: bool,
     spec: RateRuleSpec,
 }
 
@@ -373,6 +377,11 @@ impl RateRule {
 
     pub fn window(&self) -> WindowLength {
         self.window
+    }
+
+    /// Counted across replicas in Redis.
+    pub fn shared(&self) -> bool {
+        self.shared
     }
 
     /// The spec it was built from.
@@ -406,6 +415,12 @@ impl RateRuleSpec {
                 None
             }
         };
+        if self.shared && self.per == RatePer::Tokens {
+            errors.push(FieldError::new(
+                "shared",
+                "only a requests rate limit can be shared; a tokens limit is counted per replica",
+            ));
+        }
         let dimensions = validate_dimensions(&self.dimensions, &mut errors);
         match window {
             Some(window) if errors.is_empty() => Ok(RateRule {
@@ -414,6 +429,7 @@ impl RateRuleSpec {
                 per: self.per,
                 window,
                 dimensions: Dimensions::new(dimensions),
+                shared: self.shared,
                 spec: self.clone(),
             }),
             _ => Err(errors),

@@ -44,8 +44,9 @@ use tollgate_accounting::{
     ApiFormat, CustomCost, IncludeUsage, InjectedUsageFilter, UsageTap, canonical_model, ensure_include_usage,
     estimate_prompt,
 };
+use tollgate_cache::{Cell, Verdict};
 use tollgate_config::UnpricedPolicy;
-use tollgate_limits::{Blocked, Decision, Metadata, RequestDims, nanos_to_usd};
+use tollgate_limits::{Blocked, Decision, Metadata, RateLimited, RequestDims, nanos_to_usd};
 use tracing::Instrument;
 
 use crate::Gateway;
@@ -187,15 +188,16 @@ async fn prepare(
         Plan::Off => None,
         Plan::Miss(write) => Some(write),
         Plan::Hit(hit) => {
-            check_rates(gateway, ctx, &target)?;
+            check_rates(gateway, ctx, &target).await?;
             return Ok(Step::Hit(hit));
         }
         Plan::Follow(follow) => {
-            check_rates(gateway, ctx, &target)?;
+            check_rates(gateway, ctx, &target).await?;
             let routed = Routed { method: parts.method, headers, query, controls, shape, target, body };
             return Ok(Step::Follow(follow, Box::new(routed)));
         }
     };
+    check_rates(gateway, ctx, &target).await?;
     admit(gateway, ctx, &mut target, &shape, query.as_deref(), peek.as_ref())?;
     let model_span = peek.as_ref().and_then(|p| p.model).map(|raw| byte_span(&body, raw.get()));
     let routed = Routed { method: parts.method, headers, query, controls, shape, target, body };
@@ -203,7 +205,8 @@ async fn prepare(
 }
 
 /// A follower whose leader failed before its head goes upstream itself: phases 5 and 6 as [`prepare`] runs
-/// them (the body is parsed again: this path is rare), then 7 and 8.
+/// them (the body is parsed again: this path is rare), then 7 and 8. Its rate limits were counted when it
+/// attached, so only the spend admission runs again.
 async fn follow_or_forward(
     ctx: RequestCtx,
     follow: Follow,
@@ -329,8 +332,8 @@ fn resolve(
     Ok(target)
 }
 
-/// Phase 5: rate limits, then the spend admission (see the module steps). On success the admission is held
-/// by the context, so every later exit settles or refunds it.
+/// Phase 5, after [`check_rates`]: the spend admission (see the module steps). On success the admission is
+/// held by the context, so every later exit settles or refunds it.
 fn admit(
     gateway: &Gateway,
     ctx: &mut RequestCtx,
@@ -340,7 +343,6 @@ fn admit(
     peek: Option<&BodyPeek<'_>>,
 ) -> Result<(), GatewayError> {
     let model = target.model.clone().unwrap_or_default();
-    check_rates(gateway, ctx, target)?;
     let dims = RequestDims::new(target.provider.name(), &ctx.model_dimension)
         .with_gateway(Some(&target.gateway))
         .with_metadata(&ctx.metadata);
@@ -379,17 +381,35 @@ fn admit(
     check_priced(gateway, ctx, target, under_a_rule)
 }
 
-/// Phase 5, first step (and the only one for a cached answer): the rate limits, which count every request.
-fn check_rates(gateway: &Gateway, ctx: &mut RequestCtx, target: &Target) -> Result<(), GatewayError> {
+/// Phase 5, first step (and the only one for a cached answer): the rate limits, which count every request:
+/// this replica's own, then the shared ones in one Redis round trip (or, with Redis away, this replica's share
+/// of them).
+async fn check_rates(gateway: &Gateway, ctx: &mut RequestCtx, target: &Target) -> Result<(), GatewayError> {
     ctx.model_dimension = canonical_model(target.model.as_deref().unwrap_or(""));
     let dims = RequestDims::new(target.provider.name(), &ctx.model_dimension)
         .with_gateway(Some(&target.gateway))
         .with_metadata(&ctx.metadata);
-    gateway.rates.check(&dims).map_err(|limited| GatewayError::RateLimited {
+    gateway.rates.check(&dims).map_err(rate_limited)?;
+    let Some(shared) = gateway.shared_rates.as_deref() else { return Ok(()) };
+    let mut buckets = Vec::new();
+    gateway.rates.shared_buckets(&dims, &mut buckets);
+    let cells: Vec<Cell<'_>> =
+        buckets.iter().map(|b| Cell { key: &b.redis_key, period_us: b.period_us, burst: b.burst }).collect();
+    match shared.check(&cells).await {
+        Ok(Verdict::Admitted) => Ok(()),
+        Ok(Verdict::Refused { index, retry_after_us }) => {
+            Err(rate_limited(gateway.rates.shared_refusal(&buckets[index], retry_after_us)))
+        }
+        Err(_) => gateway.rates.check_shared_locally(&dims).map_err(rate_limited),
+    }
+}
+
+fn rate_limited(limited: RateLimited) -> GatewayError {
+    GatewayError::RateLimited {
         rule: limited.rule_id.to_string(),
-        bucket: limited.bucket_key.clone(),
+        bucket: limited.bucket_key,
         retry_after_secs: limited.retry_after_secs,
-    })
+    }
 }
 
 /// Phase 5, last step: a request the gateway cannot price (a model missing from the catalog, an endpoint

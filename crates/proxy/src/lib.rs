@@ -53,6 +53,8 @@ pub struct Gateway {
     pub cache: Option<Arc<tollgate_cache::Cache>>,
     /// The Redis connection `[redis]` configures, shared by the cache backend and shared rate limits.
     pub redis: Option<Arc<tollgate_cache::RedisLink>>,
+    /// Shared rate limits, counted in Redis; present when a rate limit says `shared = true`.
+    pub shared_rates: Option<Arc<tollgate_cache::SharedRates>>,
     unpriced: Mutex<UnpricedSet>,
 }
 
@@ -95,9 +97,15 @@ impl Gateway {
                 .ok()
         });
         let cache = build_cache(&config.cache, redis.as_ref());
+        let shared_rates =
+            redis.as_ref().filter(|_| config.rate_rules.iter().any(tollgate_limits::RateRule::shared)).map(|link| {
+                let replica = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+                Arc::new(tollgate_cache::SharedRates::new(Arc::clone(link), replica))
+            });
         Self {
             cache,
             redis,
+            shared_rates,
             providers: Providers::from_config(&config),
             spend: SpendEngine::new(config.spend_rules.clone(), clock.clone()),
             rates: RateLimiter::new(config.rate_rules.clone(), clock),

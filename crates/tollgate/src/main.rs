@@ -258,6 +258,9 @@ fn start_tasks(
     supervisor.spawn("spend_sync", tasks::until_stopped(spend_sync.spawn(), stop()));
     supervisor.spawn("retention", tasks::retention(store.clone(), admin.config.database.retention, stop()));
     supervisor.spawn("rate_sweep", tasks::sweep_rate_buckets(admin.gateway.clone(), stop()));
+    if let Some(shared) = admin.gateway.shared_rates.clone() {
+        supervisor.spawn("replica_heartbeat", tasks::replica_heartbeat(admin.gateway.clone(), shared, stop()));
+    }
     supervisor.spawn("rule_sync", tasks::rule_sync(admin.clone(), stop()));
     supervisor.spawn("rollup_key_sync", tasks::rollup_key_sync(admin.clone(), stop()));
     if let Some(ingest) = admin.ingest.clone().filter(|i| !i.providers().is_empty()) {

@@ -1,6 +1,7 @@
 //! The gateway's background work, each task a loop over one [`Poll`] until the supervisor stops it.
 
 mod ingest;
+mod replicas;
 mod retention;
 mod rollup_keys;
 mod rule_sync;
@@ -14,6 +15,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 pub use ingest::ingest;
+pub use replicas::replica_heartbeat;
 pub use retention::retention;
 pub use rollup_keys::rollup_key_sync;
 pub use rule_sync::rule_sync;

@@ -118,3 +118,71 @@ fn s13_sweep_drops_token_counts_of_ended_windows_only() {
     assert_eq!(limiter.sweep(), 0);
     limiter.check(&full).unwrap();
 }
+
+#[test]
+fn a_shared_limit_is_left_to_the_caller_and_names_its_buckets() {
+    let (limiter, _) = limiter(&[
+        r#"{"id":"shared-rpm","limit":6,"per":"requests","window":"1m","shared":true,
+            "dimensions":[{"key":"provider","mode":"split"}]}"#,
+        r#"{"id":"local","limit":100,"per":"requests","window":"1m"}"#,
+    ]);
+    assert!(limiter.has_shared());
+    let req = RequestDims::new("openai", "gpt");
+    // `check` counts only the per-replica rule: far more than 6 pass.
+    for _ in 0..50 {
+        limiter.check(&req).unwrap();
+    }
+    let mut buckets = Vec::new();
+    limiter.shared_buckets(&req, &mut buckets);
+    assert_eq!(
+        buckets,
+        vec![SharedBucket {
+            rule_id: Arc::from("shared-rpm"),
+            bucket_key: "provider=openai".into(),
+            redis_key: "shared-rpm:6:10000000:provider=openai".into(),
+            burst: 6,
+            period_us: 10_000_000,
+        }]
+    );
+    let refusal = limiter.shared_refusal(&buckets[0], 9_000_001);
+    assert_eq!((refusal.rule_id.as_ref(), refusal.retry_after_secs), ("shared-rpm", 10));
+}
+
+#[test]
+fn without_redis_a_shared_limit_counts_this_replicas_share() {
+    let (limiter, clock) = limiter(&[r#"{"id":"rpm","limit":10,"per":"requests","window":"1m","shared":true}"#]);
+    let req = RequestDims::new("openai", "gpt");
+    limiter.set_replicas(3);
+    assert_eq!(limiter.replicas(), 3);
+    // 10 / 3 replicas: 3 each.
+    for _ in 0..3 {
+        limiter.check_shared_locally(&req).unwrap();
+    }
+    let refused = limiter.check_shared_locally(&req).unwrap_err();
+    assert_eq!(refused.rule_id.as_ref(), "rpm");
+    // The share replenishes at window / share: one every 20 s.
+    assert_eq!(refused.retry_after_secs, 20);
+    clock.advance(SignedDuration::from_secs(20));
+    limiter.check_shared_locally(&req).unwrap();
+    // More replicas than the limit still leaves each one request.
+    limiter.set_replicas(50);
+    limiter.check_shared_locally(&req).unwrap();
+    assert!(limiter.check_shared_locally(&req).is_err());
+    // Zero is read as one replica.
+    limiter.set_replicas(0);
+    assert_eq!(limiter.replicas(), 1);
+    for _ in 0..10 {
+        limiter.check_shared_locally(&req).unwrap();
+    }
+    assert!(limiter.check_shared_locally(&req).is_err());
+    assert_eq!(limiter.tracked_buckets(), 1);
+}
+
+#[test]
+fn a_tokens_limit_cannot_be_shared() {
+    let spec =
+        serde_json::from_str::<RateRuleSpec>(r#"{"id":"t","limit":5,"per":"tokens","window":"1h","shared":true}"#)
+            .unwrap();
+    let errors = spec.validate().unwrap_err();
+    assert_eq!(errors[0].path, "shared");
+}

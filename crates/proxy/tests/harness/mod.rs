@@ -56,6 +56,7 @@ pub struct Harness {
     pub recorder: Arc<Recorder>,
     pub shutdown: CancellationToken,
     pub server: tokio::task::JoinHandle<()>,
+    pub gateway: Arc<Gateway>,
 }
 
 /// Every built-in provider (and a custom one) pointed at the fake, each under its own path prefix so tests
@@ -129,8 +130,9 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(tollgate_proxy::serve(listener, gateway, shutdown.clone(), Duration::from_secs(10)));
-        Self { fake, client: TestClient::new(url.clone()), url, recorder, shutdown, server }
+        let server =
+            tokio::spawn(tollgate_proxy::serve(listener, gateway.clone(), shutdown.clone(), Duration::from_secs(10)));
+        Self { fake, client: TestClient::new(url.clone()), url, recorder, shutdown, server, gateway }
     }
 }
 
