@@ -10,7 +10,7 @@ use tollgate_ingest::{DayRow, Ingest, LastRun, PROVIDERS};
 use tollgate_limits::nanos_to_usd;
 use tollgate_store::RawCursor;
 
-use crate::params::{self, DateEnd, FromQueryPairs, Params};
+use crate::params::{self, FromQueryPairs, Params};
 use crate::{AdminError, AdminState};
 
 const DEFAULT_RAW_LIMIT: u32 = 20;
@@ -51,11 +51,9 @@ pub struct RawParams {
 impl FromQueryPairs for RawParams {
     fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, AdminError> {
         let mut params = Self::default();
-        for (name, value) in pairs {
-            match name.as_str() {
-                "from" => params.from = Some(params::time(&name, &value, DateEnd::Start)?),
-                "to" => params.to = Some(params::time(&name, &value, DateEnd::End)?),
-                "limit" => params.limit = Some(params::integer(&name, &value, 1, MAX_RAW_LIMIT)?),
+        params::window_pairs(pairs, &mut params.from, &mut params.to, |name, value| {
+            match name {
+                "limit" => params.limit = Some(params::integer(name, &value, 1, MAX_RAW_LIMIT)?),
                 "cursor" => {
                     RawCursor::decode(&value)
                         .ok_or_else(|| AdminError::bad("cursor", "not a cursor of this endpoint"))?;
@@ -63,7 +61,8 @@ impl FromQueryPairs for RawParams {
                 }
                 other => return Err(AdminError::bad(other, "unknown parameter; expected from, to, limit, cursor")),
             }
-        }
+            Ok(())
+        })?;
         Ok(params)
     }
 }
@@ -148,10 +147,8 @@ pub struct ReconciliationParams {
 impl FromQueryPairs for ReconciliationParams {
     fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, AdminError> {
         let mut params = Self::default();
-        for (name, value) in pairs {
-            match name.as_str() {
-                "from" => params.from = Some(params::time(&name, &value, DateEnd::Start)?),
-                "to" => params.to = Some(params::time(&name, &value, DateEnd::End)?),
+        params::window_pairs(pairs, &mut params.from, &mut params.to, |name, value| {
+            match name {
                 "provider" => {
                     if !PROVIDERS.contains(&value.as_str()) {
                         return Err(AdminError::bad("provider", "must be openai, anthropic or google"));
@@ -160,7 +157,8 @@ impl FromQueryPairs for ReconciliationParams {
                 }
                 other => return Err(AdminError::bad(other, "unknown parameter; expected from, to, provider")),
             }
-        }
+            Ok(())
+        })?;
         Ok(params)
     }
 }

@@ -33,6 +33,25 @@ pub fn time(name: &str, value: &str, end: DateEnd) -> Result<Timestamp, AdminErr
     date.to_zoned_datetime(TimeZone::UTC).map(|z| z.timestamp()).map_err(|_| bad())
 }
 
+/// Reads the pairs of an endpoint that takes a span, in order: `from` (a bare date: its start) and `to` (a bare
+/// date: inclusive of its day) into `from` and `to`, every other pair through `other`, which answers the 400
+/// for a name the endpoint does not know.
+pub fn window_pairs(
+    pairs: Vec<(String, String)>,
+    from: &mut Option<Timestamp>,
+    to: &mut Option<Timestamp>,
+    mut other: impl FnMut(&str, String) -> Result<(), AdminError>,
+) -> Result<(), AdminError> {
+    for (name, value) in pairs {
+        match name.as_str() {
+            "from" => *from = Some(time(&name, &value, DateEnd::Start)?),
+            "to" => *to = Some(time(&name, &value, DateEnd::End)?),
+            _ => other(&name, value)?,
+        }
+    }
+    Ok(())
+}
+
 /// `true`/`false` (also `1`/`0`).
 pub fn boolean(name: &str, value: &str) -> Result<bool, AdminError> {
     match value {

@@ -6,6 +6,8 @@ mod bigquery;
 mod openai;
 
 use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tollgate_store::{Grain, ProviderUsageRow, RawPage};
 
 pub use bigquery::{BigQueryPage, PACIFIC};
@@ -108,7 +110,30 @@ pub fn parse_raw_page(page: &RawPage) -> Option<Vec<ProviderUsageRow>> {
     }
 }
 
-/// The cursor protocol OpenAI and Anthropic share: `has_more` with a `next_page` string.
+/// The page envelope OpenAI and Anthropic share: the buckets of one page, and the cursor protocol (`has_more`
+/// with a `next_page` string). Each provider's bucket type names its own start field.
+#[derive(Deserialize)]
+struct Envelope<B> {
+    data: Vec<B>,
+    has_more: bool,
+    #[serde(default)]
+    next_page: Option<String>,
+}
+
+/// An OpenAI or Anthropic page: its envelope read, each bucket's rows added by `bucket` (in page order; its first
+/// error refuses the page), then the next cursor.
+fn enveloped<B: DeserializeOwned>(
+    body: &str,
+    mut bucket: impl FnMut(B, &mut Vec<ProviderUsageRow>) -> Result<(), String>,
+) -> Result<Page, String> {
+    let page: Envelope<B> = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for data in page.data {
+        bucket(data, &mut rows)?;
+    }
+    Ok(Page { rows, next: next_cursor(page.has_more, page.next_page)? })
+}
+
 fn next_cursor(has_more: bool, next_page: Option<String>) -> Result<Option<String>, String> {
     match (has_more, next_page) {
         (false, _) => Ok(None),

@@ -74,7 +74,7 @@ pub use admission::{Admission, Blocked, Decision, RuleDecision};
 pub use persist::{BucketDelta, BucketTotal, BucketUsage, LiveBucket};
 
 use admission::{Held, HeldEntry};
-use bucket::{GroupLayout, GroupTable, KeyProbe, RuleTag, hash_key};
+use bucket::{BucketState, EntryState, GroupBucket, GroupLayout, GroupTable, KeyProbe, RuleTag, hash_key};
 
 /// A rule, the identity its counters live under, and where they are: its key group and position in it.
 #[derive(Debug)]
@@ -291,93 +291,15 @@ impl SpendEngine {
         worst_case_nanos: Option<u64>,
         now: Timestamp,
     ) -> Result<Admission, Blocked> {
-        let now_ns = timestamp_nanos(now);
-        // A worst case beyond what the store can hold is the largest storable amount (it is refused anyway).
-        let worst_case_nanos = worst_case_nanos.map(crate::money::clamp_nanos);
         let local = self.local_set();
-        let set: &RuleSet = &local.set;
-        let mut held: Vec<Held> = Vec::with_capacity(set.rules.len().min(32));
-        let mut entries: Vec<HeldEntry> = Vec::with_capacity(set.groups.len().min(8));
-        // The refusal with the lowest rule index (the one a rule-by-rule check would report).
-        let mut refusal: Option<(usize, Blocked)> = None;
+        let mut admitting = Admitting::new(&local.set, request, worst_case_nanos, now);
         KEY_BUFFER.with(|buffer| {
             let mut key = buffer.borrow_mut();
-            for (group_index, group) in set.groups.iter().enumerate() {
-                let applies = |i: usize| set.rules[i].rule.dimensions.applies_to(request);
-                let Some(first) = group.members.iter().position(|&i| applies(i)) else { continue };
-                // After a refusal, a group is only checked (nothing reserved) for a refusal by an earlier rule.
-                let check_only = match &refusal {
-                    Some((refused, _)) if group.members[first] > *refused => continue,
-                    Some(_) => true,
-                    None => false,
-                };
-                let leader = &set.rules[group.members[first]].rule;
-                leader.dimensions.write_bucket_key(request, &mut key);
-                let probe = KeyProbe { hash: hash_key(&key), key: &key };
-                let entry_slot = entries.len();
-                let held_before = held.len();
-                let (group_refusal, bucket) = group.table.with_entry(probe, &group.layout, |bucket, entry| {
-                    let mut refused = None;
-                    for &index in &group.members[first..] {
-                        let RuleState { rule, pos, .. } = &set.rules[index];
-                        if !rule.dimensions.applies_to(request) {
-                            continue;
-                        }
-                        let counters = entry.counters(&group.layout, *pos);
-                        counters.roll(&rule.window, now_ns);
-                        let spent = counters.spent(&rule.window, now_ns);
-                        let reserving = rule.reserve == Reserve::WorstCase && worst_case_nanos.is_some();
-                        let cost = if reserving { worst_case_nanos.unwrap_or(0) } else { 0 };
-                        let committed = spent.saturating_add(counters.reserved);
-                        let over = if reserving {
-                            committed.saturating_add(cost) > rule.budget_nanos
-                        } else {
-                            committed >= rule.budget_nanos
-                        };
-                        if !over || rule.action == Action::Monitor {
-                            if !check_only {
-                                let reserved = if over { 0 } else { cost };
-                                counters.reserved = counters.reserved.saturating_add(reserved);
-                                counters.touched = true;
-                                let decision = if over { Decision::WouldBlock } else { Decision::Allowed };
-                                held.push(Held { rule_index: index, entry: entry_slot, reserved, decision });
-                            }
-                            continue;
-                        }
-                        // Budget that must leave the window before this request fits.
-                        let need = committed.saturating_add(cost.max(1)).saturating_sub(rule.budget_nanos);
-                        let frees_at = counters.frees_at(&rule.window, now_ns, need);
-                        refused = Some((
-                            index,
-                            Blocked {
-                                rule_id: Arc::clone(&rule.id),
-                                bucket_key: Arc::clone(&bucket.key),
-                                budget_nanos: rule.budget_nanos,
-                                spent_nanos: spent,
-                                reserved_nanos: counters.reserved,
-                                requested_nanos: worst_case_nanos,
-                                resets_at: nanos_timestamp(frees_at),
-                                retry_after_secs: retry_after_secs(now_ns, frees_at),
-                            },
-                        ));
-                        break;
-                    }
-                    // Counted under the same lock as the reservations, so the sweep never evicts a held entry.
-                    if held.len() > held_before {
-                        entry.inflight = entry.inflight.saturating_add(1);
-                    }
-                    refused
-                });
-                if held.len() > held_before {
-                    entries.push(HeldEntry { group: group_index, bucket });
-                }
-                if let Some((index, blocked)) = group_refusal
-                    && refusal.as_ref().is_none_or(|(refused, _)| index < *refused)
-                {
-                    refusal = Some((index, blocked));
-                }
+            for (group_index, group) in local.set.groups.iter().enumerate() {
+                admitting.group(group_index, group, &mut key);
             }
         });
+        let Admitting { entries, held, refusal, .. } = admitting;
         let admission = Admission::new(local, entries, held);
         #[cfg(test)]
         self.count(&admission, refusal.as_ref().map(|(index, _)| *index));
@@ -447,5 +369,148 @@ impl SpendEngine {
 
     fn retired_tables(&self) -> Vec<Arc<GroupTable>> {
         self.inner.retired.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// An admission under construction: steps 2 to 5 of the protocol (module docs), one key group at a time. Its
+/// vectors are the ones the [`Admission`] keeps, so building it allocates nothing more.
+struct Admitting<'a, 'r> {
+    set: &'a RuleSet,
+    request: &'a RequestDims<'r>,
+    /// A worst case beyond what the store can hold is the largest storable amount (it is refused anyway).
+    worst_case_nanos: Option<u64>,
+    now_ns: i64,
+    held: Vec<Held>,
+    entries: Vec<HeldEntry>,
+    /// The refusal with the lowest rule index (the one a rule-by-rule check would report).
+    refusal: Option<(usize, Blocked)>,
+}
+
+/// Step 3's check of one rule against its bucket's counters (rolled to now).
+struct Check {
+    spent: u64,
+    /// Spent plus reserved.
+    committed: u64,
+    /// What admitting reserves: the worst case for a reserving rule with a known one, else 0.
+    cost: u64,
+    over: bool,
+}
+
+impl Check {
+    fn new(rule: &SpendRule, counters: &BucketState, now_ns: i64, worst_case_nanos: Option<u64>) -> Self {
+        let spent = counters.spent(&rule.window, now_ns);
+        let reserving = rule.reserve == Reserve::WorstCase && worst_case_nanos.is_some();
+        let cost = if reserving { worst_case_nanos.unwrap_or(0) } else { 0 };
+        let committed = spent.saturating_add(counters.reserved);
+        // `reserve = "none"` or an unknown worst case: admitted while the bucket still has headroom.
+        let over =
+            if reserving { committed.saturating_add(cost) > rule.budget_nanos } else { committed >= rule.budget_nanos };
+        Self { spent, committed, cost, over }
+    }
+}
+
+impl<'a, 'r> Admitting<'a, 'r> {
+    fn new(set: &'a RuleSet, request: &'a RequestDims<'r>, worst_case_nanos: Option<u64>, now: Timestamp) -> Self {
+        Self {
+            set,
+            request,
+            worst_case_nanos: worst_case_nanos.map(crate::money::clamp_nanos),
+            now_ns: timestamp_nanos(now),
+            held: Vec::with_capacity(set.rules.len().min(32)),
+            entries: Vec::with_capacity(set.groups.len().min(8)),
+            refusal: None,
+        }
+    }
+
+    /// Step 2 for one key group: its first rule that applies to the request builds the bucket key (in `key`, a
+    /// reused buffer) and the entry is locked once for steps 3 to 5 on every applicable rule of the group. After
+    /// a refusal, a group is only checked (nothing reserved), and only for a refusal by an earlier rule.
+    fn group(&mut self, group_index: usize, group: &KeyGroup, key: &mut String) {
+        let set = self.set;
+        let Some(first) = group.members.iter().position(|&i| set.rules[i].rule.dimensions.applies_to(self.request))
+        else {
+            return;
+        };
+        let check_only = match &self.refusal {
+            Some((refused, _)) if group.members[first] > *refused => return,
+            Some(_) => true,
+            None => false,
+        };
+        set.rules[group.members[first]].rule.dimensions.write_bucket_key(self.request, key);
+        let probe = KeyProbe { hash: hash_key(key), key };
+        let held_before = self.held.len();
+        let (refused, bucket) = group.table.with_entry(probe, &group.layout, |bucket, entry| {
+            let refused = self.check_rules(&group.members[first..], &group.layout, check_only, bucket, entry);
+            // Counted under the same lock as the reservations, so the sweep never evicts a held entry.
+            if self.held.len() > held_before {
+                entry.inflight = entry.inflight.saturating_add(1);
+            }
+            refused
+        });
+        if self.held.len() > held_before {
+            self.entries.push(HeldEntry { group: group_index, bucket });
+        }
+        if let Some((index, blocked)) = refused
+            && self.refusal.as_ref().is_none_or(|(refused, _)| index < *refused)
+        {
+            self.refusal = Some((index, blocked));
+        }
+    }
+
+    /// Steps 3 to 5 under the entry's lock, for each of `members` that applies to the request, in rule order:
+    /// check, then reserve (or record a would-block) unless `check_only`; the first `block` rule over budget ends
+    /// the group with its refusal.
+    fn check_rules(
+        &mut self,
+        members: &[usize],
+        layout: &Arc<GroupLayout>,
+        check_only: bool,
+        bucket: &GroupBucket,
+        entry: &mut EntryState,
+    ) -> Option<(usize, Blocked)> {
+        let set = self.set;
+        for &index in members {
+            let RuleState { rule, pos, .. } = &set.rules[index];
+            if !rule.dimensions.applies_to(self.request) {
+                continue;
+            }
+            let counters = entry.counters(layout, *pos);
+            counters.roll(&rule.window, self.now_ns);
+            let check = Check::new(rule, counters, self.now_ns, self.worst_case_nanos);
+            if !check.over || rule.action == Action::Monitor {
+                if !check_only {
+                    self.hold(index, counters, &check);
+                }
+                continue;
+            }
+            return Some((index, self.blocked(rule, bucket, counters, &check)));
+        }
+        None
+    }
+
+    /// Step 3's reservation, or step 4's would-block record (which reserves nothing), for rule `index` in the
+    /// entry about to be pushed (so at `entries.len()`).
+    fn hold(&mut self, index: usize, counters: &mut BucketState, check: &Check) {
+        let reserved = if check.over { 0 } else { check.cost };
+        counters.reserved = counters.reserved.saturating_add(reserved);
+        counters.touched = true;
+        let decision = if check.over { Decision::WouldBlock } else { Decision::Allowed };
+        self.held.push(Held { rule_index: index, entry: self.entries.len(), reserved, decision });
+    }
+
+    /// Step 5's refusal, with when enough budget leaves the window for this request to fit.
+    fn blocked(&self, rule: &SpendRule, bucket: &GroupBucket, counters: &BucketState, check: &Check) -> Blocked {
+        let need = check.committed.saturating_add(check.cost.max(1)).saturating_sub(rule.budget_nanos);
+        let frees_at = counters.frees_at(&rule.window, self.now_ns, need);
+        Blocked {
+            rule_id: Arc::clone(&rule.id),
+            bucket_key: Arc::clone(&bucket.key),
+            budget_nanos: rule.budget_nanos,
+            spent_nanos: check.spent,
+            reserved_nanos: counters.reserved,
+            requested_nanos: self.worst_case_nanos,
+            resets_at: nanos_timestamp(frees_at),
+            retry_after_secs: retry_after_secs(self.now_ns, frees_at),
+        }
     }
 }

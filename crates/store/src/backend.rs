@@ -16,6 +16,8 @@ use crate::sql::{Dialect, ReadRow};
 pub(crate) enum Bind<'a> {
     Int(i64),
     Text(&'a str),
+    /// Text or NULL (bound as a text NULL, so Postgres infers the parameter's type either way).
+    OptText(Option<&'a str>),
 }
 
 /// Runs statements on a connection (a pooled one, or a transaction's: both deref to `Self::Connection`).

@@ -1,14 +1,16 @@
 //! The provider-ingest aggregate: raw report pages as fetched, the normalised usage rows per provider and hour or
-//! day, and the lease that lets one replica at a time ingest a provider. Every statement is written once with
-//! `$N` placeholders (both backends take them) over BIGINT Unix-microsecond times.
+//! day, and the lease that lets one replica at a time ingest a provider. Its tables keep times as BIGINT Unix µs
+//! on both backends (migration 0010), so every statement on them is written once here and run through
+//! [`Backend`]; the one statement that differs is the reconciliation's read of the spend rollups
+//! ([`IngestBackend`], in `postgres/ingest.rs` and `sqlite/ingest.rs`).
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use sqlx::Row;
 
+use crate::backend::{Backend, Bind};
 use crate::error::StoreError;
-use crate::sql::saturating_i64;
+use crate::sql::{ReadRow, saturating_i64};
 use crate::store::{Pool, Store};
 
 #[cfg(test)]
@@ -156,17 +158,13 @@ fn spans(pages: &[NewRawPage]) -> Vec<(Grain, i64, i64)> {
     merged
 }
 
-/// The bound values of one normalised row, in the column order of [`UPSERT_ROW`] after the provider.
-fn row_values(row: &ProviderUsageRow) -> (&'static str, i64, &str, i64, i64, i64, i64) {
-    (
-        row.grain.as_str(),
-        row.bucket_start.as_microsecond(),
-        row.model.as_str(),
-        saturating_i64(row.tokens_in),
-        saturating_i64(row.tokens_out),
-        saturating_i64(row.tokens_cached),
-        row.cost_nanos,
-    )
+/// The primitives of the provider-ingest aggregate that differ by backend (`postgres/ingest.rs`,
+/// `sqlite/ingest.rs`).
+pub(crate) trait IngestBackend: Backend {
+    /// `provider, hour, tokens_in, tokens_out, cost_nanos` of the hourly spend rollups summed per provider and
+    /// hour, for hours in `[$1, $2)` (Unix µs; the rollups' `hour` is a `TIMESTAMPTZ` on Postgres, Unix µs on
+    /// SQLite), the hour read as Unix µs and every sum as a BIGINT.
+    const GATEWAY_HOURS: &'static str;
 }
 
 const LEASE_ACQUIRE: &str = "INSERT INTO ingest_leases (provider, holder, expires_at) VALUES ($1, $2, $3)
@@ -212,38 +210,18 @@ impl Store {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (until, now) = (expires_at.as_microsecond(), now.as_microsecond());
-        let done = match self.pool() {
-            Pool::Postgres(pool) => sqlx::query(LEASE_ACQUIRE)
-                .bind(provider)
-                .bind(holder)
-                .bind(until)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Pool::Sqlite(pool) => sqlx::query(LEASE_ACQUIRE)
-                .bind(provider)
-                .bind(holder)
-                .bind(until)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
-        Ok(done == 1)
+        let binds = [
+            Bind::Text(provider),
+            Bind::Text(holder),
+            Bind::Int(expires_at.as_microsecond()),
+            Bind::Int(now.as_microsecond()),
+        ];
+        Ok(self.execute(LEASE_ACQUIRE, &binds).await? == 1)
     }
 
     /// Gives `provider`'s lease up, if `holder` has it.
     pub async fn release_ingest_lease(&self, provider: &str, holder: &str) -> Result<(), StoreError> {
-        match self.pool() {
-            Pool::Postgres(pool) => {
-                sqlx::query(LEASE_RELEASE).bind(provider).bind(holder).execute(pool).await?;
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query(LEASE_RELEASE).bind(provider).bind(holder).execute(pool).await?;
-            }
-        }
+        self.execute(LEASE_RELEASE, &[Bind::Text(provider), Bind::Text(holder)]).await?;
         Ok(())
     }
 
@@ -264,108 +242,11 @@ impl Store {
         pages: &[NewRawPage],
         rows: Vec<ProviderUsageRow>,
     ) -> Result<bool, StoreError> {
-        let rows = merge_usage_rows(rows);
-        let spans = spans(pages);
-        let now = now.as_microsecond();
+        let run = Run { provider, holder, now_us: now.as_microsecond(), pages, rows: merge_usage_rows(rows) };
         match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let held = sqlx::query(LEASE_HELD).bind(provider).bind(holder).bind(now);
-                if held.execute(&mut *tx).await?.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                for page in pages {
-                    let (grain, start, end) =
-                        (page.grain.as_str(), page.span_start.as_microsecond(), page.span_end.as_microsecond());
-                    sqlx::query(INSERT_PAGE)
-                        .bind(provider)
-                        .bind(holder)
-                        .bind(&page.endpoint)
-                        .bind(grain)
-                        .bind(start)
-                        .bind(end)
-                        .bind(&page.query)
-                        .bind(&page.cursor)
-                        .bind(page.fetched_at.as_microsecond())
-                        .bind(&page.body)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for (grain, start, end) in &spans {
-                    sqlx::query(DELETE_SPAN)
-                        .bind(provider)
-                        .bind(grain.as_str())
-                        .bind(start)
-                        .bind(end)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for row in &rows {
-                    let (g, at, model, tin, tout, tcached, cost) = row_values(row);
-                    sqlx::query(UPSERT_ROW)
-                        .bind(provider)
-                        .bind(g)
-                        .bind(at)
-                        .bind(model)
-                        .bind(tin)
-                        .bind(tout)
-                        .bind(tcached)
-                        .bind(cost)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let held = sqlx::query(LEASE_HELD).bind(provider).bind(holder).bind(now);
-                if held.execute(&mut *tx).await?.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                for page in pages {
-                    let (grain, start, end) =
-                        (page.grain.as_str(), page.span_start.as_microsecond(), page.span_end.as_microsecond());
-                    sqlx::query(INSERT_PAGE)
-                        .bind(provider)
-                        .bind(holder)
-                        .bind(&page.endpoint)
-                        .bind(grain)
-                        .bind(start)
-                        .bind(end)
-                        .bind(&page.query)
-                        .bind(&page.cursor)
-                        .bind(page.fetched_at.as_microsecond())
-                        .bind(&page.body)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for (grain, start, end) in &spans {
-                    sqlx::query(DELETE_SPAN)
-                        .bind(provider)
-                        .bind(grain.as_str())
-                        .bind(start)
-                        .bind(end)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for row in &rows {
-                    let (g, at, model, tin, tout, tcached, cost) = row_values(row);
-                    sqlx::query(UPSERT_ROW)
-                        .bind(provider)
-                        .bind(g)
-                        .bind(at)
-                        .bind(model)
-                        .bind(tin)
-                        .bind(tout)
-                        .bind(tcached)
-                        .bind(cost)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
+            Pool::Postgres(pool) => commit_run(pool, &run).await,
+            Pool::Sqlite(pool) => commit_run(pool, &run).await,
         }
-        Ok(true)
     }
 
     /// `provider`'s raw pages fetched in `[from, to)`, newest first, at most `limit`, after `cursor`.
@@ -378,72 +259,27 @@ impl Store {
         cursor: Option<RawCursor>,
     ) -> Result<Vec<RawPage>, StoreError> {
         let cursor = cursor.unwrap_or(RawCursor { fetched_at_us: i64::MAX, id: i64::MAX });
-        let (from, to, limit) = (from.as_microsecond(), to.as_microsecond(), i64::from(limit));
-        let rows: Vec<Result<RawPage, sqlx::Error>> = match self.pool() {
-            Pool::Postgres(pool) => sqlx::query(SELECT_PAGES)
-                .bind(provider)
-                .bind(from)
-                .bind(to)
-                .bind(cursor.fetched_at_us)
-                .bind(cursor.id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(raw_page_pg)
-                .collect(),
-            Pool::Sqlite(pool) => sqlx::query(SELECT_PAGES)
-                .bind(provider)
-                .bind(from)
-                .bind(to)
-                .bind(cursor.fetched_at_us)
-                .bind(cursor.id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(raw_page_sqlite)
-                .collect(),
+        let binds = [
+            Bind::Text(provider),
+            Bind::Int(from.as_microsecond()),
+            Bind::Int(to.as_microsecond()),
+            Bind::Int(cursor.fetched_at_us),
+            Bind::Int(cursor.id),
+            Bind::Int(i64::from(limit)),
+        ];
+        let rows = match self.pool() {
+            Pool::Postgres(pool) => fetch_decoded(pool, SELECT_PAGES, &binds, raw_page).await?,
+            Pool::Sqlite(pool) => fetch_decoded(pool, SELECT_PAGES, &binds, raw_page).await?,
         };
         Ok(self.readable(rows, "raw page"))
     }
 
     /// Normalised rows whose bucket starts in `[from, to)`, every provider.
     pub async fn provider_usage(&self, from: Timestamp, to: Timestamp) -> Result<Vec<StoredUsageRow>, StoreError> {
-        let (from, to) = (from.as_microsecond(), to.as_microsecond());
-        let rows: Vec<Result<StoredUsageRow, sqlx::Error>> = match self.pool() {
-            Pool::Postgres(pool) => sqlx::query(SELECT_USAGE)
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| {
-                    usage_row(
-                        r.try_get(0),
-                        r.try_get(1),
-                        r.try_get(2),
-                        r.try_get(3),
-                        [r.try_get(4), r.try_get(5), r.try_get(6), r.try_get(7)],
-                    )
-                })
-                .collect(),
-            Pool::Sqlite(pool) => sqlx::query(SELECT_USAGE)
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| {
-                    usage_row(
-                        r.try_get(0),
-                        r.try_get(1),
-                        r.try_get(2),
-                        r.try_get(3),
-                        [r.try_get(4), r.try_get(5), r.try_get(6), r.try_get(7)],
-                    )
-                })
-                .collect(),
+        let binds = [Bind::Int(from.as_microsecond()), Bind::Int(to.as_microsecond())];
+        let rows = match self.pool() {
+            Pool::Postgres(pool) => fetch_decoded(pool, SELECT_USAGE, &binds, usage_row).await?,
+            Pool::Sqlite(pool) => fetch_decoded(pool, SELECT_USAGE, &binds, usage_row).await?,
         };
         Ok(self.readable(rows, "provider usage row"))
     }
@@ -455,18 +291,10 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<GatewayHour>, StoreError> {
-        // The rollups' `hour` column is a TIMESTAMPTZ on Postgres and Unix microseconds on SQLite.
-        const PG: &str = "SELECT provider, (EXTRACT(EPOCH FROM hour) * 1000000)::int8, SUM(tokens_in)::int8,
-             SUM(tokens_out)::int8, SUM(cost_nanos)::int8 FROM spend_rollup_hourly
-             WHERE hour >= 'epoch'::timestamptz + interval '1 microsecond' * $1
-               AND hour < 'epoch'::timestamptz + interval '1 microsecond' * $2
-             GROUP BY provider, hour";
-        const SQLITE: &str = "SELECT provider, hour, SUM(tokens_in), SUM(tokens_out), SUM(cost_nanos)
-             FROM spend_rollup_hourly WHERE hour >= $1 AND hour < $2 GROUP BY provider, hour";
         let (from, to) = (from.as_microsecond(), to.as_microsecond());
-        let rows: Vec<(String, i64, i64, i64, i64)> = match self.pool() {
-            Pool::Postgres(pool) => sqlx::query_as(PG).bind(from).bind(to).fetch_all(pool).await?,
-            Pool::Sqlite(pool) => sqlx::query_as(SQLITE).bind(from).bind(to).fetch_all(pool).await?,
+        let rows = match self.pool() {
+            Pool::Postgres(pool) => gateway_hour_rows(pool, from, to).await?,
+            Pool::Sqlite(pool) => gateway_hour_rows(pool, from, to).await?,
         };
         Ok(rows
             .into_iter()
@@ -485,11 +313,7 @@ impl Store {
 
     /// Deletes raw pages fetched before `cutoff` (the normalised rows stay); how many.
     pub async fn delete_raw_pages_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
-        let cutoff = cutoff.as_microsecond();
-        Ok(match self.pool() {
-            Pool::Postgres(pool) => sqlx::query(DELETE_OLD_PAGES).bind(cutoff).execute(pool).await?.rows_affected(),
-            Pool::Sqlite(pool) => sqlx::query(DELETE_OLD_PAGES).bind(cutoff).execute(pool).await?.rows_affected(),
-        })
+        self.execute(DELETE_OLD_PAGES, &[Bind::Int(cutoff.as_microsecond())]).await
     }
 
     /// Rebuilds the normalised rows from the stored raw pages, as the runs that fetched them wrote them:
@@ -509,23 +333,10 @@ impl Store {
         let mut table = Replay::default();
         let mut after = 0i64;
         loop {
-            let batch: Vec<Result<RawPage, sqlx::Error>> = match self.pool() {
-                Pool::Postgres(pool) => sqlx::query(SELECT_ALL_PAGES)
-                    .bind(after)
-                    .bind(REBUILD_BATCH)
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(raw_page_pg)
-                    .collect(),
-                Pool::Sqlite(pool) => sqlx::query(SELECT_ALL_PAGES)
-                    .bind(after)
-                    .bind(REBUILD_BATCH)
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(raw_page_sqlite)
-                    .collect(),
+            let binds = [Bind::Int(after), Bind::Int(REBUILD_BATCH)];
+            let batch = match self.pool() {
+                Pool::Postgres(pool) => fetch_decoded(pool, SELECT_ALL_PAGES, &binds, raw_page).await?,
+                Pool::Sqlite(pool) => fetch_decoded(pool, SELECT_ALL_PAGES, &binds, raw_page).await?,
             };
             let done = batch.len() < usize::try_from(REBUILD_BATCH).unwrap_or(usize::MAX);
             for page in self.readable(batch, "raw page") {
@@ -543,77 +354,19 @@ impl Store {
         }
         let (spans, rows) = table.finish();
         report.rows = rows.values().map(|rows| rows.len() as u64).sum();
-        self.replace_spans(&spans, &rows).await?;
+        match self.pool() {
+            Pool::Postgres(pool) => replace_spans(pool, &spans, &rows).await?,
+            Pool::Sqlite(pool) => replace_spans(pool, &spans, &rows).await?,
+        }
         Ok(report)
     }
 
-    /// Step 3 of [`Store::rebuild_provider_usage`].
-    async fn replace_spans(&self, spans: &ReplaySpans, rows: &ReplayRows) -> Result<(), StoreError> {
-        match self.pool() {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                for ((provider, grain), list) in spans {
-                    for (start, end) in list {
-                        sqlx::query(DELETE_SPAN)
-                            .bind(provider)
-                            .bind(grain.as_str())
-                            .bind(start)
-                            .bind(end)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                for (provider, list) in rows {
-                    for row in list {
-                        let (g, at, model, tin, tout, tcached, cost) = row_values(row);
-                        sqlx::query(UPSERT_ROW)
-                            .bind(provider)
-                            .bind(g)
-                            .bind(at)
-                            .bind(model)
-                            .bind(tin)
-                            .bind(tout)
-                            .bind(tcached)
-                            .bind(cost)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                tx.commit().await?;
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for ((provider, grain), list) in spans {
-                    for (start, end) in list {
-                        sqlx::query(DELETE_SPAN)
-                            .bind(provider)
-                            .bind(grain.as_str())
-                            .bind(start)
-                            .bind(end)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                for (provider, list) in rows {
-                    for row in list {
-                        let (g, at, model, tin, tout, tcached, cost) = row_values(row);
-                        sqlx::query(UPSERT_ROW)
-                            .bind(provider)
-                            .bind(g)
-                            .bind(at)
-                            .bind(model)
-                            .bind(tin)
-                            .bind(tout)
-                            .bind(tcached)
-                            .bind(cost)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                tx.commit().await?;
-            }
-        }
-        Ok(())
+    /// Runs one statement on a pooled connection; the rows it affected.
+    async fn execute(&self, sql: &'static str, binds: &[Bind<'_>]) -> Result<u64, StoreError> {
+        Ok(match self.pool() {
+            Pool::Postgres(pool) => sqlx::Postgres::execute(&mut *pool.acquire().await?, sql, binds).await?,
+            Pool::Sqlite(pool) => sqlx::Sqlite::execute(&mut *pool.acquire().await?, sql, binds).await?,
+        })
     }
 
     /// The rows that could be read; the others are logged, counted in `/status` and skipped.
@@ -632,6 +385,137 @@ impl Store {
         self.note_unreadable(unreadable);
         rows
     }
+}
+
+/// One ingest run as [`Store::commit_ingest`] writes it, its rows merged by key.
+struct Run<'a> {
+    provider: &'a str,
+    holder: &'a str,
+    now_us: i64,
+    pages: &'a [NewRawPage],
+    rows: Vec<ProviderUsageRow>,
+}
+
+/// [`Store::commit_ingest`]: the lease check, then steps 1 to 3, in one transaction (dropped, so rolled back,
+/// when the lease is gone).
+async fn commit_run<B: Backend>(pool: &sqlx::Pool<B>, run: &Run<'_>) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let lease = [Bind::Text(run.provider), Bind::Text(run.holder), Bind::Int(run.now_us)];
+    if B::execute(&mut tx, LEASE_HELD, &lease).await? != 1 {
+        return Ok(false);
+    }
+    for page in run.pages {
+        insert_page::<B>(&mut tx, run.provider, run.holder, page).await?;
+    }
+    for (grain, start, end) in spans(run.pages) {
+        delete_span::<B>(&mut tx, run.provider, grain, start, end).await?;
+    }
+    for row in &run.rows {
+        upsert_row::<B>(&mut tx, run.provider, row).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Step 3 of [`Store::rebuild_provider_usage`], in one transaction.
+async fn replace_spans<B: Backend>(
+    pool: &sqlx::Pool<B>,
+    spans: &ReplaySpans,
+    rows: &ReplayRows,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    for ((provider, grain), list) in spans {
+        for &(start, end) in list {
+            delete_span::<B>(&mut tx, provider, *grain, start, end).await?;
+        }
+    }
+    for (provider, list) in rows {
+        for row in list {
+            upsert_row::<B>(&mut tx, provider, row).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Stores one raw page of `holder`'s run (`run_id` is the lease holder).
+async fn insert_page<B: Backend>(
+    conn: &mut B::Connection,
+    provider: &str,
+    holder: &str,
+    page: &NewRawPage,
+) -> Result<(), sqlx::Error> {
+    let binds = [
+        Bind::Text(provider),
+        Bind::Text(holder),
+        Bind::Text(&page.endpoint),
+        Bind::Text(page.grain.as_str()),
+        Bind::Int(page.span_start.as_microsecond()),
+        Bind::Int(page.span_end.as_microsecond()),
+        Bind::Text(&page.query),
+        Bind::OptText(page.cursor.as_deref()),
+        Bind::Int(page.fetched_at.as_microsecond()),
+        Bind::Text(&page.body),
+    ];
+    B::execute(conn, INSERT_PAGE, &binds).await?;
+    Ok(())
+}
+
+/// Deletes `provider`'s stored rows of `grain` whose bucket starts in `[start, end)`.
+async fn delete_span<B: Backend>(
+    conn: &mut B::Connection,
+    provider: &str,
+    grain: Grain,
+    start: i64,
+    end: i64,
+) -> Result<(), sqlx::Error> {
+    let binds = [Bind::Text(provider), Bind::Text(grain.as_str()), Bind::Int(start), Bind::Int(end)];
+    B::execute(conn, DELETE_SPAN, &binds).await?;
+    Ok(())
+}
+
+/// Stores one normalised row of `provider`, replacing the one with its key; counts saturate at `i64::MAX`.
+async fn upsert_row<B: Backend>(
+    conn: &mut B::Connection,
+    provider: &str,
+    row: &ProviderUsageRow,
+) -> Result<(), sqlx::Error> {
+    let binds = [
+        Bind::Text(provider),
+        Bind::Text(row.grain.as_str()),
+        Bind::Int(row.bucket_start.as_microsecond()),
+        Bind::Text(&row.model),
+        Bind::Int(saturating_i64(row.tokens_in)),
+        Bind::Int(saturating_i64(row.tokens_out)),
+        Bind::Int(saturating_i64(row.tokens_cached)),
+        Bind::Int(row.cost_nanos),
+    ];
+    B::execute(conn, UPSERT_ROW, &binds).await?;
+    Ok(())
+}
+
+/// Runs `sql` on a pooled connection and decodes each row on its own, so that one unreadable row is skipped
+/// ([`Store::readable`]) rather than failing the read.
+async fn fetch_decoded<B: Backend, T>(
+    pool: &sqlx::Pool<B>,
+    sql: &'static str,
+    binds: &[Bind<'_>],
+    decode: fn(&B::Row) -> Result<T, sqlx::Error>,
+) -> Result<Vec<Result<T, sqlx::Error>>, StoreError> {
+    let rows = B::fetch_all(&mut *pool.acquire().await?, sql, binds).await?;
+    Ok(rows.iter().map(decode).collect())
+}
+
+/// `(provider, hour, tokens_in, tokens_out, cost_nanos)` per provider and hour in `[from, to)`; a row that cannot
+/// be read fails the read (the reconciliation of an hour read in part would be wrong, not incomplete).
+async fn gateway_hour_rows<B: IngestBackend>(
+    pool: &sqlx::Pool<B>,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(String, i64, i64, i64, i64)>, StoreError> {
+    let rows = B::fetch_all(&mut *pool.acquire().await?, B::GATEWAY_HOURS, &[Bind::Int(from), Bind::Int(to)]).await?;
+    let read = |r: &B::Row| Ok((r.text(0_usize)?, r.int(1_usize)?, r.int(2_usize)?, r.int(3_usize)?, r.int(4_usize)?));
+    Ok(rows.iter().map(read).collect::<Result<_, sqlx::Error>>()?)
 }
 
 type ReplaySpans = BTreeMap<(String, Grain), Vec<(i64, i64)>>;
@@ -695,62 +579,43 @@ impl Replay {
     }
 }
 
-fn usage_row(
-    provider: Result<String, sqlx::Error>,
-    grain: Result<String, sqlx::Error>,
-    at: Result<i64, sqlx::Error>,
-    model: Result<String, sqlx::Error>,
-    numbers: [Result<i64, sqlx::Error>; 4],
-) -> Result<StoredUsageRow, sqlx::Error> {
+/// A `provider_usage` row, in [`SELECT_USAGE`]'s column order.
+fn usage_row<R: ReadRow>(r: &R) -> Result<StoredUsageRow, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("provider_usage: bad {what}").into());
-    let grain = grain.and_then(|g| Grain::parse(&g).ok_or_else(|| bad("grain")))?;
-    let bucket_start = Timestamp::from_microsecond(at?).map_err(|_| bad("bucket_start"))?;
-    let [tin, tout, tcached, cost] = numbers;
-    let unsigned = |v: Result<i64, sqlx::Error>| v.and_then(|v| u64::try_from(v).map_err(|_| bad("token count")));
+    let grain = Grain::parse(&r.text(1_usize)?).ok_or_else(|| bad("grain"))?;
+    let bucket_start = Timestamp::from_microsecond(r.int(2_usize)?).map_err(|_| bad("bucket_start"))?;
+    let unsigned = |at: usize| r.int(at).and_then(|v| u64::try_from(v).map_err(|_| bad("token count")));
     Ok(StoredUsageRow {
-        provider: provider?,
+        provider: r.text(0_usize)?,
         row: ProviderUsageRow {
             grain,
             bucket_start,
-            model: model?,
-            tokens_in: unsigned(tin)?,
-            tokens_out: unsigned(tout)?,
-            tokens_cached: unsigned(tcached)?,
-            cost_nanos: cost?,
+            model: r.text(3_usize)?,
+            tokens_in: unsigned(4)?,
+            tokens_out: unsigned(5)?,
+            tokens_cached: unsigned(6)?,
+            cost_nanos: r.int(7_usize)?,
         },
     })
 }
 
-fn raw_page_pg(row: &sqlx::postgres::PgRow) -> Result<RawPage, sqlx::Error> {
-    raw_page([row.try_get(0), row.try_get(5), row.try_get(6), row.try_get(9)], |i| row.try_get(i), row.try_get(8))
-}
-
-fn raw_page_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<RawPage, sqlx::Error> {
-    raw_page([row.try_get(0), row.try_get(5), row.try_get(6), row.try_get(9)], |i| row.try_get(i), row.try_get(8))
-}
-
-/// A page from its integer columns (id, span_start, span_end, fetched_at), its text columns by index, and cursor.
-fn raw_page(
-    numbers: [Result<i64, sqlx::Error>; 4],
-    text: impl Fn(usize) -> Result<String, sqlx::Error>,
-    cursor: Result<Option<String>, sqlx::Error>,
-) -> Result<RawPage, sqlx::Error> {
+/// A `provider_raw_pages` row, in [`SELECT_PAGES`]'s column order.
+fn raw_page<R: ReadRow>(r: &R) -> Result<RawPage, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("provider_raw_pages: bad {what}").into());
-    let time = |v: Result<i64, sqlx::Error>| v.and_then(|v| Timestamp::from_microsecond(v).map_err(|_| bad("time")));
-    let [id, start, end, fetched] = numbers;
+    let time = |at: usize| r.int(at).and_then(|v| Timestamp::from_microsecond(v).map_err(|_| bad("time")));
     Ok(RawPage {
-        id: id?,
-        provider: text(1)?,
-        run_id: text(2)?,
+        id: r.int(0_usize)?,
+        provider: r.text(1_usize)?,
+        run_id: r.text(2_usize)?,
         page: NewRawPage {
-            endpoint: text(3)?,
-            grain: Grain::parse(&text(4)?).ok_or_else(|| bad("grain"))?,
-            span_start: time(start)?,
-            span_end: time(end)?,
-            query: text(7)?,
-            cursor: cursor?,
-            fetched_at: time(fetched)?,
-            body: text(10)?,
+            endpoint: r.text(3_usize)?,
+            grain: Grain::parse(&r.text(4_usize)?).ok_or_else(|| bad("grain"))?,
+            span_start: time(5)?,
+            span_end: time(6)?,
+            query: r.text(7_usize)?,
+            cursor: r.text_opt(8_usize)?,
+            fetched_at: time(9)?,
+            body: r.text(10_usize)?,
         },
     })
 }

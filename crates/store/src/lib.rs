@@ -11,7 +11,7 @@
 //!   a connection. A statement that differs between the databases only by its placeholders is written once with
 //!   `$N` (SQLite binds `$N` by index) and run from the aggregate's code through it.
 //! - One module per aggregate (`logs`, `rollup`, `metadata_keys`, `spend`, `spend_rules`, `quarantine`,
-//!   `log_scan`, `recompute`, `query`): its primitives as a trait `<Aggregate>Backend: Backend`, its algorithms
+//!   `log_scan`, `recompute`, `query`, `ingest`): its primitives as a trait `<Aggregate>Backend: Backend`, its algorithms
 //!   written once as generic functions over those traits, and its `Store` methods, each with one
 //!   `match self.pool()` that picks the backend.
 //! - `postgres/<aggregate>.rs` and `sqlite/<aggregate>.rs`: each aggregate's primitives, where the databases really

@@ -2,6 +2,7 @@
 //! implementing that aggregate's primitives where Postgres differs (`UNNEST` batches, `TIMESTAMPTZ` columns, table
 //! locks).
 
+mod ingest;
 mod log_scan;
 mod logs;
 mod metadata_keys;
@@ -65,6 +66,7 @@ fn bound<'q>(mut query: Query<'q, Postgres, PgArguments>, binds: &[Bind<'q>]) ->
         query = match *bind {
             Bind::Int(value) => query.bind(value),
             Bind::Text(value) => query.bind(value),
+            Bind::OptText(value) => query.bind(value),
         };
     }
     query

@@ -2,6 +2,7 @@
 //! implementing that aggregate's primitives where SQLite differs (one cached statement per row, Unix µs integer
 //! times, the database write lock).
 
+mod ingest;
 mod log_scan;
 mod logs;
 mod metadata_keys;
@@ -68,6 +69,7 @@ fn bound<'q>(mut query: Query<'q, Sqlite, SqliteArguments>, binds: &[Bind<'q>]) 
         query = match *bind {
             Bind::Int(value) => query.bind(value),
             Bind::Text(value) => query.bind(value),
+            Bind::OptText(value) => query.bind(value),
         };
     }
     query

@@ -3,16 +3,8 @@
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::{Page, cost_row, next_cursor, token_row};
+use super::{Page, cost_row, enveloped, token_row};
 use crate::decimal::to_scaled_i64;
-
-#[derive(Deserialize)]
-struct PageBody<R> {
-    data: Vec<Bucket<R>>,
-    has_more: bool,
-    #[serde(default)]
-    next_page: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct Bucket<R> {
@@ -55,9 +47,7 @@ fn start(text: &str) -> Result<Timestamp, String> {
 }
 
 pub(super) fn usage(body: &str) -> Result<Page, String> {
-    let page: PageBody<UsageResult> = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for bucket in page.data {
+    enveloped(body, |bucket: Bucket<UsageResult>, rows| {
         let at = start(&bucket.starting_at)?;
         for r in bucket.results {
             // Tokens in as the gateway counts them: uncached + cache writes + cache reads.
@@ -68,14 +58,12 @@ pub(super) fn usage(body: &str) -> Result<Page, String> {
                 .saturating_add(r.cache_read_input_tokens);
             rows.push(token_row(at, r.model, [tokens_in, r.output_tokens, r.cache_read_input_tokens]));
         }
-    }
-    Ok(Page { rows, next: next_cursor(page.has_more, page.next_page)? })
+        Ok(())
+    })
 }
 
 pub(super) fn costs(body: &str) -> Result<Page, String> {
-    let page: PageBody<CostResult> = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for bucket in page.data {
+    enveloped(body, |bucket: Bucket<CostResult>, rows| {
         let mut nanos: i64 = 0;
         for r in bucket.results {
             if !r.currency.eq_ignore_ascii_case("usd") {
@@ -85,6 +73,6 @@ pub(super) fn costs(body: &str) -> Result<Page, String> {
             nanos = nanos.saturating_add(to_scaled_i64(&r.amount, 7).map_err(|e| e.to_string())?);
         }
         rows.push(cost_row(start(&bucket.starting_at)?, nanos));
-    }
-    Ok(Page { rows, next: next_cursor(page.has_more, page.next_page)? })
+        Ok(())
+    })
 }

@@ -3,16 +3,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Page, cost_row, next_cursor, timestamp_seconds, token_row};
+use super::{Page, cost_row, enveloped, timestamp_seconds, token_row};
 use crate::decimal::to_scaled_i64;
-
-#[derive(Deserialize)]
-struct PageBody<R> {
-    data: Vec<Bucket<R>>,
-    has_more: bool,
-    #[serde(default)]
-    next_page: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct Bucket<R> {
@@ -44,23 +36,19 @@ struct Amount {
 }
 
 pub(super) fn usage(body: &str) -> Result<Page, String> {
-    let page: PageBody<UsageResult> = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for bucket in page.data {
+    enveloped(body, |bucket: Bucket<UsageResult>, rows| {
         let start = timestamp_seconds(bucket.start_time)?;
         for result in bucket.results {
             let tokens = [result.input_tokens, result.output_tokens, result.input_cached_tokens.unwrap_or(0)];
             rows.push(token_row(start, result.model, tokens));
         }
-    }
-    Ok(Page { rows, next: next_cursor(page.has_more, page.next_page)? })
+        Ok(())
+    })
 }
 
 /// One row per bucket, also for a bucket without results (the provider's word that the day cost nothing).
 pub(super) fn costs(body: &str) -> Result<Page, String> {
-    let page: PageBody<CostResult> = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for bucket in page.data {
+    enveloped(body, |bucket: Bucket<CostResult>, rows| {
         let mut nanos: i64 = 0;
         for result in bucket.results {
             if !result.amount.currency.eq_ignore_ascii_case("usd") {
@@ -70,6 +58,6 @@ pub(super) fn costs(body: &str) -> Result<Page, String> {
             nanos = nanos.saturating_add(amount);
         }
         rows.push(cost_row(timestamp_seconds(bucket.start_time)?, nanos));
-    }
-    Ok(Page { rows, next: next_cursor(page.has_more, page.next_page)? })
+        Ok(())
+    })
 }

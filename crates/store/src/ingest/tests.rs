@@ -144,6 +144,63 @@ async fn commits_replace_their_spans_and_rebuild(store: &Store) {
     assert_eq!(store.provider_usage(at(0), at(10 * H)).await.unwrap(), after);
 }
 
+/// A page's cursor is stored as sent: text on a later page, NULL on a report's first.
+async fn raw_pages_keep_their_cursor(store: &Store) {
+    let now = at(10 * H);
+    assert!(store.acquire_ingest_lease("openai", "run-1", now, at(11 * H)).await.unwrap());
+    let first = page(Grain::Hour, 0, H, 2 * H, "a:1:1");
+    let next = NewRawPage { cursor: Some("page_2".into()), fetched_at: at(3 * H), ..first.clone() };
+    assert!(store.commit_ingest("openai", "run-1", now, &[first, next], vec![]).await.unwrap());
+    let pages = store.raw_pages("openai", at(0), at(10 * H), 10, None).await.unwrap();
+    let cursors: Vec<Option<&str>> = pages.iter().map(|p| p.page.cursor.as_deref()).collect();
+    assert_eq!(cursors, [Some("page_2"), None], "newest first");
+    assert!(pages.iter().all(|p| p.run_id == "run-1" && p.provider == "openai"));
+}
+
+/// The gateway's hourly rollups summed per provider and hour (over models and gateways), inside the window.
+async fn gateway_hours_sum_the_rollups(store: &Store) {
+    let rows = [
+        (5 * H, "openai", "gpt-a", "", 10, 1, 100),
+        (5 * H, "openai", "gpt-b", "eu", 20, 2, 200),
+        (6 * H, "openai", "gpt-a", "", 1, 1, 7),
+        (5 * H, "anthropic", "claude", "", 3, 3, 30),
+        (5 * H, "google", "gemini", "", 9, 9, 90),
+        (9 * H, "openai", "gpt-a", "", 1, 1, 1),
+    ];
+    for (hour, provider, model, gateway, tokens_in, tokens_out, cost) in rows {
+        insert_rollup(store, hour * 1_000_000, provider, model, gateway, [tokens_in, tokens_out, cost]).await;
+    }
+    let providers = ["openai".to_owned(), "anthropic".to_owned()];
+    let mut hours = store.gateway_hours(&providers, at(5 * H), at(9 * H)).await.unwrap();
+    hours.sort_by(|a, b| (&a.provider, a.hour).cmp(&(&b.provider, b.hour)));
+    let summary: Vec<(&str, i64, u64, u64, u64)> = hours
+        .iter()
+        .map(|h| (h.provider.as_str(), h.hour.as_second(), h.tokens_in, h.tokens_out, h.cost_nanos))
+        .collect();
+    assert_eq!(summary, [("anthropic", 5 * H, 3, 3, 30), ("openai", 5 * H, 30, 3, 300), ("openai", 6 * H, 1, 1, 7)]);
+}
+
+/// One `spend_rollup_hourly` row, written straight into the table (its `hour` is a TIMESTAMPTZ on Postgres).
+async fn insert_rollup(store: &Store, hour_us: i64, provider: &str, model: &str, gateway: &str, sums: [i64; 3]) {
+    const PG: &str = "INSERT INTO spend_rollup_hourly (hour, provider, model, gateway, requests, tokens_in,
+         tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
+         VALUES ('epoch'::timestamptz + interval '1 microsecond' * $1, $2, $3, $4, 1, $5, $6, 0, 0, $7, 0)";
+    const SQLITE: &str = "INSERT INTO spend_rollup_hourly (hour, provider, model, gateway, requests, tokens_in,
+         tokens_out, tokens_cached, tokens_reasoning, cost_nanos, errors)
+         VALUES ($1, $2, $3, $4, 1, $5, $6, 0, 0, $7, 0)";
+    let [tokens_in, tokens_out, cost] = sums;
+    match store.pool() {
+        Pool::Postgres(pool) => {
+            let query = sqlx::query(PG).bind(hour_us).bind(provider).bind(model).bind(gateway);
+            query.bind(tokens_in).bind(tokens_out).bind(cost).execute(pool).await.unwrap();
+        }
+        Pool::Sqlite(pool) => {
+            let query = sqlx::query(SQLITE).bind(hour_us).bind(provider).bind(model).bind(gateway);
+            query.bind(tokens_in).bind(tokens_out).bind(cost).execute(pool).await.unwrap();
+        }
+    }
+}
+
 fn stored(page: &NewRawPage) -> RawPage {
     RawPage { id: 0, provider: "openai".into(), run_id: "r".into(), page: page.clone() }
 }
@@ -181,6 +238,32 @@ async fn postgres_commits_replace_spans_and_rebuild() {
     let db = PgDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     commits_replace_their_spans_and_rebuild(&postgres(&db, dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn sqlite_raw_pages_keep_their_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    raw_pages_keep_their_cursor(&sqlite(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_raw_pages_keep_their_cursor() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    raw_pages_keep_their_cursor(&postgres(&db, dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn sqlite_gateway_hours_sum_the_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    gateway_hours_sum_the_rollups(&sqlite(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn postgres_gateway_hours_sum_the_rollups() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    gateway_hours_sum_the_rollups(&postgres(&db, dir.path()).await).await;
 }
 
 #[test]

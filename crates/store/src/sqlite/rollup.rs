@@ -12,33 +12,16 @@ use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::metadata_keys::MetadataKeysBackend;
 use crate::rollup::{
-    CLEAR_ROLLUPS, MEASURES, Measures, MetadataKey, RollupBackend, RollupKeys, Rollups, saturating_set,
+    CLEAR_ROLLUPS, HourlyKey, MEASURES, Measures, MetadataKey, MetadataValueKey, RollupBackend, RollupKeys, Rollups,
+    saturating_set,
 };
 
 impl RollupBackend for Sqlite {
     async fn upsert_rollups(conn: &mut SqliteConnection, rollups: &Rollups) -> Result<(), StoreError> {
-        for ((hour, provider, model, gateway), m) in &rollups.hourly {
-            sqlx::query(HOURLY_SQLITE.as_str())
-                .bind(hour)
-                .bind(provider)
-                .bind(model)
-                .bind(gateway)
-                .bind_measures(m)
-                .execute(&mut *conn)
-                .await?;
-        }
-        upsert_metadata(conn, METADATA_HOURLY_SQLITE.as_str(), &rollups.metadata).await?;
-        upsert_metadata(conn, METADATA_DAILY_SQLITE.as_str(), &rollups.metadata_daily).await?;
-        for ((key, day, value), m) in &rollups.metadata_value_daily {
-            sqlx::query(VALUE_DAILY_SQLITE.as_str())
-                .bind(key)
-                .bind(day)
-                .bind(value)
-                .bind_measures(m)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
+        upsert_each(conn, HOURLY_SQLITE.as_str(), &rollups.hourly).await?;
+        upsert_each(conn, METADATA_HOURLY_SQLITE.as_str(), &rollups.metadata).await?;
+        upsert_each(conn, METADATA_DAILY_SQLITE.as_str(), &rollups.metadata_daily).await?;
+        upsert_each(conn, VALUE_DAILY_SQLITE.as_str(), &rollups.metadata_value_daily).await
     }
 
     /// The first `DELETE` takes the write lock (writers and key adders wait), then the key set is read under it:
@@ -74,24 +57,44 @@ static METADATA_DAILY_SQLITE: LazyLock<String> = LazyLock::new(|| {
     upsert_sqlite("spend_rollup_metadata_daily", &["meta_key", "day", "meta_value", "provider", "model", "gateway"])
 });
 
-async fn upsert_metadata(
+type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
+
+/// Upserts every row of one rollup table with its statement (`sql` lists the key's columns, then [`MEASURES`]).
+async fn upsert_each<K: BindKey>(
     conn: &mut SqliteConnection,
     sql: &'static str,
-    rows: &BTreeMap<MetadataKey, Measures>,
+    rows: &BTreeMap<K, Measures>,
 ) -> Result<(), StoreError> {
-    for ((key, time, value, provider, model, gateway), m) in rows {
-        sqlx::query(sql)
-            .bind(key)
-            .bind(time)
-            .bind(value)
-            .bind(provider)
-            .bind(model)
-            .bind(gateway)
-            .bind_measures(m)
-            .execute(&mut *conn)
-            .await?;
+    for (key, m) in rows {
+        key.bind_key(sqlx::query(sql)).bind_measures(m).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Binds a rollup key's columns, in the order its table's statement lists them (the key's own order).
+trait BindKey {
+    fn bind_key<'q>(&'q self, query: SqliteQuery<'q>) -> SqliteQuery<'q>;
+}
+
+impl BindKey for HourlyKey {
+    fn bind_key<'q>(&'q self, query: SqliteQuery<'q>) -> SqliteQuery<'q> {
+        let (hour, provider, model, gateway) = self;
+        query.bind(hour).bind(provider).bind(model).bind(gateway)
+    }
+}
+
+impl BindKey for MetadataKey {
+    fn bind_key<'q>(&'q self, query: SqliteQuery<'q>) -> SqliteQuery<'q> {
+        let (key, time, value, provider, model, gateway) = self;
+        query.bind(key).bind(time).bind(value).bind(provider).bind(model).bind(gateway)
+    }
+}
+
+impl BindKey for MetadataValueKey {
+    fn bind_key<'q>(&'q self, query: SqliteQuery<'q>) -> SqliteQuery<'q> {
+        let (key, day, value) = self;
+        query.bind(key).bind(day).bind(value)
+    }
 }
 
 /// Binds one rollup row's measures, in the column order every rollup statement lists them ([`MEASURES`]).
@@ -99,7 +102,7 @@ trait BindMeasures {
     fn bind_measures(self, m: &Measures) -> Self;
 }
 
-impl BindMeasures for Query<'_, Sqlite, SqliteArguments> {
+impl BindMeasures for SqliteQuery<'_> {
     fn bind_measures(self, m: &Measures) -> Self {
         self.bind(m.requests)
             .bind(m.tokens_in)
