@@ -61,12 +61,12 @@ pub struct StatusView {
     pub last_ingest: Value,
     /// The response cache, when the gateway has one: `{"backend", "ok", "error"}` (`ok: false` while its
     /// backend cannot be reached: requests bypass it).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub cache: Value,
     /// Shared rate limits, when a rate limit is shared: `{"mode": "redis" | "fallback", "replicas", "error"}`
     /// (`fallback`: Redis cannot be reached and each shared limit counts this replica's share,
     /// `limit / replicas`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub shared_rate_limits: Value,
 }
 
