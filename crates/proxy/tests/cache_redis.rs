@@ -8,17 +8,7 @@ mod harness;
 
 use harness::{Harness, chat_body};
 use http::StatusCode;
-use tollgate_testkit::Link;
-
-fn redis_url() -> String {
-    std::env::var("TOLLGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// `host:port` of the test Redis.
-fn redis_addr() -> String {
-    let url = url::Url::parse(&redis_url()).unwrap();
-    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379))
-}
+use tollgate_testkit::{Link, redis_addr, redis_url};
 
 fn config(url: &str, prefix: &str) -> String {
     format!(

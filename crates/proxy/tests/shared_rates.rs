@@ -10,16 +10,7 @@ use std::sync::atomic::Ordering;
 
 use harness::{Harness, chat_body};
 use http::StatusCode;
-use tollgate_testkit::{Link, TestResponse};
-
-fn redis_url() -> String {
-    std::env::var("TOLLGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn redis_addr() -> String {
-    let url = url::Url::parse(&redis_url()).unwrap();
-    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379))
-}
+use tollgate_testkit::{Link, TestResponse, redis_addr, redis_url};
 
 fn config(url: &str, limit: u64, shared: bool) -> String {
     let prefix = format!("tollgate-test:{}:", uuid::Uuid::now_v7());

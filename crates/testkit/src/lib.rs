@@ -18,6 +18,7 @@ mod client;
 mod fake;
 mod link;
 mod postgres;
+mod redis;
 pub mod reports;
 mod wire;
 
@@ -25,4 +26,5 @@ pub use client::{TestClient, TestResponse, next_data};
 pub use fake::{FakeProvider, Gate, Plan, Recorded, served_path};
 pub use link::Link;
 pub use postgres::{PgDb, admin_url as postgres_admin_url};
+pub use redis::{redis_addr, redis_url};
 pub use wire::{Reply, UsageNumbers};

@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 use common::Gateway;
 use http::StatusCode;
 use serde_json::{Value, json};
-use tollgate_testkit::{FakeProvider, Link, TestClient};
-
-fn redis_addr() -> String {
-    let url = std::env::var("TOLLGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let rest = url.trim_start_matches("redis://");
-    let host_port = rest.split('/').next().unwrap();
-    if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:6379") }
-}
+use tollgate_testkit::{FakeProvider, Link, TestClient, redis_addr};
 
 fn config(fake: &FakeProvider, redis_port: u16, prefix: &str) -> String {
     format!(
@@ -28,12 +21,13 @@ fn config(fake: &FakeProvider, redis_port: u16, prefix: &str) -> String {
          [redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"1s\"\n\
          [[rate_limits]]\nid = \"shared-rph\"\nlimit = 6\nper = \"requests\"\nwindow = \"1h\"\nshared = true\n\
          dimensions = [{{ key = \"metadata.user\", mode = \"split\" }}]\n",
-        uuid_like(),
+        unique(),
         fake.url()
     )
 }
 
-fn uuid_like() -> String {
+/// A name no other run or process of this test uses (databases, key prefixes).
+fn unique() -> String {
     format!("{}-{}", std::process::id(), common::free_port())
 }
 
@@ -67,7 +61,7 @@ async fn two_processes_on_one_redis_share_hits_and_one_rate_limit_and_outlive_re
     let fake = FakeProvider::start().await;
     let link = Link::start(redis_addr()).await;
     let dir = common::tempdir();
-    let prefix = format!("tollgate-e2e:{}:", uuid_like());
+    let prefix = format!("tollgate-e2e:{}:", unique());
     let a = Gateway::start(&dir, &config(&fake, link.port(), &prefix));
     let b = Gateway::start(&dir, &config(&fake, link.port(), &prefix));
 
