@@ -89,15 +89,15 @@ impl Flights {
             return Join::Follower(Follower { flight, rx, next: 0 });
         }
         let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: watch::Sender::new(()) });
-        map.insert(key.clone(), flight.clone());
-        Join::Leader(Leader { flight, key: key.clone(), flights: self.inner.clone() })
+        map.insert(*key, flight.clone());
+        Join::Leader(Leader { flight, key: *key, flights: self.inner.clone() })
     }
 
     /// A leader nobody can join (coalescing off, or the key has all its followers): it still collects the
     /// response to store it.
     pub fn solo(&self, key: &CacheKey) -> Leader {
         let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: watch::Sender::new(()) });
-        Leader { flight, key: key.clone(), flights: self.inner.clone() }
+        Leader { flight, key: *key, flights: self.inner.clone() }
     }
 
     /// Requests in flight with a leader (for tests and `/status`).
@@ -150,18 +150,16 @@ impl Leader {
 
     /// Ends the flight normally; the entry to store, unless the response was too large to keep.
     pub fn complete(&self) -> Option<Entry> {
-        let mut entry = None;
+        let mut kept = None;
         self.update(|state| {
             if let (Some(head), false) = (&state.head, state.oversize) {
-                entry = Some(Entry {
-                    status: head.status,
-                    content_type: head.content_type.clone(),
-                    frames: state.frames.clone(),
-                });
+                kept = Some((head.clone(), state.frames.clone()));
             }
             state.end = Some(true);
         });
-        entry
+        // Copied into the entry's one buffer outside the lock (followers may still be reading the frames).
+        let (head, frames) = kept?;
+        Entry::new(head.status, head.content_type.as_deref(), &frames).ok()
     }
 
     fn update(&self, change: impl FnOnce(&mut State)) {

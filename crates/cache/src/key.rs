@@ -48,9 +48,10 @@ pub enum BodyPart<'a> {
     Custom(&'a str),
 }
 
-/// A derived key: 64 lowercase hex digits (what log rows and `DELETE /api/cache/{key}` carry).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey(String);
+/// A derived key: a SHA-256, held as its 32 bytes (no allocation) and shown as 64 lowercase hex digits (what
+/// log rows, Redis keys and `DELETE /api/cache/{key}` carry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey([u8; 32]);
 
 /// A key string that is not one the gateway derives.
 #[derive(Debug, thiserror::Error)]
@@ -77,29 +78,41 @@ impl CacheKey {
                 part(&mut hasher, key.as_bytes());
             }
         }
-        let digest = hasher.finalize();
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        CacheKey(hex)
+        CacheKey(hasher.finalize().into())
     }
 
     /// Parses a key given back by a client (the admin API); only the gateway's own format is accepted.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let ok = text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if ok { Ok(CacheKey(text.to_string())) } else { Err(KeyError) }
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let mut bytes = [0u8; 32];
+        if text.len() != 64 {
+            return Err(KeyError);
+        }
+        for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            let (Some(high), Some(low)) = (digit(pair[0]), digit(pair[1])) else { return Err(KeyError) };
+            *byte = (high << 4) | low;
+        }
+        Ok(CacheKey(bytes))
     }
 
-    pub fn as_str(&self) -> &str {
+    /// The digest's bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
 }
 
 impl std::fmt::Display for CacheKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| std::fmt::Error)?)
     }
 }
 

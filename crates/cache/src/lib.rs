@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use backend::{Backend, BackendError};
 pub use coalesce::{Flights, Follower, FollowerFrame, Head, Join, Leader};
-pub use entry::{Entry, EntryError};
+pub use entry::{ENTRY_OVERHEAD, Entry, EntryError};
 pub use key::{BodyPart, CacheKey, KeyError, Scope, canonical_body};
 pub use memory::MemoryBackend;
 pub use redis_backend::{RedisBackend, RedisLink};

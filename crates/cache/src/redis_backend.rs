@@ -105,7 +105,7 @@ impl RedisBackend {
     }
 
     fn redis_key(&self, key: &CacheKey) -> String {
-        format!("{}cache:{}", self.link.prefix, key.as_str())
+        format!("{}cache:{key}", self.link.prefix)
     }
 
     async fn clear_all(&self) -> Result<u64, BackendError> {

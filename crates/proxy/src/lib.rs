@@ -65,7 +65,9 @@ fn build_cache(
     redis: Option<&Arc<tollgate_cache::RedisLink>>,
 ) -> Option<Arc<tollgate_cache::Cache>> {
     let backend: Arc<dyn tollgate_cache::Backend> = match config.backend {
-        tollgate_config::CacheBackend::Memory => Arc::new(tollgate_cache::MemoryBackend::new(config.max_bytes)),
+        tollgate_config::CacheBackend::Memory => {
+            Arc::new(tollgate_cache::MemoryBackend::new(config.max_bytes, config.max_entry_bytes))
+        }
         tollgate_config::CacheBackend::Redis => Arc::new(tollgate_cache::RedisBackend::new(redis?.clone())),
     };
     let max_entry = usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX);

@@ -43,7 +43,7 @@ async fn a_follower_that_joins_mid_stream_gets_the_frames_so_far_then_the_rest_l
     let (second, end, _f) = waiting.await.unwrap();
     assert_eq!(second, FollowerFrame::Data(Bytes::from_static(b"two")));
     assert_eq!(end, FollowerFrame::End);
-    assert_eq!(entry.frames, vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]);
+    assert_eq!(entry.frames().collect::<Vec<_>>(), [Bytes::from_static(b"one"), Bytes::from_static(b"two")]);
     drop(lead);
     assert_eq!(flights.in_flight(), 0);
     assert!(matches!(flights.join(&key("a")), Join::Leader(_)), "a finished flight is gone");

@@ -31,12 +31,12 @@ impl Replay {
     pub(crate) fn respond(mut ctx: RequestCtx, hit: super::Hit) -> Response<ProxyBody> {
         let super::Hit { entry, filter } = hit;
         mark_cached(&mut ctx, entry.status);
-        let mut usage = HitUsage::new(&ctx, entry.content_type.as_deref());
-        for frame in &entry.frames {
-            usage.observe(frame);
+        let mut usage = HitUsage::new(&ctx, entry.content_type());
+        for frame in entry.frames() {
+            usage.observe(&frame);
         }
         usage.finish(&mut ctx);
-        let builder = head(entry.status, entry.content_type.as_deref(), &ctx.record.log_id);
+        let builder = head(entry.status, entry.content_type(), &ctx.record.log_id);
         let replay = Replay { entry, next: 0, filter, ready: VecDeque::new(), ctx: Some(ctx) };
         builder
             .body(ProxyBody::Replay(Box::new(replay)))
@@ -62,7 +62,7 @@ impl Body for Replay {
             if let Some(bytes) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
-            let Some(frame) = this.entry.frames.get(this.next).cloned() else {
+            let Some(frame) = this.entry.frame(this.next) else {
                 if let Some(mut filter) = this.filter.take() {
                     filter.finish(&mut |bytes| this.ready.push_back(bytes));
                     continue;
@@ -85,7 +85,7 @@ impl Body for Replay {
     fn size_hint(&self) -> SizeHint {
         // A stream goes out chunked, one chunk per stored frame, as the upstream's did; a JSON body with its
         // length.
-        let streaming = self.entry.content_type.as_deref().is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let streaming = self.entry.content_type().is_some_and(|ct| ct.starts_with("text/event-stream"));
         if self.filter.is_some() || streaming {
             return SizeHint::default();
         }
