@@ -80,9 +80,9 @@ impl CacheWrite {
 
     /// The response ended. Followers get a normal end when the whole body was read (by the client, or by the
     /// drain after the client left) with a `200`, its terminal event seen (when the accounting tap read it) and
-    /// no error inside; it is stored only when, besides, the client was there to the end. Storing happens in
-    /// the background; the flight stays joinable until the entry is in the backend, so no request in between
-    /// goes upstream.
+    /// no error inside; it is stored only when, besides, the client was there to the end. Storing happens at
+    /// once when the backend can (memory), else in the background; the flight stays joinable until the entry
+    /// is in the backend, so no request in between goes upstream.
     pub(crate) fn finish(self, end: &StreamEnd, status: u16, terminal: Option<bool>, upstream_error: bool) {
         let CacheWrite { cache, key, ttl, leader } = self;
         let whole = matches!(end, StreamEnd::Complete | StreamEnd::ClientGone { drained: true });
@@ -92,10 +92,16 @@ impl CacheWrite {
         let entry = leader.complete();
         let Some(entry) = entry.filter(|_| *end == StreamEnd::Complete) else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
+        let mut put = Box::pin(async move {
             cache.put(&key, Arc::new(entry), ttl).await;
             drop(leader);
         });
+        // The memory backend stores at once: no task (and no wake-up of another thread) for it.
+        // (A future left pending here is polled again by its task, with a real waker, before anything else.)
+        let mut now = std::task::Context::from_waker(std::task::Waker::noop());
+        if std::future::Future::poll(put.as_mut(), &mut now).is_pending() {
+            runtime.spawn(put);
+        }
     }
 }
 
