@@ -50,7 +50,7 @@ impl Gateway {
         let path = dir.path().join("tollgate.toml");
         std::fs::write(&path, config)?;
         let bin = std::fs::canonicalize(bin)?;
-        let mut child = Command::new(bin)
+        let mut child = Command::new(&bin)
             .args(["serve", "--config"])
             .arg(&path)
             .current_dir(dir.path())
@@ -60,10 +60,16 @@ impl Gateway {
             .spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
+        let mut listening = false;
         for line in lines.by_ref() {
             if line?.contains("listening") {
+                listening = true;
                 break;
             }
+        }
+        if !listening {
+            let _ = child.kill();
+            return Err(std::io::Error::other(format!("{} exited before it listened", bin.display())));
         }
         std::thread::spawn(move || for _ in lines {});
         Ok(Self { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })

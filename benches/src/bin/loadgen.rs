@@ -44,6 +44,13 @@ struct Args {
     /// is made) with the database up, slow (50 ms per round trip) and down, through a link loadgen controls.
     #[arg(long)]
     database_conditions: Option<String>,
+    /// Instead of the scenarios above, measure the response cache (memory backend): the gateway with the cache
+    /// off, every request a miss (distinct bodies), and every request a hit (one body), side by side.
+    #[arg(long)]
+    cache: bool,
+    /// With `--cache`: more keys of the cached gateway's `[cache]` table, e.g. `max_bytes = "64MiB"`.
+    #[arg(long, default_value = "")]
+    cache_config: String,
 }
 
 struct Stats {
@@ -66,7 +73,47 @@ impl Stats {
     }
 }
 
+/// What each request sends: the same body every time, or a distinct one each time (every request a cache miss).
+#[derive(Clone)]
+enum Bodies {
+    Same(Bytes),
+    /// Distinct from every body of every other run too (`run` is unique per run).
+    Distinct {
+        stream: bool,
+        run: usize,
+    },
+}
+
+/// Numbers the runs of distinct bodies, so no run repeats another's.
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Bodies {
+    fn body(&self, n: usize) -> Bytes {
+        match self {
+            Bodies::Same(body) => body.clone(),
+            Bodies::Distinct { stream, run } => chat_body(*stream, &format!("Say hello to request {n} of run {run}.")),
+        }
+    }
+}
+
+fn chat_body(stream: bool, content: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": content}]})
+            .to_string(),
+    )
+}
+
 async fn run(base: &str, body: Bytes, requests: usize, concurrency: usize) -> Stats {
+    run_bodies(base, Bodies::Same(body), requests, concurrency).await
+}
+
+async fn run_bodies(base: &str, bodies: Bodies, requests: usize, concurrency: usize) -> Stats {
+    let bodies = match bodies {
+        Bodies::Distinct { stream, .. } => {
+            Bodies::Distinct { stream, run: RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
+        }
+        same @ Bodies::Same(_) => same,
+    };
     let client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http();
     let url: http::Uri = format!("{base}/v1/chat/completions").parse().unwrap_or_default();
@@ -74,18 +121,22 @@ async fn run(base: &str, body: Bytes, requests: usize, concurrency: usize) -> St
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, body, next) = (client.clone(), url.clone(), body.clone(), next.clone());
+        let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut ttfb = Vec::new();
             let mut errors = 0;
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= requests {
+                    break;
+                }
                 let request = Request::builder()
                     .method(Method::POST)
                     .uri(url.clone())
                     .header("content-type", "application/json")
                     .header("cf-aig-metadata", r#"{"user":"bench"}"#)
-                    .body(Full::new(body.clone()));
+                    .body(Full::new(bodies.body(n)));
                 let Ok(request) = request else { continue };
                 let t0 = Instant::now();
                 match client.request(request).await {
@@ -133,6 +184,9 @@ async fn main() -> std::io::Result<()> {
     let fake = FakeProvider::start().await;
     if args.chunk_delay_us > 0 {
         fake.set_default(Plan { chunk_delay: Duration::from_micros(args.chunk_delay_us), ..Plan::default() });
+    }
+    if args.cache {
+        return cache_comparison(&args, &fake).await;
     }
     if let Some(admin_url) = args.database_conditions.clone() {
         return database_conditions(&args, &fake, &admin_url).await;
@@ -237,5 +291,113 @@ async fn database_conditions(args: &Args, fake: &FakeProvider, admin_url: &str) 
     }
     drop(gateway);
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut conn).await;
+    Ok(())
+}
+
+/// Interleaved rounds of the cache comparison.
+const CACHE_ROUNDS: usize = 5;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// A run through `gateway` and the gateway's CPU time per request in µs (clock ticks of 10 ms).
+async fn run_measured(gateway: &Gateway, bodies: Bodies, requests: usize, concurrency: usize) -> (Stats, f64) {
+    let before = cpu_ticks(gateway.child.id()).unwrap_or(0);
+    let stats = run_bodies(&gateway.url, bodies, requests, concurrency).await;
+    let after = cpu_ticks(gateway.child.id()).unwrap_or(0);
+    let cpu = (after - before) as f64 * 10_000.0 / stats.latencies.len().max(1) as f64;
+    (stats, cpu)
+}
+
+/// The response cache's cost and gain: cache off, all misses, all hits (memory backend), at each concurrency,
+/// JSON and streamed, in interleaved rounds (medians reported). A miss must cost at most 5% of the throughput with the cache off;
+/// a hit must add at most 50 µs at one connection over the fake provider's own (static) answer.
+async fn cache_comparison(args: &Args, fake: &FakeProvider) -> std::io::Result<()> {
+    let off = start_gateway(args, fake, None)?;
+    let cached = Gateway::start(
+        &args.gateway_bin,
+        &fake.url(),
+        &format!(
+            "{}{}\n[cache]\nenabled = true\n{}\n",
+            if args.no_budgets { "" } else { BUDGETS },
+            args.extra_config,
+            args.cache_config
+        ),
+        None,
+    )?;
+    let mut report = vec![
+        "| scenario | conc | round | target | rps | p50 ms | p99 ms | errors |".to_string(),
+        "|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    let mut summary = Vec::new();
+    let mut row = |scenario: &str, conc: usize, round: usize, target: &str, s: &Stats| {
+        let line = format!(
+            "| {scenario} | {conc} | {round} | {target} | {:.0} | {} | {} | {} |",
+            s.rps(),
+            ms(Stats::pct(&s.latencies, 0.5)),
+            ms(Stats::pct(&s.latencies, 0.99)),
+            s.errors
+        );
+        println!("{line}");
+        report.push(line);
+    };
+    for stream in [false, true] {
+        let scenario = if stream { "stream" } else { "json" };
+        let same = Bodies::Same(chat_body(stream, "Say hello to the benchmark."));
+        let distinct = Bodies::Distinct { stream, run: 0 };
+        for &conc in &args.concurrency {
+            // Warm the pools (and store the one entry the hits read).
+            for url in [&fake.url(), &off.url, &cached.url] {
+                run_bodies(url, same.clone(), 200, conc).await;
+            }
+            let (mut off_rps, mut miss_rps, mut off_cpu, mut miss_cpu, mut hit_added) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for round in 1..=CACHE_ROUNDS {
+                let direct = run_bodies(&fake.url(), same.clone(), args.requests, conc).await;
+                let (cache_off, cpu) = run_measured(&off, distinct.clone(), args.requests, conc).await;
+                off_cpu.push(cpu);
+                let (miss, cpu) = run_measured(&cached, distinct.clone(), args.requests, conc).await;
+                miss_cpu.push(cpu);
+                let hit = run_bodies(&cached.url, same.clone(), args.requests, conc).await;
+                for (target, s) in [("direct", &direct), ("cache off", &cache_off), ("miss", &miss), ("hit", &hit)] {
+                    row(scenario, conc, round, target, s);
+                }
+                off_rps.push(cache_off.rps());
+                miss_rps.push(miss.rps());
+                let p50 = |s: &Stats| Stats::pct(&s.latencies, 0.5).as_secs_f64() * 1e6;
+                hit_added.push(p50(&hit) - p50(&direct));
+            }
+            let (off_rps, miss_rps) = (median(off_rps), median(miss_rps));
+            let (off_cpu, miss_cpu) = (median(off_cpu), median(miss_cpu));
+            summary.push(format!(
+                "{scenario} c={conc} (medians of {CACHE_ROUNDS} rounds): miss {miss_rps:.0} req/s against cache off \
+                 {off_rps:.0} ({:+.1}%); gateway CPU {miss_cpu:.1} against {off_cpu:.1} µs/request ({:+.1}%); a hit's \
+                 p50 minus the fake's own: {:+.1} µs",
+                (miss_rps / off_rps.max(1.0) - 1.0) * 100.0,
+                (miss_cpu / off_cpu.max(1e-9) - 1.0) * 100.0,
+                median(hit_added)
+            ));
+        }
+    }
+    report.push(String::new());
+    for line in summary {
+        println!("- {line}");
+        report.push(format!("- {line}"));
+    }
+    let kib = |gateway: &Gateway, field| memory_kib(gateway.child.id(), field).unwrap_or(0);
+    let rss = format!(
+        "- peak RSS: cache off {} KiB, cached {} KiB (resident at the end: {} KiB; the cache holds at most \
+         `cache.max_bytes`)",
+        kib(&off, "VmHWM:"),
+        kib(&cached, "VmHWM:"),
+        kib(&cached, "VmRSS:")
+    );
+    println!("{rss}");
+    report.push(rss);
+    if let Some(path) = &args.out {
+        std::fs::write(path, report.join("\n") + "\n")?;
+    }
     Ok(())
 }
