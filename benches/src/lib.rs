@@ -37,6 +37,13 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
+    /// Stops the gateway with SIGTERM (its graceful shutdown) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::io::Result<()> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Starts `bin serve` with OpenAI at `upstream` (`http://host:port`), `extra` TOML appended, and the
     /// database at `database` (default: the embedded SQLite file in a temporary directory). Returns once the
     /// gateway logs that it listens.

@@ -48,6 +48,11 @@ struct Args {
     /// off, every request a miss (distinct bodies), and every request a hit (one body), side by side.
     #[arg(long)]
     cache: bool,
+    /// With `--cache`: instead of timing, count the instructions the gateway executes per request (cache off
+    /// against every request a miss) under `valgrind --tool=callgrind`, which is exact and repeatable where
+    /// timings on a shared machine are not.
+    #[arg(long)]
+    instructions: bool,
     /// With `--cache`: more keys of the cached gateway's `[cache]` table, e.g. `max_bytes = "64MiB"`.
     #[arg(long, default_value = "")]
     cache_config: String,
@@ -184,6 +189,9 @@ async fn main() -> std::io::Result<()> {
     let fake = FakeProvider::start().await;
     if args.chunk_delay_us > 0 {
         fake.set_default(Plan { chunk_delay: Duration::from_micros(args.chunk_delay_us), ..Plan::default() });
+    }
+    if args.cache && args.instructions {
+        return cache_instructions(&args, &fake).await;
     }
     if args.cache {
         return cache_comparison(&args, &fake).await;
@@ -396,6 +404,92 @@ async fn cache_comparison(args: &Args, fake: &FakeProvider) -> std::io::Result<(
     );
     println!("{rss}");
     report.push(rss);
+    if let Some(path) = &args.out {
+        std::fs::write(path, report.join("\n") + "\n")?;
+    }
+    Ok(())
+}
+
+/// Instructions the gateway executes for `requests` distinct requests after a warm-up, under callgrind, counted
+/// between zeroing the counters after the warm-up and dumping them after the last request.
+async fn instructions(
+    args: &Args,
+    fake: &FakeProvider,
+    cached: bool,
+    stream: bool,
+    requests: usize,
+) -> std::io::Result<u64> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("callgrind.out");
+    // The dump of the measured window (`out` itself is written at exit, with what ran after it).
+    let part = dir.path().join("callgrind.out.1");
+    let wrapper = dir.path().join("tollgate-under-callgrind");
+    let bin = std::fs::canonicalize(&args.gateway_bin)?;
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={} {} \"$@\"\n",
+            out.display(),
+            bin.display()
+        ),
+    )?;
+    std::process::Command::new("chmod").arg("+x").arg(&wrapper).status()?;
+    let cache = if cached { format!("\n[cache]\nenabled = true\n{}\n", args.cache_config) } else { String::new() };
+    let extra = format!("{}{}{cache}", if args.no_budgets { "" } else { BUDGETS }, args.extra_config);
+    let mut gateway = Gateway::start(&wrapper.display().to_string(), &fake.url(), &extra, None)?;
+    run_bodies(&gateway.url, Bodies::Distinct { stream, run: 0 }, 100, 1).await;
+    // Count only the measured requests (and what runs beside them), not start-up, warm-up or shutdown.
+    let pid = gateway.child.id().to_string();
+    let collect = |command: &str| -> std::io::Result<()> {
+        let done = std::process::Command::new("callgrind_control").args([command, &pid]).output()?;
+        let said = String::from_utf8_lossy(&done.stdout).into_owned() + &String::from_utf8_lossy(&done.stderr);
+        if said.contains("OK") { Ok(()) } else { Err(std::io::Error::other(format!("callgrind_control: {said}"))) }
+    };
+    collect("--zero")?;
+    let s = run_bodies(&gateway.url, Bodies::Distinct { stream, run: 0 }, requests, 1).await;
+    collect("--dump")?;
+    gateway.terminate()?;
+    if s.errors > 0 {
+        return Err(std::io::Error::other(format!("{} of {requests} requests failed", s.errors)));
+    }
+    if let Some(path) = &args.out {
+        // The profile, for callgrind_annotate: `<out>.json-miss-1000.callgrind` and the like.
+        let name =
+            format!("{}-{}-{requests}", if stream { "stream" } else { "json" }, if cached { "miss" } else { "off" });
+        std::fs::copy(&part, path.with_extension(format!("{name}.callgrind")))?;
+    }
+    let text = std::fs::read_to_string(&part)?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("totals:"))
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no totals line in the callgrind dump"))
+}
+
+/// What a cache miss costs in instructions per request against the cache off, `--requests` distinct
+/// requests at one connection each.
+async fn cache_instructions(args: &Args, fake: &FakeProvider) -> std::io::Result<()> {
+    let requests = args.requests;
+    let mut report = vec![
+        format!("instructions per request (callgrind, collecting over {requests} requests after 100 of warm-up)"),
+        String::new(),
+        "| scenario | cache off | miss | miss / off |".to_string(),
+        "|---|---|---|---|".to_string(),
+    ];
+    for stream in [false, true] {
+        let mut per_request = [0f64; 2];
+        for (slot, cached) in [false, true].into_iter().enumerate() {
+            per_request[slot] = instructions(args, fake, cached, stream, requests).await? as f64 / requests as f64;
+        }
+        let [off, miss] = per_request;
+        report.push(format!(
+            "| {} | {off:.0} | {miss:.0} | {:+.1}% |",
+            if stream { "stream" } else { "json" },
+            (miss / off.max(1.0) - 1.0) * 100.0
+        ));
+    }
+    for line in &report {
+        println!("{line}");
+    }
     if let Some(path) = &args.out {
         std::fs::write(path, report.join("\n") + "\n")?;
     }

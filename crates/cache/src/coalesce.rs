@@ -163,8 +163,16 @@ impl Leader {
     }
 
     fn update(&self, change: impl FnOnce(&mut State)) {
-        change(&mut lock(&self.flight.state));
-        self.flight.changed.send_replace(());
+        let followed = {
+            let mut state = lock(&self.flight.state);
+            change(&mut state);
+            state.followers > 0
+        };
+        // Nobody to wake (the usual miss): no notification. A follower joins under the state lock and reads
+        // the state before it first waits, so it never misses what was published before it came.
+        if followed {
+            self.flight.changed.send_replace(());
+        }
     }
 
     /// Takes the flight out of the map (if it is still this one), so new requests no longer join it.
