@@ -123,33 +123,70 @@ fn part(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
-/// The body as it counts for the key: JSON re-serialized with sorted keys (so key order and whitespace do not
-/// matter), without `stream_options` (whether usage is reported does not change the answer; a hit adds or
-/// drops the usage chunk as the client asked). `stream` stays in: a stream and a JSON answer are different
-/// entries. A body that is not a JSON object is taken as it is.
+/// The body as it counts for the key: JSON with every object's keys sorted and no whitespace between tokens
+/// (so key order and whitespace do not matter), without the top level's `stream_options` (whether usage is
+/// reported does not change the answer; a hit adds or drops the usage chunk as the client asked). `stream`
+/// stays in: a stream and a JSON answer are different entries. A body that is not a JSON object is taken as it
+/// is.
+///
+/// Strings and numbers are kept as the client wrote them (not decoded and re-encoded), so the work is a scan
+/// and a copy per leaf: two spellings of one value (`"\u0041"` and `"A"`, `1.0` and `1`) are two keys, a miss
+/// and never a wrong hit.
 pub fn canonical_body(raw: &[u8]) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(serde_json::Value::Object(mut map)) => {
-            map.remove("stream_options");
-            let mut value = serde_json::Value::Object(map);
-            sort_keys(&mut value);
-            serde_json::to_vec(&value).unwrap_or_else(|_| raw.to_vec())
-        }
-        _ => raw.to_vec(),
+    let Ok(text) = std::str::from_utf8(raw) else { return raw.to_vec() };
+    let mut out = Vec::with_capacity(raw.len());
+    match write_object(text, &mut out, true) {
+        Ok(true) => out,
+        Ok(false) | Err(_) => raw.to_vec(),
     }
 }
 
-/// Sorts every object's keys, at every depth (whether or not serde_json's `preserve_order` is on somewhere in
-/// the build).
-fn sort_keys(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.sort_keys();
-            map.values_mut().for_each(sort_keys);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
-        _ => {}
+/// Writes the object `text` canonically; `false` when it is not an object.
+fn write_object(text: &str, out: &mut Vec<u8>, top: bool) -> Result<bool, serde_json::Error> {
+    if !text.trim_start().starts_with('{') {
+        return Ok(false);
     }
+    // Keys borrowed where they have no escapes; a later duplicate wins, as in serde_json's own maps.
+    let map: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
+        serde_json::from_str(text)?;
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in &map {
+        if top && key == "stream_options" {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, key)?;
+        out.push(b':');
+        write_value(value.get(), out)?;
+    }
+    out.push(b'}');
+    Ok(true)
+}
+
+fn write_value(text: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            write_object(text, out, false)?;
+        }
+        Some(b'[') => {
+            let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)?;
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item.get(), out)?;
+            }
+            out.push(b']');
+        }
+        // A string, number, `true`, `false` or `null`, exactly as written (a raw value has no outer whitespace).
+        _ => out.extend_from_slice(text.as_bytes()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

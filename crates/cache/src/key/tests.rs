@@ -60,3 +60,21 @@ fn a_body_that_is_not_json_is_taken_as_it_is() {
     assert_eq!(canonical_body(b"not json"), b"not json");
     assert_eq!(canonical_body(b"[1, 2]"), b"[1, 2]");
 }
+
+#[test]
+fn the_canonical_form_sorts_keys_at_every_depth_and_drops_whitespace() {
+    let body = br#" { "b" : [ { "y" : 1 , "x" : "two words" } , null ] , "a" : { "d" : true , "c" : -1.5e3 } , "stream_options" : { } } "#;
+    assert_eq!(
+        String::from_utf8(canonical_body(body)).unwrap(),
+        r#"{"a":{"c":-1.5e3,"d":true},"b":[{"x":"two words","y":1},null]}"#
+    );
+    // Only the top level's stream_options is dropped; escaped keys are compared decoded, values as written.
+    assert_eq!(
+        String::from_utf8(canonical_body(br#"{"m":{"stream_options":1},"k\u0065y":"\u00e9"}"#)).unwrap(),
+        r#"{"key":"\u00e9","m":{"stream_options":1}}"#
+    );
+    // A later duplicate key wins.
+    assert_eq!(canonical_body(br#"{"a":1,"a":2}"#), br#"{"a":2}"#);
+    // Broken JSON is taken as it is.
+    assert_eq!(canonical_body(br#"{"a":"#), br#"{"a":"#);
+}
