@@ -8,8 +8,9 @@
 //!    ([`Leader::frame`]), then its end: [`Leader::complete`] for a normal end, or a failure when it is dropped
 //!    without completing (error status, upstream cut, client gone without a drain).
 //! 3. A follower waits for the head ([`Follower::head`]; `None` = go upstream), then reads frames in order
-//!    ([`Follower::next`]) until the end. Waiting is on a `watch` channel, so no frame is missed and no
-//!    follower polls.
+//!    ([`Follower::next`]) until the end. Waiting is on a `Notify` the follower registers with before it
+//!    reads the state, so no frame is missed and no follower polls; the leader wakes it only when a
+//!    follower is attached.
 //!
 //! A response larger than `max_entry_bytes` stops taking followers (new requests go upstream); the followers
 //! already attached still get all of it.
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::{CacheKey, Entry};
 
@@ -42,7 +43,8 @@ pub struct Head {
 
 struct Flight {
     state: Mutex<State>,
-    changed: watch::Sender<()>,
+    /// Woken at every change while followers are attached (no allocation: a flight is made per miss).
+    changed: Notify,
 }
 
 #[derive(Default)]
@@ -84,11 +86,9 @@ impl Flights {
             }
             state.followers += 1;
             drop(state);
-            let flight = flight.clone();
-            let rx = flight.changed.subscribe();
-            return Join::Follower(Follower { flight, rx, next: 0 });
+            return Join::Follower(Follower { flight: flight.clone(), next: 0 });
         }
-        let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: watch::Sender::new(()) });
+        let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: Notify::new() });
         map.insert(*key, flight.clone());
         Join::Leader(Leader { flight, key: *key, flights: self.inner.clone() })
     }
@@ -96,7 +96,7 @@ impl Flights {
     /// A leader nobody can join (coalescing off, or the key has all its followers): it still collects the
     /// response to store it.
     pub fn solo(&self, key: &CacheKey) -> Leader {
-        let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: watch::Sender::new(()) });
+        let flight = Arc::new(Flight { state: Mutex::new(State::default()), changed: Notify::new() });
         Leader { flight, key: *key, flights: self.inner.clone() }
     }
 
@@ -168,10 +168,10 @@ impl Leader {
             change(&mut state);
             state.followers > 0
         };
-        // Nobody to wake (the usual miss): no notification. A follower joins under the state lock and reads
-        // the state before it first waits, so it never misses what was published before it came.
+        // Nobody to wake (the usual miss): no notification. A follower joins under the state lock and registers
+        // for the next wake-up before it reads the state, so it never misses a change.
         if followed {
-            self.flight.changed.send_replace(());
+            self.flight.changed.notify_waiters();
         }
     }
 
@@ -198,7 +198,6 @@ impl Drop for Leader {
 /// A request attached to a leader.
 pub struct Follower {
     flight: Arc<Flight>,
-    rx: watch::Receiver<()>,
     next: usize,
 }
 
@@ -215,9 +214,14 @@ pub enum FollowerFrame {
 impl Follower {
     /// The leader's response head, once it has one; `None` when the leader failed first (go upstream).
     pub async fn head(&mut self) -> Option<Head> {
+        let flight = &self.flight;
         loop {
+            let changed = flight.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the state is read: a change made after the read still wakes this wait.
+            changed.as_mut().enable();
             {
-                let state = lock(&self.flight.state);
+                let state = lock(&flight.state);
                 if let Some(head) = &state.head {
                     return Some(head.clone());
                 }
@@ -225,19 +229,19 @@ impl Follower {
                     return None;
                 }
             }
-            // The sender lives in the flight this follower holds, so it cannot close; a change made between
-            // the check above and this wait is still seen (watch marks it unseen).
-            if self.rx.changed().await.is_err() {
-                return None;
-            }
+            changed.await;
         }
     }
 
     /// The next frame, waiting for it if the leader has not received it yet.
     pub async fn next(&mut self) -> FollowerFrame {
+        let flight = &self.flight;
         loop {
+            let changed = flight.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
             {
-                let state = lock(&self.flight.state);
+                let state = lock(&flight.state);
                 if let Some(frame) = state.frames.get(self.next) {
                     self.next += 1;
                     return FollowerFrame::Data(frame.clone());
@@ -248,9 +252,7 @@ impl Follower {
                     None => {}
                 }
             }
-            if self.rx.changed().await.is_err() {
-                return FollowerFrame::Failed;
-            }
+            changed.await;
         }
     }
 }
