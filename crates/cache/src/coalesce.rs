@@ -16,12 +16,12 @@
 //! already attached still get all of it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::{CacheKey, Entry};
+use crate::{CacheKey, Entry, lock};
 
 /// The requests in flight, by key.
 pub struct Flights {
@@ -255,11 +255,6 @@ impl Follower {
             changed.await;
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind; keep serving it.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

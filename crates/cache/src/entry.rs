@@ -15,7 +15,7 @@ const MAX_CONTENT_TYPE: usize = 256;
 /// The frames an upstream connection hands over are slices of its read buffer; an entry that kept them would
 /// keep whole buffers alive (measured: 6 KB resident for a 1 KB answer). [`Entry::new`] copies them into one
 /// piece instead, so what an entry holds is what it weighs (`cargo run --release -p tollgate-cache --example
-/// memory`).
+/// cache_memory`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub status: u16,

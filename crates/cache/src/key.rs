@@ -146,7 +146,8 @@ fn write_object(text: &str, out: &mut Vec<u8>, top: bool) -> Result<bool, serde_
     if !text.trim_start().starts_with('{') {
         return Ok(false);
     }
-    // Keys borrowed where they have no escapes; a later duplicate wins, as in serde_json's own maps.
+    // Keys decoded (escapes resolved, so `"k\u0065y"` is `key`); a later duplicate wins, as in serde_json's own
+    // maps. Values stay raw text.
     let map: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
         serde_json::from_str(text)?;
     out.push(b'{');

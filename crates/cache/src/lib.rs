@@ -19,8 +19,8 @@ mod memory;
 mod redis_backend;
 mod shared_rate;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use backend::{Backend, BackendError};
@@ -151,4 +151,10 @@ impl Cache {
         self.stats.note_backend(result.as_ref().err());
         result
     }
+}
+
+/// Locks `mutex`. A panic elsewhere while holding one of this crate's locks leaves consistent data behind
+/// (every change under a lock is complete before the next statement that could panic); keep serving it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

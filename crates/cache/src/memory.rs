@@ -13,13 +13,13 @@
 //! An expired entry is dropped when it is next looked up, or when least-recently-used eviction reaches it;
 //! until then it counts against `max_bytes` like any other.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
 use hashlink::LruCache;
 
-use crate::{Backend, BackendError, CacheKey, Entry};
+use crate::{Backend, BackendError, CacheKey, Entry, lock};
 
 /// The most shards.
 const MAX_SHARDS: u64 = 16;
@@ -45,8 +45,8 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
-    /// Holds at most `max_bytes` of entries (by [`Entry::weight`], which counts the key); any entry up to `max_entry_bytes`
-    /// can be stored.
+    /// Holds at most `max_bytes` of entries (by [`Entry::weight`], which counts the key); any entry up to
+    /// `max_entry_bytes` can be stored.
     pub fn new(max_bytes: u64, max_entry_bytes: u64) -> Self {
         let fit = max_bytes / max_entry_bytes.saturating_add(crate::ENTRY_OVERHEAD as u64).max(1);
         let count = fit.clamp(1, MAX_SHARDS);
@@ -108,12 +108,6 @@ impl Shard {
         self.bytes -= old.weight;
         true
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves consistent data behind (every change is one statement
-    // pair under the lock); keep serving it.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Backend for MemoryBackend {
