@@ -82,21 +82,21 @@ impl Stats {
 #[derive(Clone)]
 enum Bodies {
     Same(Bytes),
-    /// Distinct from every body of every other run too (`run` is unique per run).
+    /// Distinct from every body of every other run too.
     Distinct {
         stream: bool,
-        run: usize,
     },
 }
 
-/// Numbers the runs of distinct bodies, so no run repeats another's.
+/// Numbers the runs, so no run's distinct bodies repeat another's.
 static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Bodies {
-    fn body(&self, n: usize) -> Bytes {
+    /// Request `n`'s body in run `run`.
+    fn body(&self, run: usize, n: usize) -> Bytes {
         match self {
             Bodies::Same(body) => body.clone(),
-            Bodies::Distinct { stream, run } => chat_body(*stream, &format!("Say hello to request {n} of run {run}.")),
+            Bodies::Distinct { stream } => chat_body(*stream, &format!("Say hello to request {n} of run {run}.")),
         }
     }
 }
@@ -113,12 +113,7 @@ async fn run(base: &str, body: Bytes, requests: usize, concurrency: usize) -> St
 }
 
 async fn run_bodies(base: &str, bodies: Bodies, requests: usize, concurrency: usize) -> Stats {
-    let bodies = match bodies {
-        Bodies::Distinct { stream, .. } => {
-            Bodies::Distinct { stream, run: RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
-        }
-        same @ Bodies::Same(_) => same,
-    };
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http();
     let url: http::Uri = format!("{base}/v1/chat/completions").parse().unwrap_or_default();
@@ -141,7 +136,7 @@ async fn run_bodies(base: &str, bodies: Bodies, requests: usize, concurrency: us
                     .uri(url.clone())
                     .header("content-type", "application/json")
                     .header("cf-aig-metadata", r#"{"user":"bench"}"#)
-                    .body(Full::new(bodies.body(n)));
+                    .body(Full::new(bodies.body(run, n)));
                 let Ok(request) = request else { continue };
                 let t0 = Instant::now();
                 match client.request(request).await {
@@ -175,8 +170,15 @@ async fn run_bodies(base: &str, bodies: Bodies, requests: usize, concurrency: us
 }
 
 fn start_gateway(args: &Args, fake: &FakeProvider, database: Option<&str>) -> std::io::Result<Gateway> {
-    let extra = if args.no_budgets { String::new() } else { BUDGETS.to_owned() } + &args.extra_config;
-    Gateway::start(&args.gateway_bin, &fake.url(), &extra, database)
+    Gateway::start(&args.gateway_bin, &fake.url(), &gateway_config(args, false), database)
+}
+
+/// The TOML appended to every gateway's config: the budgets (unless `--no-budgets`), `--extra-config`, and with
+/// `cached` the cache on with `--cache-config`.
+fn gateway_config(args: &Args, cached: bool) -> String {
+    let budgets = if args.no_budgets { "" } else { BUDGETS };
+    let cache = if cached { format!("\n[cache]\nenabled = true\n{}\n", args.cache_config) } else { String::new() };
+    format!("{budgets}{}{cache}", args.extra_config)
 }
 
 fn ms(d: Duration) -> String {
@@ -320,21 +322,12 @@ async fn run_measured(gateway: &Gateway, bodies: Bodies, requests: usize, concur
 }
 
 /// The response cache's cost and gain: cache off, all misses, all hits (memory backend), at each concurrency,
-/// JSON and streamed, in interleaved rounds (medians reported). A miss must cost at most 5% of the throughput with the cache off;
-/// a hit must add at most 50 µs at one connection over the fake provider's own (static) answer.
+/// JSON and streamed, in interleaved rounds (medians reported). A miss must cost at most 5% of the throughput
+/// with the cache off; a hit must add at most 50 µs at one connection over the fake provider's own (static)
+/// answer.
 async fn cache_comparison(args: &Args, fake: &FakeProvider) -> std::io::Result<()> {
     let off = start_gateway(args, fake, None)?;
-    let cached = Gateway::start(
-        &args.gateway_bin,
-        &fake.url(),
-        &format!(
-            "{}{}\n[cache]\nenabled = true\n{}\n",
-            if args.no_budgets { "" } else { BUDGETS },
-            args.extra_config,
-            args.cache_config
-        ),
-        None,
-    )?;
+    let cached = Gateway::start(&args.gateway_bin, &fake.url(), &gateway_config(args, true), None)?;
     let mut report = vec![
         "| scenario | conc | round | target | rps | p50 ms | p99 ms | errors |".to_string(),
         "|---|---|---|---|---|---|---|---|".to_string(),
@@ -354,7 +347,7 @@ async fn cache_comparison(args: &Args, fake: &FakeProvider) -> std::io::Result<(
     for stream in [false, true] {
         let scenario = if stream { "stream" } else { "json" };
         let same = Bodies::Same(chat_body(stream, "Say hello to the benchmark."));
-        let distinct = Bodies::Distinct { stream, run: 0 };
+        let distinct = Bodies::Distinct { stream };
         for &conc in &args.concurrency {
             // Warm the pools (and store the one entry the hits read).
             for url in [&fake.url(), &off.url, &cached.url] {
@@ -434,10 +427,8 @@ async fn instructions(
         ),
     )?;
     std::process::Command::new("chmod").arg("+x").arg(&wrapper).status()?;
-    let cache = if cached { format!("\n[cache]\nenabled = true\n{}\n", args.cache_config) } else { String::new() };
-    let extra = format!("{}{}{cache}", if args.no_budgets { "" } else { BUDGETS }, args.extra_config);
-    let mut gateway = Gateway::start(&wrapper.display().to_string(), &fake.url(), &extra, None)?;
-    run_bodies(&gateway.url, Bodies::Distinct { stream, run: 0 }, 100, 1).await;
+    let mut gateway = Gateway::start(&wrapper.display().to_string(), &fake.url(), &gateway_config(args, cached), None)?;
+    run_bodies(&gateway.url, Bodies::Distinct { stream }, 100, 1).await;
     // Count only the measured requests (and what runs beside them), not start-up, warm-up or shutdown.
     let pid = gateway.child.id().to_string();
     let collect = |command: &str| -> std::io::Result<()> {
@@ -446,7 +437,7 @@ async fn instructions(
         if said.contains("OK") { Ok(()) } else { Err(std::io::Error::other(format!("callgrind_control: {said}"))) }
     };
     collect("--zero")?;
-    let s = run_bodies(&gateway.url, Bodies::Distinct { stream, run: 0 }, requests, 1).await;
+    let s = run_bodies(&gateway.url, Bodies::Distinct { stream }, requests, 1).await;
     collect("--dump")?;
     gateway.terminate()?;
     if s.errors > 0 {
