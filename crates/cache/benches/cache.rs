@@ -26,7 +26,7 @@ fn chat_body() -> Vec<u8> {
 
 fn key_derivation(c: &mut Criterion) {
     let body = chat_body();
-    let scope = Scope::gateway("default", b"sk-stored-provider-key");
+    let scope = Scope::gateway_stored("default", b"sk-stored-provider-key");
     c.bench_function("key/canonical_body+derive (1 KiB chat body)", |b| {
         b.iter(|| {
             let canonical = canonical_body(black_box(&body));
@@ -40,7 +40,7 @@ fn key_derivation(c: &mut Criterion) {
 
 fn memory_hit(c: &mut Criterion) {
     let backend = MemoryBackend::new(256 << 20, 8 << 20);
-    let scope = Scope::gateway("default", b"");
+    let scope = Scope::gateway_stored("default", b"");
     let keys: Vec<CacheKey> = (0..10_000)
         .map(|n| CacheKey::derive(&scope, "openai", "/chat/completions", "m", BodyPart::Custom(&n.to_string())))
         .collect();

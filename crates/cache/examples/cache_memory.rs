@@ -43,7 +43,7 @@ fn upstream_frames(n: usize) -> Vec<Bytes> {
 /// Resident bytes per entry of `ENTRIES` entries made by `make`, and their mean encoded size.
 fn measure(make: impl Fn(usize) -> Entry) -> (f64, f64, f64) {
     let backend = MemoryBackend::new(1 << 40, 8 << 20);
-    let scope = Scope::gateway("default", b"sk-provider-key");
+    let scope = Scope::gateway_stored("default", b"sk-provider-key");
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let keys: Vec<CacheKey> = (0..ENTRIES)
         .map(|n| {

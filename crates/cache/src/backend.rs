@@ -18,7 +18,8 @@ pub enum BackendError {
     NotConnected(String),
 }
 
-/// Where entries live. Futures are boxed so the cache can hold any backend behind one `Arc<dyn Backend>`.
+/// Where entries live. Futures are boxed so the cache can hold any backend behind one `Arc<dyn Backend>`; a
+/// backend that never waits also answers through `get_now` and `put_now`, with no future (and no box) at all.
 pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<Option<Arc<Entry>>, BackendError>>;
@@ -28,6 +29,14 @@ pub trait Backend: Send + Sync + 'static {
         entry: Arc<Entry>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Looks `key` up without waiting, when the backend can (memory); `None`: call [`Backend::get`].
+    fn get_now(&self, _key: &CacheKey) -> Option<Result<Option<Arc<Entry>>, BackendError>> {
+        None
+    }
+    /// Stores without waiting, when the backend can (memory); the entry back: call [`Backend::put`].
+    fn put_now(&self, _key: &CacheKey, entry: Arc<Entry>, _ttl: Duration) -> Result<(), Arc<Entry>> {
+        Err(entry)
+    }
     fn delete<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<bool, BackendError>>;
     fn clear(&self) -> BoxFuture<'_, Result<u64, BackendError>>;
     /// Bytes held, when the backend knows (the memory backend).

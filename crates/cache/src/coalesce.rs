@@ -151,13 +151,23 @@ impl Leader {
     /// Ends the flight normally; the entry to store, unless the response was too large to keep.
     pub fn complete(&self) -> Option<Entry> {
         let mut kept = None;
+        let mut entry = None;
         self.update(|state| {
             if let (Some(head), false) = (&state.head, state.oversize) {
-                kept = Some((head.clone(), state.frames.clone()));
+                if state.followers == 0 {
+                    // The usual miss: nobody to hold up, so the entry is built here from the frames as they are.
+                    // (They stay: a request that joins before the entry is stored still reads them.)
+                    entry = Some(Entry::new(head.status, head.content_type.as_deref(), &state.frames));
+                } else {
+                    kept = Some((head.clone(), state.frames.clone()));
+                }
             }
             state.end = Some(true);
         });
-        // Copied into the entry's one buffer outside the lock (followers may still be reading the frames).
+        if let Some(entry) = entry {
+            return entry.ok();
+        }
+        // With followers reading the frames, copied into the entry's one buffer outside the lock.
         let (head, frames) = kept?;
         Entry::new(head.status, head.content_type.as_deref(), &frames).ok()
     }

@@ -2,30 +2,38 @@
 
 use sha2::{Digest, Sha256};
 
-/// Who an entry belongs to. Two scopes never share an entry: the scope is the first part of every key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// The gateway token (or an open gateway): the gateway's name and a SHA-256 of the provider key the
-    /// request uses (the stored one, or the caller's own), so bring-your-own-key callers never share entries.
-    Gateway { name: String, provider_key_sha256: [u8; 32] },
+/// Who an entry belongs to. Two scopes never share an entry: the scope is the first part of every key. It
+/// borrows what it names (built per request, it allocates nothing), and the provider key goes into the key's
+/// own SHA-256 like every other part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The gateway token (or an open gateway): the gateway's name and the provider key the request uses, the
+    /// stored one or the caller's own (so bring-your-own-key callers never share entries with each other or
+    /// with the stored key).
+    Gateway { name: &'a str, provider_key: &'a [u8], stored: bool },
     /// A virtual key, by id (filled in by the identity phase).
-    VirtualKey(String),
+    VirtualKey(&'a str),
     /// A JWT identity, by subject (filled in by the identity phase).
-    Jwt(String),
+    Jwt(&'a str),
 }
 
-impl Scope {
-    /// The gateway scope for `provider_key` (empty when the request carries none and none is stored).
-    pub fn gateway(name: &str, provider_key: &[u8]) -> Self {
-        Scope::Gateway { name: name.to_string(), provider_key_sha256: Sha256::digest(provider_key).into() }
+impl<'a> Scope<'a> {
+    /// The gateway scope for a provider key the caller sent (`provider_key` holds its credential headers).
+    pub fn gateway(name: &'a str, provider_key: &'a [u8]) -> Self {
+        Scope::Gateway { name, provider_key, stored: false }
+    }
+
+    /// The gateway scope for the provider key stored in the configuration (empty when none is).
+    pub fn gateway_stored(name: &'a str, provider_key: &'a [u8]) -> Self {
+        Scope::Gateway { name, provider_key, stored: true }
     }
 
     fn feed(&self, hasher: &mut Sha256) {
         match self {
-            Scope::Gateway { name, provider_key_sha256 } => {
-                part(hasher, b"gateway");
+            Scope::Gateway { name, provider_key, stored } => {
+                part(hasher, if *stored { b"gateway-stored" } else { b"gateway-own" });
                 part(hasher, name.as_bytes());
-                part(hasher, provider_key_sha256);
+                part(hasher, provider_key);
             }
             Scope::VirtualKey(id) => {
                 part(hasher, b"virtual_key");
@@ -61,9 +69,9 @@ pub struct KeyError;
 impl CacheKey {
     /// The key of a request (see the module doc); every part is length-prefixed, so no two different tuples
     /// hash the same bytes.
-    pub fn derive(scope: &Scope, provider: &str, upstream_path: &str, model: &str, body: BodyPart<'_>) -> Self {
+    pub fn derive(scope: &Scope<'_>, provider: &str, upstream_path: &str, model: &str, body: BodyPart<'_>) -> Self {
         let mut hasher = Sha256::new();
-        part(&mut hasher, b"tollgate-cache-v1");
+        part(&mut hasher, b"tollgate-cache-v2");
         scope.feed(&mut hasher);
         part(&mut hasher, provider.as_bytes());
         part(&mut hasher, upstream_path.as_bytes());

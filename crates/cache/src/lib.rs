@@ -120,7 +120,11 @@ impl Cache {
 
     /// Looks `key` up; a backend error is a [`Lookup::Bypass`], never an error.
     pub async fn get(&self, key: &CacheKey) -> Lookup {
-        match self.backend.get(key).await {
+        let found = match self.backend.get_now(key) {
+            Some(found) => found,
+            None => self.backend.get(key).await,
+        };
+        match found {
             Ok(found) => {
                 self.stats.note_backend(None);
                 found.map_or(Lookup::Miss, Lookup::Hit)
@@ -136,6 +140,16 @@ impl Cache {
     pub async fn put(&self, key: &CacheKey, entry: Arc<Entry>, ttl: Duration) {
         let result = self.backend.put(key, entry, ttl).await;
         self.stats.note_backend(result.as_ref().err());
+    }
+
+    /// Stores at once when the backend can (memory: no future, no task); the entry back when it must be awaited
+    /// through [`Cache::put`].
+    pub fn put_now(&self, key: &CacheKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), Arc<Entry>> {
+        let result = self.backend.put_now(key, entry, ttl);
+        if result.is_ok() {
+            self.stats.note_backend(None);
+        }
+        result
     }
 
     /// Drops one entry; whether it was there.

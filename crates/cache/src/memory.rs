@@ -129,6 +129,15 @@ impl Backend for MemoryBackend {
         ready(Ok(())).boxed()
     }
 
+    fn get_now(&self, key: &CacheKey) -> Option<Result<Option<Arc<Entry>>, BackendError>> {
+        Some(Ok(self.lookup(key)))
+    }
+
+    fn put_now(&self, key: &CacheKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), Arc<Entry>> {
+        self.store_at(key, entry, ttl, Instant::now());
+        Ok(())
+    }
+
     fn delete<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<bool, BackendError>> {
         ready(Ok(self.shard(key).remove(key))).boxed()
     }

@@ -91,17 +91,13 @@ impl CacheWrite {
         }
         let entry = leader.complete();
         let Some(entry) = entry.filter(|_| *end == StreamEnd::Complete) else { return };
+        // The memory backend stores at once: no task (and no wake-up of another thread) for it.
+        let Err(entry) = cache.put_now(&key, Arc::new(entry), ttl) else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let mut put = Box::pin(async move {
-            cache.put(&key, Arc::new(entry), ttl).await;
+        runtime.spawn(async move {
+            cache.put(&key, entry, ttl).await;
             drop(leader);
         });
-        // The memory backend stores at once: no task (and no wake-up of another thread) for it.
-        // (A future left pending here is polled again by its task, with a real waker, before anything else.)
-        let mut now = std::task::Context::from_waker(std::task::Waker::noop());
-        if std::future::Future::poll(put.as_mut(), &mut now).is_pending() {
-            runtime.spawn(put);
-        }
     }
 }
 
@@ -152,7 +148,7 @@ pub(crate) async fn lookup(
         return Ok(Plan::Off);
     }
     let key = key_for(ctx, headers, controls, target, body);
-    ctx.record.cache_key = Some(key.to_string());
+    ctx.record.cache_key = Some(key);
     match cache.get(&key).await {
         Lookup::Bypass => {
             cache.stats().bypasses.fetch_add(1, Ordering::Relaxed);
@@ -179,21 +175,9 @@ fn miss(cache: &Arc<Cache>, key: CacheKey, ttl: Duration, leader: Leader) -> Pla
     Plan::Miss(CacheWrite { cache: cache.clone(), key, ttl, leader })
 }
 
-/// Step 2.
+/// Step 2. The tenant scope of a gateway-token (or open-gateway) request: the gateway name and the provider
+/// key in use, which is the caller's own when an auth header is left after authentication, else the stored key.
 fn key_for(ctx: &RequestCtx, headers: &HeaderMap, controls: &CacheControls, target: &Target, body: &Bytes) -> CacheKey {
-    let scope = scope(&ctx.record.gateway, headers, target);
-    let model = target.model.as_deref().unwrap_or("");
-    let provider = target.provider.name();
-    if let Some(custom) = &controls.key {
-        return CacheKey::derive(&scope, provider, &target.upstream_path, model, BodyPart::Custom(custom));
-    }
-    let canonical = canonical_body(body);
-    CacheKey::derive(&scope, provider, &target.upstream_path, model, BodyPart::Canonical(&canonical))
-}
-
-/// The tenant scope of a gateway-token (or open-gateway) request: the gateway name and the provider key in
-/// use, which is the caller's own when an auth header is left after authentication, else the stored key.
-fn scope(gateway_name: &str, headers: &HeaderMap, target: &Target) -> Scope {
     let mut own = Vec::new();
     for style in AuthStyle::ALL {
         if let Some(value) = headers.get(style.header_name()) {
@@ -203,11 +187,20 @@ fn scope(gateway_name: &str, headers: &HeaderMap, target: &Target) -> Scope {
             own.push(b'\n');
         }
     }
-    if own.is_empty() {
+    let name = ctx.record.gateway.as_str();
+    let scope = if own.is_empty() {
         let stored = target.provider.config.api_key.as_ref().map_or("", |key| key.expose());
-        return Scope::gateway(gateway_name, format!("stored:{stored}").as_bytes());
+        Scope::gateway_stored(name, stored.as_bytes())
+    } else {
+        Scope::gateway(name, &own)
+    };
+    let model = target.model.as_deref().unwrap_or("");
+    let provider = target.provider.name();
+    if let Some(custom) = &controls.key {
+        return CacheKey::derive(&scope, provider, &target.upstream_path, model, BodyPart::Custom(custom));
     }
-    Scope::gateway(gateway_name, &own)
+    let canonical = canonical_body(body);
+    CacheKey::derive(&scope, provider, &target.upstream_path, model, BodyPart::Canonical(&canonical))
 }
 
 /// For a streamed OpenAI-style answer to a client that did not ask for `include_usage`: the filter that takes

@@ -60,7 +60,7 @@ pub struct UsageRecord {
     /// Answered from the response cache (a stored entry, or a coalesced request's copy).
     pub cached: bool,
     /// The request's cache key, when the cache applied to it.
-    pub cache_key: Option<String>,
+    pub cache_key: Option<tollgate_cache::CacheKey>,
     /// For a cached answer: what it would have cost now, in nano-dollars.
     pub saved_nanos: u64,
 }

@@ -41,7 +41,7 @@ async fn the_second_identical_request_is_a_hit_that_reaches_no_upstream_and_cost
     let first = h.client.post_json("/v1/chat/completions", &[], &body).await;
     assert_eq!(first.header("cf-aig-cache-status"), Some("MISS"));
     let records = h.recorder.wait_for(1).await;
-    let key = records[0].cache_key.clone().expect("a cache key on the miss's record");
+    let key = records[0].cache_key.expect("a cache key on the miss's record");
     let second = h.client.post_json("/v1/chat/completions", &[], &body).await;
     assert_eq!(second.status, StatusCode::OK);
     assert_eq!(second.header("cf-aig-cache-status"), Some("HIT"));
@@ -53,7 +53,7 @@ async fn the_second_identical_request_is_a_hit_that_reaches_no_upstream_and_cost
     assert!(!miss.cached && hit.cached);
     assert_eq!(hit.cost_nanos, 0);
     assert_eq!(hit.cost_source, CostSource::Cache);
-    assert_eq!(hit.cache_key.as_deref(), Some(key.as_str()));
+    assert_eq!(hit.cache_key, Some(key));
     assert_eq!(hit.usage, miss.usage, "the stored usage is logged");
     assert!(miss.cost_nanos > 0);
     assert_eq!(hit.saved_nanos, miss.cost_nanos, "the saving is what the miss cost");

@@ -67,7 +67,7 @@ fn log_row(r: UsageRecord) -> LogRecord {
         request_body: r.request_body.filter(|_| listed).map(|b| String::from_utf8_lossy(&b).into_owned()),
         response_body: r.response_body.filter(|_| listed).map(|b| String::from_utf8_lossy(&b).into_owned()),
         listed,
-        cache_key: r.cache_key,
+        cache_key: r.cache_key.map(|key| key.to_string()),
         saved_nanos: r.saved_nanos,
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn key(scope: &Scope, body: &[u8]) -> CacheKey {
+fn key(scope: &Scope<'_>, body: &[u8]) -> CacheKey {
     CacheKey::derive(scope, "openai", "/chat/completions", "gpt-4o-mini", BodyPart::Canonical(&canonical_body(body)))
 }
 
@@ -26,8 +26,9 @@ fn tenants_never_share_a_key() {
         key(&Scope::gateway("default", b"sk-1"), body),
         key(&Scope::gateway("default", b"sk-2"), body),
         key(&Scope::gateway("other", b"sk-1"), body),
-        key(&Scope::VirtualKey("vk1".into()), body),
-        key(&Scope::Jwt("vk1".into()), body),
+        key(&Scope::gateway_stored("default", b"sk-1"), body),
+        key(&Scope::VirtualKey("vk1"), body),
+        key(&Scope::Jwt("vk1"), body),
     ];
     for (i, a) in keys.iter().enumerate() {
         for b in &keys[i + 1..] {
