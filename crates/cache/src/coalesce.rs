@@ -29,7 +29,8 @@ pub struct Flights {
 }
 
 struct Inner {
-    map: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+    /// foldhash (seeded per map) rather than SipHash: the key is already a digest.
+    map: Mutex<HashMap<CacheKey, Arc<Flight>, foldhash::fast::RandomState>>,
     max_followers: usize,
     max_bytes: usize,
 }
@@ -70,7 +71,7 @@ pub enum Join {
 impl Flights {
     /// `max_followers = 0` turns coalescing off.
     pub fn new(max_followers: usize, max_bytes: usize) -> Self {
-        Self { inner: Arc::new(Inner { map: Mutex::new(HashMap::new()), max_followers, max_bytes }) }
+        Self { inner: Arc::new(Inner { map: Mutex::new(HashMap::default()), max_followers, max_bytes }) }
     }
 
     /// Joins the flight for `key`, or starts it (see the module steps).

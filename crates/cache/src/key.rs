@@ -58,8 +58,19 @@ pub enum BodyPart<'a> {
 
 /// A derived key: a SHA-256, held as its 32 bytes (no allocation) and shown as 64 lowercase hex digits (what
 /// log rows, Redis keys and `DELETE /api/cache/{key}` carry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CacheKey([u8; 32]);
+
+/// A map hashes the digest's first 8 bytes, not all 32 with their length: they are as uniform as any hash's, and
+/// the maps' seeded hashers (foldhash) mix them so they cannot be aimed at one bucket. Equality still compares all
+/// 32.
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
 
 /// A key string that is not one the gateway derives.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,9 @@ struct Stored {
     weight: u64,
 }
 
-type Lru = LruCache<CacheKey, Stored>;
+/// foldhash rather than SipHash: the key is 32 bytes of digest, and SipHash over them was most of a probe.
+/// Its seeds are random per map, so keys an attacker searches for cannot be aimed at one bucket.
+type Lru = LruCache<CacheKey, Stored, foldhash::fast::RandomState>;
 
 struct Shard {
     entries: Lru,
@@ -50,7 +52,14 @@ impl MemoryBackend {
     pub fn new(max_bytes: u64, max_entry_bytes: u64) -> Self {
         let fit = max_bytes / max_entry_bytes.saturating_add(crate::ENTRY_OVERHEAD as u64).max(1);
         let count = fit.clamp(1, MAX_SHARDS);
-        let shards = (0..count).map(|_| Mutex::new(Shard { entries: LruCache::new_unbounded(), bytes: 0 })).collect();
+        let shards = (0..count)
+            .map(|_| {
+                Mutex::new(Shard {
+                    entries: LruCache::with_hasher(usize::MAX, foldhash::fast::RandomState::default()),
+                    bytes: 0,
+                })
+            })
+            .collect();
         Self { shards, shard_bytes: max_bytes / count }
     }
 

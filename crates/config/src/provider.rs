@@ -30,7 +30,7 @@ pub enum AuthStyle {
 impl AuthStyle {
     pub const ALL: [AuthStyle; 4] = [AuthStyle::Bearer, AuthStyle::XApiKey, AuthStyle::XGoogApiKey, AuthStyle::ApiKey];
 
-    pub fn header_name(self) -> &'static str {
+    pub const fn header_name(self) -> &'static str {
         match self {
             AuthStyle::Bearer => "authorization",
             AuthStyle::XApiKey => "x-api-key",

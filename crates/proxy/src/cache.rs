@@ -175,13 +175,21 @@ fn miss(cache: &Arc<Cache>, key: CacheKey, ttl: Duration, leader: Leader) -> Pla
     Plan::Miss(CacheWrite { cache: cache.clone(), key, ttl, leader })
 }
 
+/// The provider auth headers ([`AuthStyle::ALL`]) as header names made once, not parsed at every lookup.
+const AUTH_HEADERS: [http::HeaderName; AuthStyle::ALL.len()] = [
+    http::HeaderName::from_static(AuthStyle::Bearer.header_name()),
+    http::HeaderName::from_static(AuthStyle::XApiKey.header_name()),
+    http::HeaderName::from_static(AuthStyle::XGoogApiKey.header_name()),
+    http::HeaderName::from_static(AuthStyle::ApiKey.header_name()),
+];
+
 /// Step 2. The tenant scope of a gateway-token (or open-gateway) request: the gateway name and the provider
 /// key in use, which is the caller's own when an auth header is left after authentication, else the stored key.
 fn key_for(ctx: &RequestCtx, headers: &HeaderMap, controls: &CacheControls, target: &Target, body: &Bytes) -> CacheKey {
     let mut own = Vec::new();
-    for style in AuthStyle::ALL {
-        if let Some(value) = headers.get(style.header_name()) {
-            own.extend_from_slice(style.header_name().as_bytes());
+    for name in &AUTH_HEADERS {
+        if let Some(value) = headers.get(name) {
+            own.extend_from_slice(name.as_str().as_bytes());
             own.push(b':');
             own.extend_from_slice(value.as_bytes());
             own.push(b'\n');
